@@ -1,0 +1,30 @@
+# One entry point per chore. `make gen` regenerates gen/ from protos/;
+# `make lint` runs buf lint; `make check` runs ruff and mypy; `make test` runs pytest.
+PY ?= python
+
+.PHONY: gen protodeps lint breaking check test gen-check
+
+protodeps:
+	$(PY) scripts/protodeps.py
+
+gen:
+	$(PY) scripts/gen.py
+
+lint: protodeps
+	buf lint
+
+breaking: protodeps
+	$(PY) scripts/breaking.py
+
+# Fails if gen/ differs from what protos/ generate.
+gen-check: gen
+	git diff --exit-code --stat -- gen
+	@test -z "$$(git status --porcelain -- gen)" || (git status --porcelain -- gen; exit 1)
+
+check:
+	ruff check services gateway tests bench scripts
+	ruff format --check services gateway tests bench scripts
+	mypy
+
+test:
+	$(PY) -m pytest

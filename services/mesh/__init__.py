@@ -1,0 +1,37 @@
+"""Shared runtime: server bootstrap, clients, errors, configuration, paging."""
+
+from meshwright.mesh.client import (
+    ChannelPool,
+    LocalServiceClient,
+    RemoteServiceClient,
+    ServiceClient,
+)
+from meshwright.mesh.config import MeshConfig
+from meshwright.mesh.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    MeshError,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
+from meshwright.mesh.server import MeshServer
+
+__all__ = [
+    "AlreadyExists",
+    "ChannelPool",
+    "FailedPrecondition",
+    "FieldViolation",
+    "InvalidArgument",
+    "LocalServiceClient",
+    "MeshConfig",
+    "MeshError",
+    "MeshServer",
+    "NotFound",
+    "RemoteServiceClient",
+    "ResourceExhausted",
+    "ServiceClient",
+    "Unavailable",
+]

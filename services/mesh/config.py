@@ -1,0 +1,86 @@
+"""Configuration from flags and environment alike.
+
+Every setting has a ``MESHWRIGHT_*`` environment variable; a command-line flag
+wins over the variable, the variable over the default. Backends are chosen by
+URL (``memory://`` today; ``redis://`` and ``consul://`` slot in behind the
+same interfaces).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlparse
+
+ENV_PREFIX = "MESHWRIGHT_"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeshConfig:
+    """Settings of a meshwright process."""
+
+    host: str = "127.0.0.1"
+    """Interface every server binds."""
+    grpc_port: int = 50051
+    """gRPC port of the mesh services (0 picks a free one)."""
+    http_port: int = 8080
+    """HTTP port of the REST gateway (0 picks a free one)."""
+    registry_url: str = "memory://"
+    """Registry backend: ``memory://`` (in-process)."""
+    store_url: str = "memory://"
+    """State store of the economy and workflow services: ``memory://``."""
+    lease_ttl_s: float = 10.0
+    """Default agent lease length in seconds."""
+    sweep_interval_s: float = 1.0
+    """How often lapsed leases are looked for, in seconds."""
+    grace_s: float = 5.0
+    """How long in-flight calls may finish at shutdown, in seconds."""
+    log_level: str = "INFO"
+    """Python logging level name."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """Unrecognised MESHWRIGHT_* variables, kept for error messages."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> MeshConfig:
+        """Defaults, then ``MESHWRIGHT_*`` variables, then non-None ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _coerce(name: str, typ: Any, raw: str) -> Any:
+    kind = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a {kind}") from None
+    return raw
+
+
+def env_default(name: str, fallback: Any) -> Any:
+    """The value of ``MESHWRIGHT_<NAME>`` or ``fallback`` (for argparse defaults)."""
+    raw = os.environ.get(ENV_PREFIX + name.upper())
+    return fallback if raw is None or raw == "" else raw
+
+
+def backend_scheme(url: str, *, setting: str, supported: tuple[str, ...]) -> str:
+    """The scheme of a backend URL, or ValueError naming the setting."""
+    scheme = urlparse(url).scheme
+    if scheme not in supported:
+        raise ValueError(
+            f"{setting}={url!r}: backend {scheme or '(none)'!r} is not available in this "
+            f"build; supported: {', '.join(s + '://' for s in supported)}"
+        )
+    return scheme

@@ -1,0 +1,44 @@
+"""Shared test helpers: polling instead of sleeps, free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T] | T], *, timeout: float = 10.0, interval: float = 0.02
+) -> T:
+    """Call ``check`` until it returns a truthy value without raising; return that value.
+
+    Raises the last AssertionError (or a TimeoutError) after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+                result = await result  # type: ignore[misc]
+            if result:
+                return result  # type: ignore[return-value]
+            last = None
+        except AssertionError as err:
+            last = err
+        if time.monotonic() > deadline:
+            if last is not None:
+                raise last
+            raise TimeoutError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for processes that cannot bind 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,151 @@
+"""MeshServer: error mapping to google.rpc.Status, health, local/remote clients alike."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from meshwright.agent.v1 import agent_pb2
+from meshwright.mesh import (
+    FieldViolation,
+    InvalidArgument,
+    LocalServiceClient,
+    MeshServer,
+    NotFound,
+    RemoteServiceClient,
+)
+from meshwright.mesh.errors import FailedPrecondition, MeshError
+
+SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
+
+
+class LeaseMismatch(FailedPrecondition):
+    reason = "TEST_LEASE_MISMATCH"
+
+
+class EchoAgent:
+    """A minimal AgentService implementation that exercises each error path."""
+
+    async def GetAgentCard(self, request: Any, context: Any) -> agent_pb2.GetAgentCardResponse:
+        return agent_pb2.GetAgentCardResponse(card=agent_pb2.AgentCard(name="echo"))
+
+    async def ExecuteTask(self, request: Any, context: Any) -> agent_pb2.ExecuteTaskResponse:
+        if not request.task_id:
+            raise InvalidArgument(
+                "bad request",
+                violations=[
+                    FieldViolation("task_id", "is required"),
+                    FieldViolation("skill", "is required"),
+                ],
+            )
+        if request.skill == "missing":
+            raise NotFound(f"no skill {request.skill}")
+        if request.skill == "lease":
+            raise LeaseMismatch("lease changed", metadata={"agent_id": "a1"})
+        return agent_pb2.ExecuteTaskResponse(task=agent_pb2.Task(task_id=request.task_id))
+
+    async def StreamTask(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        for i in range(3):
+            yield agent_pb2.StreamTaskResponse(status_update=agent_pb2.TaskStatus(message=str(i)))
+        raise NotFound("stream ended badly")
+
+    async def CancelTask(self, request: Any, context: Any) -> agent_pb2.CancelTaskResponse:
+        raise NotFound(request.task_id)
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[MeshServer, grpc.aio.Channel]]:
+    server = MeshServer(port=0)
+    server.add(EchoAgent(), SERVICE)
+    await server.start()
+    channel = grpc.aio.insecure_channel(server.address)
+    try:
+        yield server, channel
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+async def test_binds_port_zero_and_serves_health(served: Any) -> None:
+    server, channel = served
+    assert server.port > 0
+    stub = health_pb2_grpc.HealthStub(channel)
+    reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE.full_name))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("remote", [True, False])
+async def test_errors_are_the_same_local_and_remote(served: Any, remote: bool) -> None:
+    _, channel = served
+    client = (
+        RemoteServiceClient(channel, SERVICE)
+        if remote
+        else LocalServiceClient(EchoAgent(), SERVICE)
+    )
+    with pytest.raises(InvalidArgument) as bad:
+        await client.call("ExecuteTask", agent_pb2.ExecuteTaskRequest())
+    assert [v.field for v in bad.value.violations] == ["task_id", "skill"]
+    assert bad.value.reason == "INVALID_ARGUMENT"
+
+    with pytest.raises(NotFound) as missing:
+        await client.call("ExecuteTask", agent_pb2.ExecuteTaskRequest(task_id="t", skill="missing"))
+    assert missing.value.message == "no skill missing"
+
+    with pytest.raises(LeaseMismatch) as lease:
+        await client.call("ExecuteTask", agent_pb2.ExecuteTaskRequest(task_id="t", skill="lease"))
+    assert lease.value.metadata == {"agent_id": "a1"}
+
+    ok = await client.call("ExecuteTask", agent_pb2.ExecuteTaskRequest(task_id="t1", skill="x"))
+    assert ok.task.task_id == "t1"
+
+    seen = []
+    with pytest.raises(NotFound):
+        async for item in client.stream("StreamTask", agent_pb2.StreamTaskRequest()):
+            seen.append(item.status_update.message)
+    assert seen == ["0", "1", "2"]
+
+
+async def test_rich_status_on_the_wire(served: Any) -> None:
+    """A plain grpc client sees code, ErrorInfo and BadRequest in the trailers."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    _, channel = served
+    call = channel.unary_unary(
+        f"/{SERVICE.full_name}/ExecuteTask",
+        request_serializer=agent_pb2.ExecuteTaskRequest.SerializeToString,
+        response_deserializer=agent_pb2.ExecuteTaskResponse.FromString,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call(agent_pb2.ExecuteTaskRequest())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(err.value)  # type: ignore[arg-type]
+    assert status is not None
+    kinds = {d.TypeName() for d in status.details}
+    assert kinds == {"google.rpc.ErrorInfo", "google.rpc.BadRequest"}
+    for d in status.details:
+        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            d.Unpack(info)
+            assert (info.reason, info.domain) == ("INVALID_ARGUMENT", "meshwright.dev")
+
+
+async def test_port_clash_fails_loudly(served: Any) -> None:
+    server, _ = served
+    other = MeshServer(port=server.port)
+    other.add(EchoAgent(), SERVICE)
+    with pytest.raises((OSError, RuntimeError)):
+        await other.start()
+
+
+def test_unknown_reason_falls_back_to_code_class() -> None:
+    from meshwright.mesh.errors import from_status_proto, to_status_proto
+
+    status = to_status_proto(NotFound("gone", reason="SOMETHING_ELSE"))
+    back = from_status_proto(status)
+    assert type(back) is NotFound and back.reason == "SOMETHING_ELSE"
+    assert isinstance(back, MeshError)
