@@ -24,7 +24,7 @@ gen-check: gen
 check:
 	ruff check services gateway tests bench scripts
 	ruff format --check services gateway tests bench scripts
-	mypy
+	$(PY) scripts/typecheck.py
 
 test:
 	$(PY) -m pytest

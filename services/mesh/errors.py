@@ -35,7 +35,7 @@ class FieldViolation:
 class MeshError(Exception):
     """Root of every error the mesh raises on purpose."""
 
-    reason: ClassVar[str] = "INTERNAL"
+    reason: str = "INTERNAL"
     _by_reason: ClassVar[dict[str, type[MeshError]]] = {}
 
     def __init__(
@@ -228,7 +228,7 @@ def from_status_proto(status: status_pb2.Status) -> MeshError:
 def grpc_code_of_class(cls: type[MeshError]) -> grpc.StatusCode:
     """The table's code for an error class."""
     for base in cls.__mro__:
-        code = GRPC_CODES.get(base)  # type: ignore[call-overload]
+        code = GRPC_CODES.get(base)
         if code is not None:
             return code
     return grpc.StatusCode.INTERNAL
@@ -240,11 +240,11 @@ def from_rpc_error(err: grpc.RpcError) -> MeshError:
     Calls that failed without a rich status (for example a peer that is down)
     become the class of their status code, with the code's name as reason.
     """
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     if status is not None:
         return from_status_proto(status)
-    code = err.code()  # type: ignore[attr-defined]
-    details = err.details() or code.name  # type: ignore[attr-defined]
+    code = err.code()
+    details = err.details() or code.name
     cls = _CLASS_BY_CODE.get(code, Internal)
     return cls(details, reason=code.name)
 

@@ -1,0 +1,637 @@
+"""The workflow engine: validates DAGs, places tasks on agents, pays them.
+
+One ``_Run`` per live workflow holds the scheduling state; every state change
+is recorded twice — in the workflow snapshot and as an event appended to the
+workflow's log — so watchers can follow (and resume) in order. Registry and
+economy are reached through ``ServiceClient``s typed by their contracts: the
+in-process service object under ``meshwright up``, a gRPC stub otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshwright.agent.v1 import agent_pb2
+from meshwright.economy.v1 import economy_pb2
+from meshwright.mesh.client import ChannelPool, RemoteServiceClient, ServiceClient
+from meshwright.mesh.errors import (
+    DeadlineExceeded,
+    FieldViolation,
+    InvalidArgument,
+    MeshError,
+    ResourceExhausted,
+    Unavailable,
+)
+from meshwright.mesh.paging import decode_page_token, encode_page_token, page_size
+from meshwright.mesh.timeutil import timestamp
+from meshwright.mesh.validation import check_id, duration_s
+from meshwright.workflow._dag import check_definition
+from meshwright.workflow.directory import AgentDirectory, BudgetExhausted, Lease
+from meshwright.workflow.errors import TemplateNotFound, WorkflowExists, WorkflowNotFound
+from meshwright.workflow.store import MemoryWorkflowStore, WorkflowStore
+from meshwright.workflow.templates import check_template, expand
+from meshwright.workflow.v1 import workflow_pb2
+
+log = logging.getLogger(__name__)
+
+AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
+W = workflow_pb2
+TERMINAL_STATES = frozenset(
+    {W.WORKFLOW_STATE_SUCCEEDED, W.WORKFLOW_STATE_FAILED, W.WORKFLOW_STATE_CANCELLED}
+)
+TERMINAL_EVENTS = frozenset(
+    {
+        W.WORKFLOW_EVENT_TYPE_WORKFLOW_SUCCEEDED,
+        W.WORKFLOW_EVENT_TYPE_WORKFLOW_FAILED,
+        W.WORKFLOW_EVENT_TYPE_WORKFLOW_CANCELLED,
+    }
+)
+_TERMINAL_EVENT_OF: dict[int, int] = {
+    W.WORKFLOW_STATE_SUCCEEDED: W.WORKFLOW_EVENT_TYPE_WORKFLOW_SUCCEEDED,
+    W.WORKFLOW_STATE_FAILED: W.WORKFLOW_EVENT_TYPE_WORKFLOW_FAILED,
+    W.WORKFLOW_STATE_CANCELLED: W.WORKFLOW_EVENT_TYPE_WORKFLOW_CANCELLED,
+}
+# Errors after which the same agent is not trusted with the retry, and that
+# count toward its circuit breaker.
+_TRANSPORT_ERRORS = (Unavailable, DeadlineExceeded, ResourceExhausted)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """Defaults the engine applies where a definition leaves a knob unset."""
+
+    max_attempts: int = 3
+    """Attempts per task, first included."""
+    initial_backoff_s: float = 0.2
+    """Wait before the first retry."""
+    backoff_multiplier: float = 2.0
+    """Growth of the wait per retry."""
+    max_backoff_s: float = 10.0
+    """Longest wait between attempts."""
+    task_timeout_s: float = 60.0
+    """Deadline of one attempt."""
+    agent_wait_s: float = 30.0
+    """How long a ready task waits for an agent offering its skill to be free."""
+    watch_heartbeat_s: float = 15.0
+    """How often an idle watch re-checks the workflow's state."""
+
+
+@dataclass
+class _Run:
+    """Scheduling state of one live workflow."""
+
+    wf: workflow_pb2.Workflow
+    specs: dict[str, workflow_pb2.TaskSpec]
+    runs: dict[str, workflow_pb2.TaskRun]
+    waiting_on: dict[str, int]
+    dependants: dict[str, list[str]]
+    reserved: int = 0
+    finished_tasks: int = 0
+    attempts: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    agent_tasks: dict[str, tuple[Lease, str]] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: bool = False
+
+    def available(self) -> int:
+        return self.wf.definition.budget - self.wf.spent - self.reserved
+
+
+def _new_id(prefix: str) -> str:
+    # Time-ordered so ids sort roughly by creation, random tail for uniqueness.
+    return f"{prefix}-{int(time.time() * 1000):x}{os.urandom(3).hex()}"
+
+
+class Engine:
+    """Runs workflows; the domain object behind WorkflowService."""
+
+    def __init__(
+        self,
+        *,
+        registry: ServiceClient,
+        economy: ServiceClient,
+        store: WorkflowStore | None = None,
+        channels: ChannelPool | None = None,
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.store: WorkflowStore = store or MemoryWorkflowStore()
+        self.directory = AgentDirectory(registry)
+        self._economy = economy
+        self._own_channels = channels is None
+        self._channels = channels or ChannelPool()
+        self._agent_clients: dict[str, RemoteServiceClient] = {}
+        self._runs: dict[str, _Run] = {}
+        self._creating: dict[str, asyncio.Future[workflow_pb2.Workflow]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Start mirroring the registry."""
+        await self.directory.start()
+
+    async def stop(self) -> None:
+        """Cancel live workflows (refunding their escrow) and stop."""
+        for run in list(self._runs.values()):
+            await self._cancel(run, "engine shutting down")
+        await self.directory.stop()
+        for t in list(self._background):
+            t.cancel()
+        if self._own_channels:
+            await self._channels.close()
+
+    # -- create ----------------------------------------------------------------
+
+    async def create_workflow(
+        self, request: workflow_pb2.CreateWorkflowRequest
+    ) -> workflow_pb2.Workflow:
+        """Validate, escrow the budget, store and start a workflow."""
+        rid = request.request_id
+        if rid:
+            existing = await self.store.find_request(rid)
+            if existing is not None:
+                return await self.get_workflow(existing)
+            pending = self._creating.get(rid)
+            if pending is not None:
+                return await asyncio.shield(pending)
+            fut: asyncio.Future[workflow_pb2.Workflow] = asyncio.get_running_loop().create_future()
+            self._creating[rid] = fut
+            try:
+                wf = await self._create(request)
+                fut.set_result(wf)
+                return wf
+            except BaseException as err:
+                fut.set_exception(err)
+                fut.exception()  # retrieved: a lone caller must not log "never retrieved"
+                raise
+            finally:
+                del self._creating[rid]
+        return await self._create(request)
+
+    async def _create(self, request: workflow_pb2.CreateWorkflowRequest) -> workflow_pb2.Workflow:
+        source = request.WhichOneof("source")
+        template_name = ""
+        if source is None:
+            raise InvalidArgument.field("definition", "one of definition or template is required")
+        if source == "template":
+            template_name = request.template.template_name
+            if not template_name:
+                raise InvalidArgument.field("template.template_name", "is required")
+            template = await self.store.get_template(template_name)
+            if template is None:
+                raise TemplateNotFound(f"template {template_name!r} not found")
+            definition = expand(template, request.template)
+        else:
+            definition = request.definition
+        violations = check_id(request.workflow_id, "workflow_id", required=False)
+        violations += check_definition(definition)
+        if not violations:
+            violations += await self._unknown_skills(definition)
+        if violations:
+            raise InvalidArgument(
+                f"invalid workflow: {violations[0].field}: {violations[0].description}"
+                + (f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""),
+                violations=violations,
+            )
+        workflow_id = request.workflow_id or _new_id("wf")
+        try:
+            await self.store.get(workflow_id)
+            raise WorkflowExists(f"workflow {workflow_id!r} exists already")
+        except WorkflowNotFound:
+            pass
+
+        wf = workflow_pb2.Workflow(
+            workflow_id=workflow_id,
+            name=definition.name,
+            state=W.WORKFLOW_STATE_RUNNING,
+            definition=definition,
+            template_name=template_name,
+            create_time=timestamp(),
+        )
+        for spec in definition.tasks:
+            wf.tasks.add(task_id=spec.id, skill=spec.skill, state=W.TASK_RUN_STATE_PENDING)
+        if definition.budget > 0:
+            reply = await self._economy.call(
+                "OpenEscrow",
+                economy_pb2.OpenEscrowRequest(
+                    escrow_id=f"{workflow_id}-escrow",
+                    payer_account_id=definition.payer_account_id,
+                    amount=definition.budget,
+                    reference=f"workflow/{workflow_id}",
+                    request_id=f"workflow/{workflow_id}/open",
+                ),
+            )
+            wf.escrow_id = reply.escrow.escrow_id
+        try:
+            await self.store.create(wf, request.request_id)
+        except MeshError:
+            await self._release_escrow(wf)
+            raise
+        run = self._make_run(wf)
+        self._runs[workflow_id] = run
+        await self._emit(
+            run,
+            W.WORKFLOW_EVENT_TYPE_WORKFLOW_CREATED,
+            amount=definition.budget,
+            message=f"{len(definition.tasks)} tasks, budget {definition.budget}",
+        )
+        for task_id, count in run.waiting_on.items():
+            if count == 0:
+                self._start_task(run, task_id)
+        snapshot = workflow_pb2.Workflow()
+        snapshot.CopyFrom(wf)
+        return snapshot
+
+    async def _unknown_skills(
+        self, definition: workflow_pb2.WorkflowDefinition
+    ) -> list[FieldViolation]:
+        out: list[FieldViolation] = []
+        checked: dict[str, bool] = {}
+        for i, spec in enumerate(definition.tasks):
+            if spec.skill not in checked:
+                checked[spec.skill] = await self.directory.skill_known(spec.skill)
+            if not checked[spec.skill]:
+                out.append(
+                    FieldViolation(
+                        f"definition.tasks[{i}].skill",
+                        f"no registered agent offers skill {spec.skill!r}",
+                    )
+                )
+        return out
+
+    @staticmethod
+    def _make_run(wf: workflow_pb2.Workflow) -> _Run:
+        specs = {s.id: s for s in wf.definition.tasks}
+        runs = {tr.task_id: tr for tr in wf.tasks}
+        dependants: dict[str, list[str]] = {s.id: [] for s in wf.definition.tasks}
+        for s in wf.definition.tasks:
+            for dep in s.depends_on:
+                dependants[dep].append(s.id)
+        waiting = {s.id: len(s.depends_on) for s in wf.definition.tasks}
+        return _Run(wf=wf, specs=specs, runs=runs, waiting_on=waiting, dependants=dependants)
+
+    # -- scheduling ------------------------------------------------------------
+
+    def _start_task(self, run: _Run, task_id: str) -> None:
+        run.runs[task_id].state = W.TASK_RUN_STATE_READY
+        t = asyncio.create_task(self._execute(run, task_id), name=f"{run.wf.workflow_id}/{task_id}")
+        run.attempts[task_id] = t
+
+    async def _execute(self, run: _Run, task_id: str) -> None:
+        try:
+            ok = await self._attempts(run, task_id)
+        except asyncio.CancelledError:
+            return
+        except Exception as err:  # a bug must fail the workflow, not hang it
+            log.exception("task %s/%s crashed", run.wf.workflow_id, task_id)
+            tr = run.runs[task_id]
+            tr.state = W.TASK_RUN_STATE_FAILED
+            tr.error = f"internal error: {err}"
+            ok = False
+        run.attempts.pop(task_id, None)
+        if run.closing:
+            return
+        run.finished_tasks += 1
+        if not ok:
+            await self._finish(run, W.WORKFLOW_STATE_FAILED, f"task {task_id!r} failed")
+            return
+        for child in run.dependants[task_id]:
+            run.waiting_on[child] -= 1
+            if run.waiting_on[child] == 0:
+                self._start_task(run, child)
+        if run.finished_tasks == len(run.specs):
+            await self._finish(run, W.WORKFLOW_STATE_SUCCEEDED, "")
+
+    async def _attempts(self, run: _Run, task_id: str) -> bool:
+        cfg = self.config
+        spec = run.specs[task_id]
+        tr = run.runs[task_id]
+        wf_id = run.wf.workflow_id
+        max_attempts = spec.retry.max_attempts or cfg.max_attempts
+        backoff = (
+            duration_s(spec.retry.initial_backoff)
+            if spec.retry.HasField("initial_backoff")
+            else cfg.initial_backoff_s
+        )
+        multiplier = spec.retry.backoff_multiplier or cfg.backoff_multiplier
+        max_backoff = (
+            duration_s(spec.retry.max_backoff)
+            if spec.retry.HasField("max_backoff")
+            else cfg.max_backoff_s
+        )
+        timeout = duration_s(spec.timeout) if spec.HasField("timeout") else cfg.task_timeout_s
+        request = agent_pb2.ExecuteTaskRequest(skill=spec.skill, input=spec.input, context_id=wf_id)
+        for dep in spec.depends_on:
+            request.upstream_outputs[dep].CopyFrom(run.runs[dep].output)
+        exclude: set[str] = set()
+        error = ""
+        for attempt in range(1, max_attempts + 1):
+            try:
+                lease = await self.directory.acquire(
+                    spec.skill,
+                    max_price=run.available,
+                    exclude=exclude,
+                    timeout_s=cfg.agent_wait_s,
+                    on_unaffordable=lambda: run.reserved > 0,
+                )
+            except BudgetExhausted as err:
+                error = err.message
+                break  # no retry can make the budget larger
+            except MeshError as err:
+                error = err.message
+                if attempt < max_attempts:
+                    await self._retrying(run, task_id, attempt, "", error, backoff)
+                    backoff = min(backoff * multiplier, max_backoff)
+                continue
+            run.reserved += lease.price
+            tr.state = W.TASK_RUN_STATE_RUNNING
+            tr.agent_id = lease.agent_id
+            tr.attempts = attempt
+            if not tr.HasField("start_time"):
+                tr.start_time.CopyFrom(timestamp())
+            request.task_id = f"{wf_id}.{task_id}.{attempt}"
+            await self._emit(
+                run,
+                W.WORKFLOW_EVENT_TYPE_TASK_STARTED,
+                task_id=task_id,
+                agent_id=lease.agent_id,
+                attempt=attempt,
+            )
+            started = time.monotonic()
+            transport_failure = False
+            ok = False
+            output = None
+            run.agent_tasks[task_id] = (lease, request.task_id)
+            try:
+                reply = await self._agent(lease.endpoint).call(
+                    "ExecuteTask", request, timeout=timeout
+                )
+                status = reply.task.status
+                ok = status.state == agent_pb2.TASK_STATE_COMPLETED
+                output = reply.task.output
+                if not ok:
+                    error = status.message or agent_pb2.TaskState.Name(status.state)
+            except MeshError as err:
+                transport_failure = isinstance(err, _TRANSPORT_ERRORS)
+                error = f"{err.reason}: {err.message}"
+            finally:
+                run.agent_tasks.pop(task_id, None)
+                run.reserved -= lease.price
+                self.directory.release(
+                    lease,
+                    ok=ok,
+                    transport_failure=transport_failure,
+                    latency_s=time.monotonic() - started,
+                )
+            if ok and output is not None:
+                if lease.price > 0:
+                    try:
+                        await self._pay(run, task_id, lease)
+                    except MeshError as err:
+                        error = f"payment failed: {err.reason}: {err.message}"
+                        break
+                tr.state = W.TASK_RUN_STATE_SUCCEEDED
+                tr.output.CopyFrom(output)
+                tr.cost = lease.price
+                tr.error = ""
+                tr.end_time.CopyFrom(timestamp())
+                await self._emit(
+                    run,
+                    W.WORKFLOW_EVENT_TYPE_TASK_SUCCEEDED,
+                    task_id=task_id,
+                    agent_id=lease.agent_id,
+                    attempt=attempt,
+                    output=output,
+                    amount=lease.price,
+                )
+                return True
+            if lease.price > 0:
+                # The reservation is back; tasks waiting on budget may fit now.
+                for skill in lease.skills:
+                    self.directory.wake_all(skill)
+            exclude.add(lease.agent_id)
+            if attempt < max_attempts:
+                await self._retrying(run, task_id, attempt, lease.agent_id, error, backoff)
+                backoff = min(backoff * multiplier, max_backoff)
+        tr.state = W.TASK_RUN_STATE_FAILED
+        tr.error = error
+        tr.end_time.CopyFrom(timestamp())
+        await self._emit(
+            run,
+            W.WORKFLOW_EVENT_TYPE_TASK_FAILED,
+            task_id=task_id,
+            agent_id=tr.agent_id,
+            attempt=tr.attempts,
+            message=error,
+        )
+        return False
+
+    async def _retrying(
+        self, run: _Run, task_id: str, attempt: int, agent_id: str, error: str, wait_s: float
+    ) -> None:
+        tr = run.runs[task_id]
+        tr.state = W.TASK_RUN_STATE_READY
+        tr.error = error
+        await self._emit(
+            run,
+            W.WORKFLOW_EVENT_TYPE_TASK_RETRYING,
+            task_id=task_id,
+            agent_id=agent_id,
+            attempt=attempt,
+            message=f"{error}; retrying in {wait_s:.2f}s",
+        )
+        await asyncio.sleep(wait_s)
+
+    async def _pay(self, run: _Run, task_id: str, lease: Lease) -> None:
+        wf = run.wf
+        await self._economy.call(
+            "CaptureEscrow",
+            economy_pb2.CaptureEscrowRequest(
+                escrow_id=wf.escrow_id,
+                payee_account_id=lease.payout_account_id,
+                amount=lease.price,
+                memo=f"workflow/{wf.workflow_id}/task/{task_id}",
+                request_id=f"workflow/{wf.workflow_id}/task/{task_id}/pay",
+            ),
+        )
+        wf.spent += lease.price
+
+    def _agent(self, endpoint: str) -> RemoteServiceClient:
+        client = self._agent_clients.get(endpoint)
+        if client is None:
+            client = self._channels.client(endpoint, AGENT_SERVICE)
+            self._agent_clients[endpoint] = client
+        return client
+
+    # -- ending ----------------------------------------------------------------
+
+    async def _finish(self, run: _Run, state: int, error: str) -> None:
+        if run.closing:
+            return
+        run.closing = True
+        wf = run.wf
+        for task_id, t in list(run.attempts.items()):
+            t.cancel()
+            tr = run.runs[task_id]
+            tr.state = W.TASK_RUN_STATE_CANCELLED
+        in_flight = list(run.agent_tasks.values())
+        for lease, agent_task_id in in_flight:
+            self._spawn(self._cancel_on_agent(lease.endpoint, agent_task_id))
+        if run.attempts:
+            await asyncio.gather(*run.attempts.values(), return_exceptions=True)
+        for tr in wf.tasks:
+            if tr.state in (W.TASK_RUN_STATE_PENDING, W.TASK_RUN_STATE_READY):
+                tr.state = W.TASK_RUN_STATE_SKIPPED
+        refund = await self._release_escrow(wf)
+        wf.state = state  # type: ignore[assignment]
+        wf.error = error
+        wf.end_time.CopyFrom(timestamp())
+        event_type = _TERMINAL_EVENT_OF[state]
+        await self._emit(
+            run,
+            event_type,
+            amount=refund,
+            message=error or f"spent {wf.spent}, refunded {refund}",
+        )
+        await self.store.save(wf)
+        self._runs.pop(wf.workflow_id, None)
+        run.done.set()
+
+    async def _release_escrow(self, wf: workflow_pb2.Workflow) -> int:
+        if not wf.escrow_id:
+            return 0
+        try:
+            reply = await self._economy.call(
+                "ReleaseEscrow",
+                economy_pb2.ReleaseEscrowRequest(
+                    escrow_id=wf.escrow_id, request_id=f"workflow/{wf.workflow_id}/release"
+                ),
+            )
+            return int(reply.escrow.released)
+        except MeshError as err:
+            log.error("could not release escrow %s: %s", wf.escrow_id, err)
+            return 0
+
+    async def _cancel_on_agent(self, endpoint: str, agent_task_id: str) -> None:
+        try:
+            await self._agent(endpoint).call(
+                "CancelTask", agent_pb2.CancelTaskRequest(task_id=agent_task_id), timeout=2.0
+            )
+        except MeshError:
+            pass  # it may have finished already; best effort
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        t = asyncio.create_task(coro)
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
+    async def _cancel(self, run: _Run, reason: str) -> None:
+        await self._finish(run, W.WORKFLOW_STATE_CANCELLED, reason or "cancelled")
+
+    # -- events ----------------------------------------------------------------
+
+    async def _emit(self, run: _Run, event_type: int, **fields: object) -> None:
+        event = workflow_pb2.WorkflowEvent(
+            workflow_id=run.wf.workflow_id,
+            type=event_type,  # type: ignore[arg-type]
+            time=timestamp(),
+            workflow_state=run.wf.state,
+            **fields,  # type: ignore[arg-type]
+        )
+        await self.store.append_event(event)
+        await self.store.save(run.wf)
+
+    # -- reads and control -------------------------------------------------------
+
+    async def get_workflow(self, workflow_id: str) -> workflow_pb2.Workflow:
+        """A copy of the workflow's current state."""
+        if not workflow_id:
+            raise InvalidArgument.field("workflow_id", "is required")
+        out = workflow_pb2.Workflow()
+        out.CopyFrom(await self.store.get(workflow_id))
+        return out
+
+    async def list_workflows(
+        self, *, state: int, size: int, token: str
+    ) -> tuple[list[workflow_pb2.Workflow], str]:
+        """A page of workflows, newest first, and the next page token."""
+        limit = page_size(size, default=50, maximum=1000)
+        after = decode_page_token(token)
+        if after is not None and not after.isdigit():
+            raise InvalidArgument.field("page_token", "not a page token from this service")
+        items, next_key = await self.store.list_workflows(state=state, after_key=after, limit=limit)
+        return items, encode_page_token(next_key) if next_key is not None else ""
+
+    async def cancel_workflow(self, workflow_id: str, reason: str) -> workflow_pb2.Workflow:
+        """Cancel a live workflow; a finished one is returned unchanged."""
+        if not workflow_id:
+            raise InvalidArgument.field("workflow_id", "is required")
+        await self.store.get(workflow_id)
+        run = self._runs.get(workflow_id)
+        if run is not None:
+            if run.closing:
+                await run.done.wait()
+            else:
+                await self._cancel(run, reason)
+        return await self.get_workflow(workflow_id)
+
+    async def watch(
+        self, workflow_id: str, after_sequence: int
+    ) -> AsyncIterator[workflow_pb2.WorkflowEvent]:
+        """Events after ``after_sequence`` in order; ends after the terminal event."""
+        if not workflow_id:
+            raise InvalidArgument.field("workflow_id", "is required")
+        if after_sequence < 0:
+            raise InvalidArgument.field("after_sequence", "must not be negative")
+        last = after_sequence
+        while True:
+            events = await self.store.events_after(workflow_id, last)
+            for event in events:
+                yield event
+                last = event.sequence
+                if event.type in TERMINAL_EVENTS:
+                    return
+            if not events:
+                wf = await self.store.get(workflow_id)
+                if wf.state in TERMINAL_STATES and workflow_id not in self._runs:
+                    return
+                await self.store.wait_events(workflow_id, last, self.config.watch_heartbeat_s)
+
+    async def create_template(self, template: workflow_pb2.Template) -> workflow_pb2.Template:
+        """Validate and store a template."""
+        violations = check_template(template)
+        if violations:
+            raise InvalidArgument(
+                f"invalid template: {violations[0].field}: {violations[0].description}",
+                violations=violations,
+            )
+        stored = workflow_pb2.Template()
+        stored.CopyFrom(template)
+        stored.create_time.CopyFrom(timestamp())
+        await self.store.put_template(stored)
+        return stored
+
+    async def list_templates(
+        self, *, size: int, token: str
+    ) -> tuple[list[workflow_pb2.Template], str]:
+        """A page of templates by name, and the next page token."""
+        limit = page_size(size, default=50, maximum=1000)
+        after = decode_page_token(token)
+        items = await self.store.list_templates(after_name=after, limit=limit + 1)
+        more = len(items) > limit
+        items = items[:limit]
+        return items, encode_page_token(items[-1].name) if more else ""
+
+    async def wait(self, workflow_id: str) -> workflow_pb2.Workflow:
+        """Block until the workflow is finished; returns it."""
+        run = self._runs.get(workflow_id)
+        if run is not None:
+            await run.done.wait()
+        return await self.get_workflow(workflow_id)
+
+
+__all__ = ["Engine", "EngineConfig"]

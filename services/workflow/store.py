@@ -1,0 +1,167 @@
+"""Where workflows, their event logs and templates live.
+
+``WorkflowStore`` is the seam a Redis store (hashes for workflows, a stream
+per event log, a lease for ownership) slots into. Each method is one atomic
+change; the engine never needs a read-modify-write across calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from meshwright.workflow.errors import TemplateExists, WorkflowExists, WorkflowNotFound
+from meshwright.workflow.v1 import workflow_pb2
+
+
+class WorkflowStore(Protocol):
+    """Durable state of the workflow service."""
+
+    async def create(self, workflow: workflow_pb2.Workflow, request_id: str) -> None:
+        """Store a new workflow (and its request_id); WorkflowExists if the id is taken."""
+        ...
+
+    async def find_request(self, request_id: str) -> str | None:
+        """The workflow id a CreateWorkflow request_id created, if any."""
+        ...
+
+    async def save(self, workflow: workflow_pb2.Workflow) -> None:
+        """Replace a workflow's stored state."""
+        ...
+
+    async def get(self, workflow_id: str) -> workflow_pb2.Workflow:
+        """The workflow; WorkflowNotFound if unknown. Callers must not mutate it."""
+        ...
+
+    async def list_workflows(
+        self, *, state: int, after_key: str | None, limit: int
+    ) -> tuple[list[workflow_pb2.Workflow], str | None]:
+        """Workflows newest first from after ``after_key``, and the key to resume at."""
+        ...
+
+    async def append_event(self, event: workflow_pb2.WorkflowEvent) -> int:
+        """Append to the event's workflow log, assigning and returning its sequence."""
+        ...
+
+    async def events_after(
+        self, workflow_id: str, after_sequence: int
+    ) -> Sequence[workflow_pb2.WorkflowEvent]:
+        """Events with a larger sequence, in order."""
+        ...
+
+    async def wait_events(self, workflow_id: str, after_sequence: int, timeout: float) -> None:
+        """Return once the log holds an event after ``after_sequence`` or ``timeout`` passed."""
+        ...
+
+    async def put_template(self, template: workflow_pb2.Template) -> None:
+        """Store a new template; TemplateExists if the name is taken."""
+        ...
+
+    async def get_template(self, name: str) -> workflow_pb2.Template | None:
+        """The template, or None."""
+        ...
+
+    async def list_templates(
+        self, *, after_name: str | None, limit: int
+    ) -> list[workflow_pb2.Template]:
+        """Templates ordered by name, after ``after_name``."""
+        ...
+
+
+@dataclass
+class _Log:
+    events: list[workflow_pb2.WorkflowEvent] = field(default_factory=list)
+    signal: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class MemoryWorkflowStore:
+    """In-process store: one process, nothing survives a restart."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, workflow_pb2.Workflow] = {}
+        self._order: list[str] = []  # creation order; newest last
+        self._requests: dict[str, str] = {}
+        self._logs: dict[str, _Log] = {}
+        self._templates: dict[str, workflow_pb2.Template] = {}
+
+    async def create(self, workflow: workflow_pb2.Workflow, request_id: str) -> None:
+        if workflow.workflow_id in self._workflows:
+            raise WorkflowExists(f"workflow {workflow.workflow_id!r} exists already")
+        self._workflows[workflow.workflow_id] = workflow
+        self._order.append(workflow.workflow_id)
+        self._logs[workflow.workflow_id] = _Log()
+        if request_id:
+            self._requests[request_id] = workflow.workflow_id
+
+    async def find_request(self, request_id: str) -> str | None:
+        return self._requests.get(request_id)
+
+    async def save(self, workflow: workflow_pb2.Workflow) -> None:
+        # The engine mutates the stored object in place; nothing to copy.
+        self._workflows[workflow.workflow_id] = workflow
+
+    async def get(self, workflow_id: str) -> workflow_pb2.Workflow:
+        wf = self._workflows.get(workflow_id)
+        if wf is None:
+            raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
+        return wf
+
+    async def list_workflows(
+        self, *, state: int, after_key: str | None, limit: int
+    ) -> tuple[list[workflow_pb2.Workflow], str | None]:
+        # Key = position in creation order, so pages stay stable as new ones arrive.
+        start = len(self._order) - 1 if after_key is None else int(after_key) - 1
+        out: list[workflow_pb2.Workflow] = []
+        i = start
+        while i >= 0 and len(out) < limit:
+            wf = self._workflows[self._order[i]]
+            if state == 0 or wf.state == state:
+                out.append(wf)
+            i -= 1
+        more = any(
+            state == 0 or self._workflows[self._order[j]].state == state for j in range(i, -1, -1)
+        )
+        return out, (str(i + 1) if more else None)
+
+    async def append_event(self, event: workflow_pb2.WorkflowEvent) -> int:
+        log = self._logs[event.workflow_id]
+        event.sequence = len(log.events) + 1
+        log.events.append(event)
+        old, log.signal = log.signal, asyncio.Event()
+        old.set()
+        return event.sequence
+
+    async def events_after(
+        self, workflow_id: str, after_sequence: int
+    ) -> Sequence[workflow_pb2.WorkflowEvent]:
+        log = self._logs.get(workflow_id)
+        if log is None:
+            raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
+        return log.events[max(after_sequence, 0) :]
+
+    async def wait_events(self, workflow_id: str, after_sequence: int, timeout: float) -> None:
+        log = self._logs.get(workflow_id)
+        if log is None:
+            raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
+        if len(log.events) > after_sequence:
+            return
+        try:
+            await asyncio.wait_for(log.signal.wait(), timeout)
+        except TimeoutError:
+            return
+
+    async def put_template(self, template: workflow_pb2.Template) -> None:
+        if template.name in self._templates:
+            raise TemplateExists(f"template {template.name!r} exists already")
+        self._templates[template.name] = template
+
+    async def get_template(self, name: str) -> workflow_pb2.Template | None:
+        return self._templates.get(name)
+
+    async def list_templates(
+        self, *, after_name: str | None, limit: int
+    ) -> list[workflow_pb2.Template]:
+        names = sorted(n for n in self._templates if after_name is None or n > after_name)
+        return [self._templates[n] for n in names[:limit]]
