@@ -1,0 +1,32 @@
+"""Records to contract messages."""
+
+from __future__ import annotations
+
+from google.protobuf import duration_pb2
+
+from meshwright.mesh.timeutil import timestamp
+from meshwright.registry.records import AgentRecord
+from meshwright.registry.v1 import registry_pb2
+
+
+def to_agent(record: AgentRecord, state: registry_pb2.AgentState) -> registry_pb2.Agent:
+    """The ``Agent`` message of a record in ``state`` (judged by the caller, at read time)."""
+    ttl = duration_pb2.Duration()
+    ttl.FromNanoseconds(round(record.lease_ttl_s * 1e9))
+    agent = registry_pb2.Agent(
+        agent_id=record.agent_id,
+        card=record.card,
+        endpoint=record.endpoint,
+        state=state,
+        tags=record.tags,
+        capacity=record.capacity,
+        load=record.load,
+        lease_id=record.lease_id,
+        lease_ttl=ttl,
+        lease_expire_time=timestamp(record.lease_expire_s),
+        register_time=timestamp(record.register_s),
+        payout_account_id=record.payout_account_id,
+    )
+    if record.last_heartbeat_s is not None:
+        agent.last_heartbeat_time.CopyFrom(timestamp(record.last_heartbeat_s))
+    return agent

@@ -1,0 +1,33 @@
+"""Errors of the registry domain (codes come from meshwright.mesh.errors' table)."""
+
+from __future__ import annotations
+
+from meshwright.mesh.errors import FailedPrecondition, NotFound, Unavailable
+
+
+class AgentNotFound(NotFound):
+    """No agent is registered under that id; the agent SDK registers again."""
+
+    reason = "AGENT_NOT_FOUND"
+
+
+class LeaseMismatch(FailedPrecondition):
+    """The heartbeat carried a lease that is not the agent's current one.
+
+    The agent was registered again (by itself after a restart, or by someone
+    else with the same id); the holder of the stale lease must register again.
+    """
+
+    reason = "LEASE_MISMATCH"
+
+
+class WatchOverflow(Unavailable):
+    """The watcher fell too far behind and its stream was ended; watch again."""
+
+    reason = "WATCH_OVERFLOW"
+
+
+class RegistryStopped(Unavailable):
+    """The registry is shutting down; watch again elsewhere or later."""
+
+    reason = "REGISTRY_STOPPED"
