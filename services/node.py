@@ -21,11 +21,13 @@ from meshwright.mesh.config import MeshConfig, backend_scheme
 from meshwright.mesh.server import MeshServer
 from meshwright.registry import Registry, RegistryServicer
 from meshwright.registry.v1 import registry_pb2
-from meshwright.workflow import Engine, EngineConfig, WorkflowServicer
+from meshwright.agent.v1 import agent_pb2
+from meshwright.workflow import Engine, EngineConfig, SkillRouter, WorkflowServicer
 from meshwright.workflow.v1 import workflow_pb2
 
 log = logging.getLogger(__name__)
 
+AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
 REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 ECONOMY_SERVICE = economy_pb2.DESCRIPTOR.services_by_name["EconomyService"]
 WORKFLOW_SERVICE = workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"]
@@ -128,6 +130,10 @@ async def start_node(
         servicer = WorkflowServicer(node.engine)
         server.add(servicer, WORKFLOW_SERVICE)
         node.clients["workflow"] = LocalServiceClient(servicer, WORKFLOW_SERVICE)
+        # The mesh also answers AgentService itself, routing by skill.
+        router = SkillRouter(node.engine)
+        server.add(router, AGENT_SERVICE)
+        node.clients["agent"] = LocalServiceClient(router, AGENT_SERVICE)
 
     try:
         if node.registry is not None:
@@ -136,7 +142,8 @@ async def start_node(
         if node.engine is not None:
             await node.engine.start()
         if gateway:
-            fronted = [node.clients[name] for name in services]
+            fronted = [node.clients[n] for n in ("registry", "economy", "workflow", "agent")
+                       if n in node.clients and (n in services or n == "agent")]
             app = create_app(fronted)
             node.gateway = await start_gateway(app, host=config.host, port=config.http_port)
     except BaseException:

@@ -13,6 +13,7 @@ from meshwright.workflow.errors import (
     WorkflowExists,
     WorkflowNotFound,
 )
+from meshwright.workflow.router import SkillNotOffered, SkillRouter
 from meshwright.workflow.servicer import WorkflowServicer
 from meshwright.workflow.store import MemoryWorkflowStore, WorkflowStore
 
@@ -24,6 +25,8 @@ __all__ = [
     "EngineConfig",
     "MemoryWorkflowStore",
     "NoAgentAvailable",
+    "SkillNotOffered",
+    "SkillRouter",
     "TemplateExists",
     "TemplateNotFound",
     "WorkflowExists",

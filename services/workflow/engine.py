@@ -367,7 +367,7 @@ class Engine:
             output = None
             run.agent_tasks[task_id] = (lease, request.task_id)
             try:
-                reply = await self._agent(lease.endpoint).call(
+                reply = await self.agent_client(lease.endpoint).call(
                     "ExecuteTask", request, timeout=timeout
                 )
                 status = reply.task.status
@@ -460,7 +460,8 @@ class Engine:
         )
         wf.spent += lease.price
 
-    def _agent(self, endpoint: str) -> RemoteServiceClient:
+    def agent_client(self, endpoint: str) -> RemoteServiceClient:
+        """The (cached) AgentService client of an agent endpoint."""
         client = self._agent_clients.get(endpoint)
         if client is None:
             client = self._channels.client(endpoint, AGENT_SERVICE)
@@ -518,7 +519,7 @@ class Engine:
 
     async def _cancel_on_agent(self, endpoint: str, agent_task_id: str) -> None:
         try:
-            await self._agent(endpoint).call(
+            await self.agent_client(endpoint).call(
                 "CancelTask", agent_pb2.CancelTaskRequest(task_id=agent_task_id), timeout=2.0
             )
         except MeshError:

@@ -1,0 +1,185 @@
+"""``python -m meshwright.agent run MODULE:ATTR --registry HOST:PORT``.
+
+Every flag also reads a ``MESHWRIGHT_*`` variable (the flag wins). Once the
+agent is registered it prints one machine-readable line to stdout,
+``READY agent_id=<id> endpoint=<host:port>``, which the supervisor waits for;
+logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from meshwright.agent.agent import Agent
+from meshwright.agent.runtime import AgentRuntime
+from meshwright.mesh.config import env_default
+
+READY_PREFIX = "READY "
+"""Start of the line printed once the agent is registered."""
+
+
+def load_agent(target: str) -> Agent:
+    """The ``Agent`` named by ``module:attr`` (an Agent, or a callable returning one)."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(
+            f"{target!r}: expected MODULE:ATTR, e.g. meshwright.agent.samples:sysinfo_agent"
+        )
+    obj: object = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, Agent) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, Agent):
+        raise TypeError(f"{target} is a {type(obj).__name__}, not a meshwright.agent.Agent")
+    return obj
+
+
+def ready_line(runtime: AgentRuntime) -> str:
+    """The READY line for a runtime."""
+    return f"{READY_PREFIX}agent_id={runtime.agent_id} endpoint={runtime.endpoint}"
+
+
+def parse_ready_line(line: str) -> dict[str, str] | None:
+    """The fields of a READY line, or None if ``line`` is not one."""
+    if not line.startswith(READY_PREFIX):
+        return None
+    fields = dict(p.split("=", 1) for p in line[len(READY_PREFIX) :].split() if "=" in p)
+    return fields if "agent_id" in fields and "endpoint" in fields else None
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``run`` (for CLIs that embed it as a subcommand)."""
+    parser.add_argument("target", metavar="MODULE:ATTR", help="the Agent to serve")
+    parser.add_argument(
+        "--registry",
+        default=env_default("registry", None),
+        help="registry address host:port (env MESHWRIGHT_REGISTRY)",
+    )
+    parser.add_argument(
+        "--economy",
+        default=env_default("economy", None),
+        help="economy address for the payout account; the registry's by default "
+        "(env MESHWRIGHT_ECONOMY)",
+    )
+    parser.add_argument(
+        "--host",
+        default=env_default("agent_host", "127.0.0.1"),
+        help="interface to bind (env MESHWRIGHT_AGENT_HOST)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env_default("agent_port", 0)),
+        help="port to bind, 0 picks one (env MESHWRIGHT_AGENT_PORT)",
+    )
+    parser.add_argument(
+        "--advertise-host",
+        default=env_default("advertise_host", None),
+        help="host in the registered endpoint (env MESHWRIGHT_ADVERTISE_HOST)",
+    )
+    parser.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=float(env_default("lease_ttl_s", 10.0)),
+        help="lease length in seconds (env MESHWRIGHT_LEASE_TTL_S)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=float(env_default("grace_s", 5.0)),
+        help="seconds in-flight tasks may finish at shutdown (env MESHWRIGHT_GRACE_S)",
+    )
+    parser.add_argument(
+        "--agent-id",
+        default=env_default("agent_id", None),
+        help="registry id; name plus a random suffix by default (env MESHWRIGHT_AGENT_ID)",
+    )
+    parser.add_argument(
+        "--stop-on-stdin-eof",
+        action="store_true",
+        help="stop gracefully when stdin closes (set by the supervisor, so agents do not "
+        "outlive it)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env_default("log_level", "INFO"),
+        help="logging level (env MESHWRIGHT_LOG_LEVEL)",
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Serve the agent ``args`` describe until SIGTERM/SIGINT; the exit code."""
+    logging.basicConfig(
+        level=str(args.log_level).upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.registry:
+        print("error: --registry (or MESHWRIGHT_REGISTRY) is required", file=sys.stderr)
+        return 2
+    try:
+        agent = load_agent(args.target)
+    except (ImportError, AttributeError, ValueError, TypeError) as err:
+        print(f"error: cannot load {args.target}: {err}", file=sys.stderr)
+        return 2
+
+    def announce(runtime: AgentRuntime) -> None:
+        print(ready_line(runtime), flush=True)
+
+    async def serve() -> None:
+        watcher = asyncio.create_task(_stop_on_stdin_eof()) if args.stop_on_stdin_eof else None
+        try:
+            await agent.serve(
+                args.registry,
+                economy=args.economy,
+                host=args.host,
+                port=args.port,
+                advertise_host=args.advertise_host,
+                lease_ttl_s=args.lease_ttl,
+                grace_s=args.grace,
+                agent_id=args.agent_id,
+                on_registered=announce,
+            )
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    try:
+        asyncio.run(serve())
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _stop_on_stdin_eof() -> None:
+    """SIGTERM ourselves (the graceful path) once stdin reaches end of file."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
+    try:
+        while await reader.read(4096):
+            pass
+    finally:
+        transport.close()
+    logging.getLogger(__name__).info("stdin closed; stopping")
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m meshwright.agent``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m meshwright.agent", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_run_arguments(commands.add_parser("run", help="serve an agent and register it"))
+    args = parser.parse_args(argv)
+    return run_command(args)

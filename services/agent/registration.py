@@ -1,0 +1,227 @@
+"""Keeping an agent registered: register, heartbeat, re-register, drain, deregister.
+
+Talks to the registry (and, once, to the economy for the payout account)
+only through their contracts. A registry that cannot be reached is retried
+with capped backoff while the agent keeps serving; a registry that forgot the
+agent (restart, lapsed lease) gets a fresh registration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from google.protobuf import duration_pb2
+
+from meshwright.economy.v1 import economy_pb2
+from meshwright.mesh.client import ServiceClient
+from meshwright.mesh.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    MeshError,
+    NotFound,
+    Unavailable,
+)
+from meshwright.registry.v1 import registry_pb2
+
+log = logging.getLogger(__name__)
+
+REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
+ECONOMY_SERVICE = economy_pb2.DESCRIPTOR.services_by_name["EconomyService"]
+
+_TRANSIENT = (Unavailable, DeadlineExceeded)
+
+
+def lease_duration(ttl_s: float) -> duration_pb2.Duration:
+    """A Duration of ``ttl_s`` seconds."""
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(ttl_s * 1e9))
+    return d
+
+
+def _forgotten(err: MeshError) -> bool:
+    """The registry no longer holds our lease: register again."""
+    return isinstance(err, NotFound) or (
+        isinstance(err, FailedPrecondition) and err.reason == "LEASE_MISMATCH"
+    )
+
+
+class Registration:
+    """One agent's registration, kept alive by a background heartbeat loop."""
+
+    def __init__(
+        self,
+        registry: ServiceClient,
+        request: registry_pb2.RegisterAgentRequest,
+        *,
+        load: Callable[[], int],
+        economy: ServiceClient | None = None,
+        min_backoff_s: float = 0.2,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        if not request.agent_id:
+            raise ValueError("the registration request needs an agent_id")
+        self._registry = registry
+        self._economy = economy
+        self._request = request
+        self._load = load
+        ttl_s = request.lease_ttl.seconds + request.lease_ttl.nanos / 1e9
+        self.interval_s = max(0.05, ttl_s / 3) if ttl_s > 0 else 10.0 / 3
+        """Time between heartbeats: a third of the lease."""
+        self._call_timeout_s = min(5.0, max(0.5, self.interval_s))
+        self._min_backoff_s = min_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self.lease_id = ""
+        """The current lease; empty while not registered."""
+        self.draining = False
+        """Heartbeats ask for no new work."""
+        self.registrations = 0
+        """Successful RegisterAgent calls so far."""
+        self.heartbeats = 0
+        """Successful heartbeats so far."""
+        self.registered = asyncio.Event()
+        """Set once the first registration succeeded."""
+        self._account_done = economy is None
+        self._account_warned = False
+        self._lock = asyncio.Lock()
+        self._first_attempt = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def agent_id(self) -> str:
+        """The id the agent registers under."""
+        return self._request.agent_id
+
+    async def start(self) -> None:
+        """Start the loop; returns after the first attempt to register (whatever its outcome)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name=f"registration-{self.agent_id}")
+        await self._first_attempt.wait()
+
+    async def drain(self) -> None:
+        """Tell the registry to send no new work; later heartbeats keep saying so."""
+        self.draining = True
+        if not self.lease_id:
+            return
+        async with self._lock:
+            try:
+                await self._heartbeat()
+            except MeshError as err:
+                log.warning("draining heartbeat failed: %s", err.message)
+
+    async def close(self, *, deregister: bool = True) -> None:
+        """Stop heartbeating and (by default) remove the registration."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if not deregister or not self.registrations:
+            return
+        try:
+            await self._registry.call(
+                "DeregisterAgent",
+                registry_pb2.DeregisterAgentRequest(agent_id=self.agent_id),
+                timeout=self._call_timeout_s,
+            )
+            log.info("deregistered %s", self.agent_id)
+        except NotFound:
+            pass
+        except MeshError as err:
+            log.warning("could not deregister %s: %s", self.agent_id, err.message)
+        self.lease_id = ""
+
+    async def _loop(self) -> None:
+        backoff = self._min_backoff_s
+        failing = False
+        while True:
+            delay = self.interval_s
+            try:
+                async with self._lock:
+                    if self.lease_id:
+                        await self._heartbeat()
+                    elif not self.draining:
+                        await self._register()
+                if failing:
+                    log.info("registry reachable again")
+                failing = False
+                backoff = self._min_backoff_s
+            except MeshError as err:
+                if self.lease_id and _forgotten(err):
+                    log.info(
+                        "registry forgot %s (%s); registering again", self.agent_id, err.reason
+                    )
+                    self.lease_id = ""
+                    delay = 0.0
+                else:
+                    # Log the first failure of a run; the rest would be noise.
+                    level = logging.DEBUG if failing else logging.WARNING
+                    log.log(
+                        level, "registry call failed (%s): %s; retrying", err.reason, err.message
+                    )
+                    failing = True
+                    delay = backoff
+                    backoff = min(backoff * 2, self._max_backoff_s)
+            finally:
+                self._first_attempt.set()
+            if not self._account_done and self.lease_id:
+                await self._create_account()
+            await asyncio.sleep(delay)
+
+    async def _register(self) -> None:
+        reply = await self._registry.call(
+            "RegisterAgent", self._request, timeout=self._call_timeout_s
+        )
+        self.lease_id = reply.agent.lease_id
+        self.registrations += 1
+        self.registered.set()
+        log.info(
+            "registered %s at %s (lease %s)",
+            self.agent_id,
+            self._request.endpoint,
+            self.lease_id,
+        )
+
+    async def _heartbeat(self) -> None:
+        await self._registry.call(
+            "Heartbeat",
+            registry_pb2.HeartbeatRequest(
+                agent_id=self.agent_id,
+                lease_id=self.lease_id,
+                load=self._load(),
+                draining=self.draining,
+            ),
+            timeout=self._call_timeout_s,
+        )
+        self.heartbeats += 1
+
+    async def _create_account(self) -> None:
+        assert self._economy is not None
+        try:
+            await self._economy.call(
+                "CreateAccount",
+                economy_pb2.CreateAccountRequest(
+                    account_id=self._request.payout_account_id or self.agent_id,
+                    display_name=self._request.card.name,
+                    request_id=f"agent-account-{self.agent_id}",
+                ),
+                timeout=self._call_timeout_s,
+            )
+            log.info("created payout account %s", self.agent_id)
+            self._account_done = True
+        except AlreadyExists:
+            self._account_done = True
+        except MeshError as err:
+            if not isinstance(err, _TRANSIENT):
+                self._account_done = True  # retrying will not help (e.g. no economy there)
+            if not self._account_warned:
+                log.warning(
+                    "could not create payout account %s (%s): %s",
+                    self.agent_id,
+                    err.reason,
+                    err.message,
+                )
+                self._account_warned = True

@@ -1,0 +1,149 @@
+"""A running agent: its server, its registration, and an orderly stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from meshwright.agent.registration import (
+    ECONOMY_SERVICE,
+    REGISTRY_SERVICE,
+    Registration,
+    lease_duration,
+)
+from meshwright.agent.servicer import SERVICE, AgentServicer
+from meshwright.mesh.client import ChannelPool
+from meshwright.mesh.server import MeshServer
+from meshwright.registry.v1 import registry_pb2
+
+if TYPE_CHECKING:
+    from meshwright.agent.agent import Agent
+
+log = logging.getLogger(__name__)
+
+_ANY_HOST = {"", "0.0.0.0", "::", "[::]"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeOptions:
+    """How an agent serves and registers."""
+
+    registry: str | None = None
+    """Registry address ``host:port``; None serves without registering."""
+    host: str = "127.0.0.1"
+    """Interface the agent's server binds."""
+    port: int = 0
+    """Port of the agent's server; 0 picks a free one."""
+    economy: str | None = None
+    """Economy address for the payout account; the registry's address when None."""
+    lease_ttl_s: float = 10.0
+    """Lease length asked of the registry; heartbeats go every third of it."""
+    advertise_host: str | None = None
+    """Host put in the registered endpoint; ``host`` (or the hostname for 0.0.0.0) when None."""
+    grace_s: float = 5.0
+    """How long in-flight tasks may finish when stopping."""
+    agent_id: str | None = None
+    """Registry id; ``<name>-<random>`` when None."""
+
+
+class AgentRuntime:
+    """An agent serving ``AgentService`` and, with a registry, keeping itself registered.
+
+    Made by ``Agent.start``; ``stop`` drains, lets in-flight tasks finish within
+    the grace period, and deregisters.
+    """
+
+    def __init__(self, agent: Agent, options: ServeOptions) -> None:
+        self.agent = agent
+        self.options = options
+        self.agent_id = options.agent_id or agent.new_agent_id()
+        """The id this agent registers under."""
+        self.servicer = AgentServicer(agent)
+        self.server = MeshServer(host=options.host, port=options.port, grace_s=options.grace_s)
+        self.server.add(self.servicer, SERVICE)
+        self.registration: Registration | None = None
+        self._channels = ChannelPool()
+        self._stop_requested = asyncio.Event()
+        self._stopping: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` the server is bound to."""
+        return self.server.address
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` announced to the registry."""
+        host = self.options.advertise_host
+        if not host:
+            host = socket.gethostname() if self.options.host in _ANY_HOST else self.options.host
+        return f"{host}:{self.server.port}"
+
+    @property
+    def load(self) -> int:
+        """Tasks in flight now."""
+        return self.servicer.load
+
+    @property
+    def registered(self) -> bool:
+        """Whether the agent holds a lease right now."""
+        return bool(self.registration and self.registration.lease_id)
+
+    async def start(self) -> None:
+        """Serve, then register (one attempt inline; retries continue in the background)."""
+        await self.server.start()
+        registry = self.options.registry
+        if registry:
+            economy = self.options.economy or registry
+            request = registry_pb2.RegisterAgentRequest(
+                agent_id=self.agent_id,
+                card=self.agent.card(),
+                endpoint=self.endpoint,
+                tags=self.agent.tags,
+                capacity=self.agent.capacity,
+                lease_ttl=lease_duration(self.options.lease_ttl_s),
+                payout_account_id=self.agent_id,
+            )
+            self.registration = Registration(
+                self._channels.client(registry, REGISTRY_SERVICE),
+                request,
+                load=lambda: self.servicer.load,
+                economy=self._channels.client(economy, ECONOMY_SERVICE),
+            )
+            await self.registration.start()
+
+    async def wait_registered(self, timeout: float | None = None) -> None:
+        """Block until the first registration succeeded (TimeoutError after ``timeout``)."""
+        if self.registration is None:
+            raise RuntimeError("this agent was started without a registry")
+        async with asyncio.timeout(timeout):
+            await self.registration.registered.wait()
+
+    def request_stop(self) -> None:
+        """Ask ``wait_stop_requested`` to return (safe from a signal handler)."""
+        self._stop_requested.set()
+
+    async def wait_stop_requested(self) -> None:
+        """Block until ``request_stop`` or ``stop`` is called."""
+        await self._stop_requested.wait()
+
+    async def stop(self) -> None:
+        """Drain, let in-flight tasks finish within the grace period, deregister; idempotent."""
+        self._stop_requested.set()
+        if self._stopping is None:
+            self._stopping = asyncio.create_task(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
+        log.info("stopping %s (%d tasks in flight)", self.agent_id, self.load)
+        try:
+            if self.registration is not None:
+                await self.registration.drain()
+            await self.server.stop()
+            if self.registration is not None:
+                await self.registration.close(deregister=True)
+        finally:
+            await self._channels.close()

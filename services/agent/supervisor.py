@@ -1,0 +1,465 @@
+"""Running agents as local child processes: start, watch, restart, stop.
+
+Each agent runs as ``python -m meshwright.agent run MODULE:ATTR ...`` started
+with ``asyncio.create_subprocess_exec`` (fork+exec, never a bare fork, so no
+gRPC state is inherited). The supervisor waits for the child's READY line,
+keeps its recent output lines, restarts it with capped backoff when it
+crashes, and stops it with SIGTERM, then SIGKILL after a grace period.
+Children get a stdin pipe and stop when it closes, so they do not outlive a
+supervisor that was killed.
+
+States (seed 002): starting → running → stopped | error, and restarting
+between a crash and the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from meshwright.agent.cli import parse_ready_line
+
+log = logging.getLogger(__name__)
+
+OutputCallback = Callable[[str, str], None]
+"""``fn(agent_name, line)`` for each output line of a child."""
+
+_LINE_LIMIT = 1 << 20
+
+
+class ProcessState(enum.StrEnum):
+    """Where a supervised agent process is in its life."""
+
+    STARTING = "starting"
+    """Launched; waiting for its READY line."""
+    RUNNING = "running"
+    """Registered and serving."""
+    STOPPED = "stopped"
+    """Shut down on request."""
+    ERROR = "error"
+    """Failed to start, or crashed more often than restarts allow."""
+    RESTARTING = "restarting"
+    """Crashed; waiting out the backoff before starting again."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentSpec:
+    """One agent process to run."""
+
+    target: str
+    """``module:attr`` of the Agent, e.g. ``meshwright.agent.samples:sysinfo_agent``."""
+    name: str = ""
+    """Label for status and output; the attr part of ``target`` when empty."""
+    port: int = 0
+    """Port the agent binds; 0 picks a free one."""
+    agent_id: str | None = None
+    """Registry id; the agent picks one when None (and keeps it across restarts)."""
+    lease_ttl_s: float | None = None
+    """Lease length; the supervisor's (or the agent's default) when None."""
+    args: tuple[str, ...] = ()
+    """Extra command-line arguments for ``meshwright.agent run``."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment variables."""
+
+    @property
+    def label(self) -> str:
+        """The name, or the attr part of the target."""
+        return self.name or self.target.rpartition(":")[2] or self.target
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessStatus:
+    """A snapshot of one supervised agent process."""
+
+    name: str
+    target: str
+    state: ProcessState
+    pid: int | None
+    """Process id of the current (or last) child."""
+    exit_code: int | None
+    """Exit code of the last child that exited; negative for a signal."""
+    restarts: int
+    """Restarts after crashes so far."""
+    agent_id: str
+    """Registry id from the READY line."""
+    endpoint: str
+    """AgentService address from the READY line."""
+    error: str
+    """Why the process is in ERROR (or why it last crashed)."""
+
+
+class AgentStartError(RuntimeError):
+    """An agent process did not become ready."""
+
+
+class _Child:
+    def __init__(self, spec: AgentSpec, output_lines: int) -> None:
+        self.spec = spec
+        self.name = spec.label
+        self.state = ProcessState.STARTING
+        self.proc: asyncio.subprocess.Process | None = None
+        self.exit_code: int | None = None
+        self.restarts = 0
+        self.agent_id = spec.agent_id or ""
+        self.endpoint = ""
+        self.error = ""
+        self.output: deque[str] = deque(maxlen=output_lines)
+        self.ready = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.stop_requested = asyncio.Event()
+        self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.monitor: asyncio.Task[None] | None = None
+        self.pumps: tuple[asyncio.Task[None], ...] = ()
+
+    def set_state(self, state: ProcessState) -> None:
+        self.state = state
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def status(self) -> ProcessStatus:
+        return ProcessStatus(
+            name=self.name,
+            target=self.spec.target,
+            state=self.state,
+            pid=self.proc.pid if self.proc else None,
+            exit_code=self.exit_code,
+            restarts=self.restarts,
+            agent_id=self.agent_id,
+            endpoint=self.endpoint,
+            error=self.error,
+        )
+
+
+class AgentSupervisor:
+    """Runs agents as child processes registered with one registry.
+
+    ::
+
+        async with AgentSupervisor("127.0.0.1:50051", echo=True) as sup:
+            await sup.start("meshwright.agent.samples:sysinfo_agent")
+            ...
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        economy: str | None = None,
+        host: str = "127.0.0.1",
+        lease_ttl_s: float | None = None,
+        ready_timeout_s: float = 20.0,
+        stop_grace_s: float = 10.0,
+        max_restarts: int = 3,
+        restart_backoff_s: float = 0.5,
+        max_restart_backoff_s: float = 10.0,
+        stable_after_s: float = 60.0,
+        output_lines: int = 500,
+        echo: bool | OutputCallback = False,
+        python: str = sys.executable,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.economy = economy
+        self.host = host
+        self.lease_ttl_s = lease_ttl_s
+        self.ready_timeout_s = ready_timeout_s
+        self.stop_grace_s = stop_grace_s
+        self.max_restarts = max_restarts
+        """Consecutive crashes restarted before giving up (ERROR)."""
+        self.restart_backoff_s = restart_backoff_s
+        self.max_restart_backoff_s = max_restart_backoff_s
+        self.stable_after_s = stable_after_s
+        """A child that ran this long before crashing starts a fresh restart budget."""
+        self.output_lines = output_lines
+        self.python = python
+        self.env = dict(env or {})
+        self._echo: OutputCallback | None = (
+            _echo_to_stderr if echo is True else echo if callable(echo) else None
+        )
+        self._children: dict[str, _Child] = {}
+
+    async def __aenter__(self) -> AgentSupervisor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- queries -------------------------------------------------------------
+
+    def status(self, name: str) -> ProcessStatus:
+        """The status of one agent process (KeyError if unknown)."""
+        return self._children[name].status()
+
+    def statuses(self) -> list[ProcessStatus]:
+        """Every agent process, in start order."""
+        return [c.status() for c in self._children.values()]
+
+    def output(self, name: str) -> list[str]:
+        """The most recent output lines (stdout and stderr) of an agent process."""
+        return list(self._children[name].output)
+
+    async def wait_state(
+        self, name: str, *states: ProcessState, timeout: float | None = None
+    ) -> ProcessStatus:
+        """Block until the process is in one of ``states``; TimeoutError after ``timeout``."""
+        child = self._children[name]
+        async with asyncio.timeout(timeout):
+            while child.state not in states:
+                await child.changed.wait()
+        return child.status()
+
+    # -- control -------------------------------------------------------------
+
+    async def start(self, spec: AgentSpec | str, *, name: str | None = None) -> ProcessStatus:
+        """Launch an agent and wait for its READY line.
+
+        The process is known by ``name`` (or the spec's), by default the target's
+        attr, with ``-2``, ``-3``... for further copies. Raises AgentStartError
+        (the process then is in ERROR) if it exits or stays silent past
+        ``ready_timeout_s``; ValueError if a process of that name is running.
+        """
+        if isinstance(spec, str):
+            spec = AgentSpec(target=spec, name=name or "")
+        elif name:
+            spec = dataclasses.replace(spec, name=name)
+        if not spec.name:  # unnamed copies of one target get -2, -3, ...
+            label, n = spec.label, 1
+            while self._busy(label):
+                n += 1
+                label = f"{spec.label}-{n}"
+            spec = dataclasses.replace(spec, name=label)
+        if self._busy(spec.label):
+            raise ValueError(f"agent process {spec.label!r} is {self._children[spec.label].state}")
+        child = _Child(spec, self.output_lines)
+        self._children[child.name] = child
+        child.monitor = asyncio.create_task(self._supervise(child), name=f"supervise-{child.name}")
+        await asyncio.shield(child.started)
+        return child.status()
+
+    def _busy(self, name: str) -> bool:
+        child = self._children.get(name)
+        return child is not None and child.state not in (ProcessState.STOPPED, ProcessState.ERROR)
+
+    async def stop(self, name: str, *, grace_s: float | None = None) -> ProcessStatus:
+        """SIGTERM the process, SIGKILL it after the grace period; returns its final status."""
+        child = self._children[name]
+        child.stop_requested.set()
+        await self._terminate(child, self.stop_grace_s if grace_s is None else grace_s)
+        if child.monitor is not None:
+            await asyncio.shield(child.monitor)
+        return child.status()
+
+    async def restart(self, name: str) -> ProcessStatus:
+        """Stop the process and start it again (same spec, same agent id)."""
+        child = self._children[name]
+        await self.stop(name)
+        spec = child.spec
+        if child.agent_id and not spec.agent_id:
+            spec = dataclasses.replace(spec, agent_id=child.agent_id)
+        return await self.start(spec)
+
+    async def close(self) -> None:
+        """Stop every agent process."""
+        await asyncio.gather(
+            *(self.stop(name) for name in list(self._children)), return_exceptions=True
+        )
+
+    # -- internals -----------------------------------------------------------
+
+    def _command(self, child: _Child) -> list[str]:
+        spec = child.spec
+        cmd = [
+            self.python, "-m", "meshwright.agent", "run", spec.target,
+            "--registry", self.registry,
+            "--host", self.host,
+            "--port", str(spec.port),
+            "--stop-on-stdin-eof",
+        ]  # fmt: skip
+        if self.economy:
+            cmd += ["--economy", self.economy]
+        ttl = spec.lease_ttl_s if spec.lease_ttl_s is not None else self.lease_ttl_s
+        if ttl is not None:
+            cmd += ["--lease-ttl", str(ttl)]
+        if child.agent_id:  # keep the identity (and payout account) across restarts
+            cmd += ["--agent-id", child.agent_id]
+        cmd += list(spec.args)
+        return cmd
+
+    async def _supervise(self, child: _Child) -> None:
+        consecutive = 0
+        first = True
+        try:
+            while True:
+                child.set_state(ProcessState.STARTING)
+                started = time.monotonic()
+                ready = await self._launch(child)
+                if ready:
+                    child.set_state(ProcessState.RUNNING)
+                    if first:
+                        child.started.set_result(None)
+                    assert child.proc is not None
+                    await child.proc.wait()
+                await self._reap(child)
+                ran_s = time.monotonic() - started
+                if child.stop_requested.is_set():
+                    child.set_state(ProcessState.STOPPED)
+                    break
+                if ready:  # else _launch said why
+                    child.error = f"exited with code {child.exit_code}"
+                if first and not ready:
+                    child.set_state(ProcessState.ERROR)
+                    tail = "\n".join(list(child.output)[-20:])
+                    child.started.set_exception(
+                        AgentStartError(f"agent {child.name} did not start: {child.error}\n{tail}")
+                    )
+                    break
+                first = False
+                if ran_s >= self.stable_after_s:
+                    consecutive = 0
+                if consecutive >= self.max_restarts:
+                    log.warning("agent %s: %s; giving up", child.name, child.error)
+                    child.set_state(ProcessState.ERROR)
+                    break
+                consecutive += 1
+                child.restarts += 1
+                delay = min(
+                    self.restart_backoff_s * 2 ** (consecutive - 1), self.max_restart_backoff_s
+                )
+                log.warning("agent %s: %s; restarting in %.1fs", child.name, child.error, delay)
+                child.set_state(ProcessState.RESTARTING)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(child.stop_requested.wait(), delay)
+                if child.stop_requested.is_set():
+                    child.set_state(ProcessState.STOPPED)
+                    break
+        except BaseException as err:
+            if child.proc is not None and child.proc.returncode is None:
+                child.proc.kill()
+            if not child.started.done():
+                child.started.set_exception(AgentStartError(f"agent {child.name}: {err!r}"))
+            child.set_state(ProcessState.ERROR)
+            raise
+        finally:
+            if not child.started.done():
+                child.started.set_exception(AgentStartError(f"agent {child.name} was stopped"))
+
+    async def _launch(self, child: _Child) -> bool:
+        """Start one child process; True once it printed READY."""
+        child.ready.clear()
+        env = {**os.environ, **self.env, **child.spec.env, "PYTHONUNBUFFERED": "1"}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._command(child),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                limit=_LINE_LIMIT,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the supervisor only
+            )
+        except OSError as err:
+            child.error = f"cannot launch: {err}"
+            return False
+        child.proc = proc
+        assert proc.stdout is not None and proc.stderr is not None
+        child.pumps = (
+            asyncio.create_task(self._pump(child, proc.stdout, ready=True)),
+            asyncio.create_task(self._pump(child, proc.stderr, ready=False)),
+        )
+        ready = asyncio.create_task(child.ready.wait())
+        exited = asyncio.create_task(proc.wait())
+        try:
+            await asyncio.wait(
+                {ready, exited}, timeout=self.ready_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ready.cancel()
+            exited.cancel()
+        if child.ready.is_set() and proc.returncode is None:
+            return True
+        if proc.returncode is None:
+            child.error = f"no READY line within {self.ready_timeout_s:g}s"
+            await self._terminate(child, self.stop_grace_s)
+        else:
+            child.error = f"exited with code {proc.returncode} before READY"
+        return False
+
+    async def _reap(self, child: _Child) -> None:
+        """Collect the exit code and the last output of an exited child."""
+        assert child.proc is not None
+        child.exit_code = await child.proc.wait()
+        if child.pumps:
+            # Let the pipes drain; a grandchild holding them open must not hang us.
+            _, pending = await asyncio.wait(child.pumps, timeout=2.0)
+            for task in pending:
+                task.cancel()
+        log.info(
+            "agent %s (pid %d) exited with code %s", child.name, child.proc.pid, child.exit_code
+        )
+
+    async def _pump(self, child: _Child, stream: asyncio.StreamReader, *, ready: bool) -> None:
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line longer than the limit: keep a piece of it
+                raw = await stream.read(_LINE_LIMIT)
+            if not raw:
+                return
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            child.output.append(line)
+            if ready and not child.ready.is_set():
+                fields = parse_ready_line(line)
+                if fields is not None:
+                    child.agent_id = fields["agent_id"]
+                    child.endpoint = fields["endpoint"]
+                    child.ready.set()
+            if self._echo is not None:
+                try:
+                    self._echo(child.name, line)
+                except Exception:  # a broken echo must not stop draining the pipe
+                    log.exception("echoing output of agent %s failed", child.name)
+                    self._echo = None
+
+    async def _terminate(self, child: _Child, grace_s: float) -> None:
+        proc = child.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace_s)
+        except TimeoutError:
+            log.warning("agent %s did not stop within %.1fs; killing it", child.name, grace_s)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+def _echo_to_stderr(name: str, line: str) -> None:
+    print(f"{name} | {line}", file=sys.stderr, flush=True)
+
+
+__all__ = [
+    "AgentSpec",
+    "AgentStartError",
+    "AgentSupervisor",
+    "OutputCallback",
+    "ProcessState",
+    "ProcessStatus",
+]

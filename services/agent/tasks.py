@@ -1,0 +1,266 @@
+"""Running tasks on an agent: admission, the skill call, cancellation, load.
+
+This is the domain side of ``AgentService``; it speaks the contract's
+messages but knows nothing of gRPC. Each task runs in its own asyncio task
+so ``cancel`` can stop it; the caller going away cancels it the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from meshwright.agent._struct import dict_to_struct, struct_to_dict
+from meshwright.agent.context import TaskContext
+from meshwright.agent.errors import (
+    AgentAtCapacity,
+    SkillNotFound,
+    TaskAlreadyRunning,
+    TaskNotFound,
+    TaskRejected,
+)
+from meshwright.agent.skill import Skill
+from meshwright.agent.v1 import agent_pb2
+from meshwright.mesh.errors import FieldViolation, InvalidArgument
+from meshwright.mesh.timeutil import timestamp
+
+log = logging.getLogger(__name__)
+
+TaskRequest = agent_pb2.ExecuteTaskRequest | agent_pb2.StreamTaskRequest
+"""Both requests carry the same fields."""
+
+_TERMINAL = frozenset(
+    {
+        agent_pb2.TASK_STATE_COMPLETED,
+        agent_pb2.TASK_STATE_FAILED,
+        agent_pb2.TASK_STATE_CANCELED,
+        agent_pb2.TASK_STATE_REJECTED,
+    }
+)
+
+
+class _RunningTask:
+    """One admitted task: its message (the state), the skill call, its update queue."""
+
+    __slots__ = ("task", "skill", "input", "ctx", "updates", "future", "cancel_message", "closed")
+
+    def __init__(
+        self,
+        task: agent_pb2.Task,
+        skill: Skill,
+        input: dict[str, Any],
+        updates: asyncio.Queue[agent_pb2.StreamTaskResponse | None] | None,
+    ) -> None:
+        self.task = task
+        self.skill = skill
+        self.input = input
+        self.updates = updates
+        self.ctx: TaskContext | None = None
+        self.future: asyncio.Task[None] | None = None
+        self.cancel_message = ""
+        self.closed = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.task.status.state in _TERMINAL
+
+    # TaskSink: reports from the skill.
+    def on_progress(self, message: str, fraction: float | None) -> None:
+        if self.terminal:
+            return
+        status = self.task.status
+        status.message = message
+        if fraction is not None:
+            status.progress = fraction
+        status.update_time.CopyFrom(timestamp())
+        if self.updates is not None:
+            self.updates.put_nowait(agent_pb2.StreamTaskResponse(status_update=status))
+
+    def on_artifact(self, name: str, data: Mapping[str, Any]) -> None:
+        if self.terminal:
+            return
+        artifact = agent_pb2.Artifact(
+            artifact_id=f"artifact-{len(self.task.artifacts) + 1}", name=name
+        )
+        dict_to_struct(data, artifact.data)
+        self.task.artifacts.append(artifact)
+        if self.updates is not None:
+            self.updates.put_nowait(agent_pb2.StreamTaskResponse(artifact_update=artifact))
+
+    def finish(self, state: agent_pb2.TaskState, message: str) -> None:
+        if self.terminal:
+            return
+        now = timestamp()
+        status = self.task.status
+        status.state = state
+        status.message = message
+        status.update_time.CopyFrom(now)
+        if state == agent_pb2.TASK_STATE_COMPLETED:
+            status.progress = 1.0
+        self.task.end_time.CopyFrom(now)
+
+
+class TaskRunner:
+    """Admits, runs and cancels the tasks of one agent."""
+
+    def __init__(
+        self,
+        skills: Mapping[str, Skill],
+        *,
+        capacity: int = 0,
+        cancel_wait_s: float = 5.0,
+    ) -> None:
+        self._skills = skills
+        self._capacity = capacity
+        self._cancel_wait_s = cancel_wait_s
+        self._running: dict[str, _RunningTask] = {}
+
+    @property
+    def load(self) -> int:
+        """Tasks in flight now."""
+        return len(self._running)
+
+    @property
+    def capacity(self) -> int:
+        """Tasks accepted at once; 0 is unlimited."""
+        return self._capacity
+
+    async def execute(self, request: TaskRequest) -> agent_pb2.Task:
+        """Run one task to a terminal state and return it."""
+        r = self._admit(request, stream=False)
+        fut = r.future = asyncio.create_task(self._run(r))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            # Cancelled before the skill started, or this call itself was cancelled.
+            self._close(r)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        return r.task
+
+    async def stream(self, request: TaskRequest) -> AsyncIterator[agent_pb2.StreamTaskResponse]:
+        """Run one task, yielding WORKING, its reports, then a final message with the task."""
+        r = self._admit(request, stream=True)
+        updates = r.updates
+        assert updates is not None
+        fut = r.future = asyncio.create_task(self._run(r))
+        try:
+            while (item := await updates.get()) is not None:
+                yield item
+            yield agent_pb2.StreamTaskResponse(final=True, status_update=r.task.status, task=r.task)
+        finally:
+            if not fut.done():  # the caller went away mid-stream
+                fut.cancel()
+
+    async def cancel(self, task_id: str) -> agent_pb2.Task:
+        """Cancel a running task and wait (a while) for it to stop; returns the task."""
+        if not task_id:
+            raise InvalidArgument.field("task_id", "is required")
+        r = self._running.get(task_id)
+        if r is None or r.future is None:
+            raise TaskNotFound(
+                f"no task {task_id!r} is running on this agent", metadata={"task_id": task_id}
+            )
+        r.cancel_message = "canceled by request"
+        fut = r.future
+        fut.cancel()
+        await asyncio.wait({fut}, timeout=self._cancel_wait_s)
+        if fut.done():
+            self._close(r)
+        return r.task
+
+    def _admit(self, request: TaskRequest, *, stream: bool) -> _RunningTask:
+        task_id, skill_id = request.task_id, request.skill
+        if not task_id or not skill_id:
+            raise InvalidArgument(
+                "task_id and skill are required",
+                violations=[
+                    FieldViolation(name, "is required")
+                    for name, value in (("task_id", task_id), ("skill", skill_id))
+                    if not value
+                ],
+            )
+        skill = self._skills.get(skill_id)
+        if skill is None:
+            raise SkillNotFound(
+                f"this agent does not offer skill {skill_id!r}", metadata={"skill": skill_id}
+            )
+        if task_id in self._running:
+            raise TaskAlreadyRunning(
+                f"task {task_id!r} is already running", metadata={"task_id": task_id}
+            )
+        if self._capacity and len(self._running) >= self._capacity:
+            raise AgentAtCapacity(
+                f"agent is at capacity ({self._capacity} tasks in flight)",
+                metadata={"capacity": str(self._capacity)},
+            )
+        now = timestamp()
+        task = agent_pb2.Task(
+            task_id=task_id,
+            context_id=request.context_id,
+            skill=skill_id,
+            create_time=now,
+            status=agent_pb2.TaskStatus(state=agent_pb2.TASK_STATE_WORKING, update_time=now),
+        )
+        updates: asyncio.Queue[agent_pb2.StreamTaskResponse | None] | None = None
+        if stream:
+            updates = asyncio.Queue()
+            updates.put_nowait(agent_pb2.StreamTaskResponse(status_update=task.status))
+        r = _RunningTask(task, skill, struct_to_dict(request.input), updates)
+        r.ctx = TaskContext(
+            task_id=task_id,
+            skill=skill_id,
+            context_id=request.context_id,
+            upstream={k: struct_to_dict(v) for k, v in request.upstream_outputs.items()},
+            metadata=dict(request.metadata),
+            sink=r,
+        )
+        self._running[task_id] = r
+        return r
+
+    async def _run(self, r: _RunningTask) -> None:
+        assert r.ctx is not None
+        try:
+            result = await r.skill.call(r.input, r.ctx)
+            if not isinstance(result, dict):
+                result = {"result": result}
+            try:
+                dict_to_struct(result, r.task.output)
+            except (ValueError, TypeError, AttributeError) as err:
+                r.task.ClearField("output")
+                r.finish(agent_pb2.TASK_STATE_FAILED, f"output is not JSON-like data: {err}")
+            else:
+                r.finish(agent_pb2.TASK_STATE_COMPLETED, "")
+        except TaskRejected as err:
+            r.finish(agent_pb2.TASK_STATE_REJECTED, err.message)
+        except asyncio.CancelledError:
+            # Swallowed: the task ends CANCELED and the caller gets it back.
+            r.finish(
+                agent_pb2.TASK_STATE_CANCELED,
+                r.cancel_message or "canceled: the caller went away or the agent stopped",
+            )
+        except Exception as err:
+            log.warning(
+                "task %s (%s) failed: %s",
+                r.task.task_id,
+                r.skill.id,
+                err,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            r.finish(agent_pb2.TASK_STATE_FAILED, f"{type(err).__name__}: {err}")
+        finally:
+            self._close(r)
+
+    def _close(self, r: _RunningTask) -> None:
+        """Make the task terminal, free its slot and end its stream; idempotent."""
+        if r.closed:
+            return
+        r.closed = True
+        r.finish(agent_pb2.TASK_STATE_CANCELED, r.cancel_message or "canceled")
+        if self._running.get(r.task.task_id) is r:
+            del self._running[r.task.task_id]
+        if r.updates is not None:
+            r.updates.put_nowait(None)

@@ -1,0 +1,112 @@
+"""Agents as child processes under the supervisor, against a real registry."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import grpc
+import pytest
+
+from meshwright.agent import (
+    SERVICE,
+    AgentSpec,
+    AgentStartError,
+    AgentSupervisor,
+    ProcessState,
+)
+from meshwright.agent.v1 import agent_pb2
+from meshwright.mesh import RemoteServiceClient
+from meshwright.registry.v1 import registry_pb2
+from tests.agent.conftest import Mesh
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.timeout(30)
+
+ANALYST = "meshwright.agent.samples:analyst_agent"
+
+
+async def test_ready_registered_then_sigterm_deregisters(mesh: Mesh) -> None:
+    echoed: list[tuple[str, str]] = []
+    async with AgentSupervisor(
+        mesh.address, lease_ttl_s=1.0, echo=lambda name, line: echoed.append((name, line))
+    ) as sup:
+        status = await sup.start(AgentSpec(target=ANALYST, name="analyst"))
+        assert status.state == ProcessState.RUNNING
+        assert status.pid and status.agent_id.startswith("analyst-") and status.endpoint
+        assert await mesh.state(status.agent_id) == registry_pb2.AGENT_STATE_ACTIVE
+        registered = await mesh.agent(status.agent_id)
+        assert registered.endpoint == status.endpoint
+
+        channel = grpc.aio.insecure_channel(status.endpoint)
+        try:
+            request = agent_pb2.ExecuteTaskRequest(task_id="t", skill="text.upper")
+            request.input.update({"text": "quiet"})
+            reply = await RemoteServiceClient(channel, SERVICE).call("ExecuteTask", request)
+            assert dict(reply.task.output) == {"text": "QUIET"}
+        finally:
+            await channel.close()
+
+        stopped = await sup.stop("analyst")
+        assert stopped.state == ProcessState.STOPPED
+        assert stopped.exit_code == 0
+        assert await mesh.state(status.agent_id) is None  # deregistered on the way out
+        output = sup.output("analyst")
+        assert any(line.startswith("READY agent_id=") for line in output)
+        assert any("deregistered" in line for line in output)
+        assert ("analyst", output[0]) in echoed
+
+
+async def test_kill_9_lets_the_lease_lapse(mesh: Mesh) -> None:
+    async with AgentSupervisor(mesh.address, lease_ttl_s=1.0, max_restarts=0) as sup:
+        status = await sup.start(ANALYST, name="victim")
+        assert status.pid is not None
+        os.kill(status.pid, signal.SIGKILL)
+        dead = await sup.wait_state("victim", ProcessState.ERROR, timeout=5)
+        assert dead.exit_code == -signal.SIGKILL
+        assert dead.restarts == 0
+
+        async def inactive() -> bool:
+            return await mesh.state(status.agent_id) == registry_pb2.AGENT_STATE_INACTIVE
+
+        await eventually(inactive, timeout=5)
+
+
+async def test_restarts_a_crashed_agent_with_the_same_id(mesh: Mesh) -> None:
+    async with AgentSupervisor(
+        mesh.address, lease_ttl_s=1.0, max_restarts=2, restart_backoff_s=0.1
+    ) as sup:
+        first = await sup.start(ANALYST, name="phoenix")
+        assert first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+        await sup.wait_state("phoenix", ProcessState.RESTARTING, timeout=5)
+        again = await sup.wait_state("phoenix", ProcessState.RUNNING, timeout=15)
+        assert again.restarts == 1 and again.pid != first.pid
+        assert again.exit_code == -signal.SIGKILL
+        assert again.agent_id == first.agent_id
+        agent = await mesh.agent(again.agent_id)
+        assert agent.state == registry_pb2.AGENT_STATE_ACTIVE
+        assert agent.endpoint == again.endpoint
+    assert sup.status("phoenix").state == ProcessState.STOPPED
+
+
+async def test_a_target_that_cannot_load_fails_to_start(mesh: Mesh) -> None:
+    async with AgentSupervisor(mesh.address) as sup:
+        with pytest.raises(AgentStartError, match="exited with code 2 before READY"):
+            await sup.start("no_such_module_here:agent", name="broken")
+        status = sup.status("broken")
+        assert status.state == ProcessState.ERROR and status.exit_code == 2
+        assert any("cannot load" in line for line in sup.output("broken"))
+
+
+async def test_copies_of_one_target_get_their_own_names_and_ids(mesh: Mesh) -> None:
+    async with AgentSupervisor(mesh.address, lease_ttl_s=1.0) as sup:
+        one = await sup.start("meshwright.agent.samples:sysinfo_agent")
+        two = await sup.start("meshwright.agent.samples:sysinfo_agent")
+        assert (one.name, two.name) == ("sysinfo_agent", "sysinfo_agent-2")
+        assert one.agent_id != two.agent_id
+        assert [s.state for s in sup.statuses()] == [ProcessState.RUNNING] * 2
+        with pytest.raises(ValueError, match="running"):
+            await sup.start("meshwright.agent.samples:sysinfo_agent", name="sysinfo_agent")
+    assert [s.state for s in sup.statuses()] == [ProcessState.STOPPED] * 2
+    assert await mesh.state(one.agent_id) is None and await mesh.state(two.agent_id) is None
