@@ -60,19 +60,19 @@ def load_definition(path: str) -> workflow_pb2.WorkflowDefinition:
 
 
 async def _up(args: argparse.Namespace) -> int:
-    from meshwright.agent.supervisor import AgentSupervisor
     from meshwright._demo import run_demo, wait_for_agents
+    from meshwright.agent.supervisor import AgentSupervisor
     from meshwright.node import start_node
 
-    config = MeshConfig.from_env(
-        host=args.host, grpc_port=args.grpc_port, http_port=args.http_port
-    )
+    config = MeshConfig.from_env(host=args.host, grpc_port=args.grpc_port, http_port=args.http_port)
     node = await start_node(config, gateway=not args.no_gateway)
     stop = asyncio.Event()
     install_signal_handlers(stop.set)
     try:
-        console.print(f"[bold]meshwright[/bold] gRPC  {node.grpc_address}  "
-                      f"(registry, economy, workflow, health, reflection)")
+        console.print(
+            f"[bold]meshwright[/bold] gRPC  {node.grpc_address}  "
+            f"(registry, economy, workflow, health, reflection)"
+        )
         if node.http_url:
             console.print(f"[bold]meshwright[/bold] REST  {node.http_url}  (gateway, /v1/routes)")
         specs = [] if args.agents == 0 else [SAMPLE_AGENTS[i % 2] for i in range(args.agents)]
@@ -230,16 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the whole mesh here, with sample agents")
     server_flags(up)
-    up.add_argument("--agents", type=int, default=int(env_default("agents", 2)),
-                    help="sample agent processes to start (0 for none)")
+    up.add_argument(
+        "--agents",
+        type=int,
+        default=int(env_default("agents", 2)),
+        help="sample agent processes to start (0 for none)",
+    )
     up.add_argument("--demo", action="store_true", help="run the demo workflow and show it live")
     up.add_argument("--exit-after-demo", action="store_true", help="stop once the demo ends")
     up.add_argument("--agent-logs", action="store_true", help="echo agent process output")
 
     serve = sub.add_parser("serve", help="run chosen services (distributed mode)")
     server_flags(serve)
-    serve.add_argument("--services", default=env_default("services", ",".join(
-        ("registry", "economy", "workflow"))))
+    serve.add_argument(
+        "--services", default=env_default("services", ",".join(("registry", "economy", "workflow")))
+    )
     serve.add_argument("--registry-target", default=env_default("registry_target", None))
     serve.add_argument("--economy-target", default=env_default("economy_target", None))
 
@@ -249,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     wf.add_argument("--target", default=target_default, help="gRPC address of the mesh")
     wsub = wf.add_subparsers(dest="wf_command", required=True)
     run = wsub.add_parser("run", help="create a workflow from a JSON definition")
-    run.add_argument("file", help="WorkflowDefinition JSON file, '-' for stdin, 'demo' for the demo")
+    run.add_argument(
+        "file", help="WorkflowDefinition JSON file, '-' for stdin, 'demo' for the demo"
+    )
     run.add_argument("--follow", "-f", action="store_true", help="stream progress until it ends")
     run.add_argument("--id", default=None, help="workflow id (generated when omitted)")
     run.add_argument("--budget", type=int, default=None, help="override the budget")
@@ -316,4 +323,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         err_console.print(f"[red]error[/red] {err}")
         return 1
-

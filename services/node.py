@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from meshwright.agent.v1 import agent_pb2
 from meshwright.economy import Economy, EconomyServicer
 from meshwright.economy.v1 import economy_pb2
 from meshwright.gateway import GatewayHandle, create_app, start_gateway
@@ -21,7 +22,6 @@ from meshwright.mesh.config import MeshConfig, backend_scheme
 from meshwright.mesh.server import MeshServer
 from meshwright.registry import Registry, RegistryServicer
 from meshwright.registry.v1 import registry_pb2
-from meshwright.agent.v1 import agent_pb2
 from meshwright.workflow import Engine, EngineConfig, SkillRouter, WorkflowServicer
 from meshwright.workflow.v1 import workflow_pb2
 
@@ -142,8 +142,11 @@ async def start_node(
         if node.engine is not None:
             await node.engine.start()
         if gateway:
-            fronted = [node.clients[n] for n in ("registry", "economy", "workflow", "agent")
-                       if n in node.clients and (n in services or n == "agent")]
+            fronted = [
+                node.clients[n]
+                for n in ("registry", "economy", "workflow", "agent")
+                if n in node.clients and (n in services or n == "agent")
+            ]
             app = create_app(fronted)
             node.gateway = await start_gateway(app, host=config.host, port=config.http_port)
     except BaseException:

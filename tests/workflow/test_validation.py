@@ -101,8 +101,11 @@ def test_template_expansion_substitutes_every_string() -> None:
         definition={
             "name": "report on ${topic}",
             "tasks": [
-                {"id": "a", "skill": "text.upper", "input": {"text": "${topic} for ${who}",
-                                                            "nested": {"l": ["${who}", 1]}}},
+                {
+                    "id": "a",
+                    "skill": "text.upper",
+                    "input": {"text": "${topic} for ${who}", "nested": {"l": ["${who}", 1]}},
+                },
             ],
         },
     )
@@ -126,7 +129,8 @@ def test_template_parameters_are_checked() -> None:
     assert "template.definition.tasks[0].skill" in got
 
     ok = template(
-        name="x", parameters=[{"name": "p", "required": True}],
+        name="x",
+        parameters=[{"name": "p", "required": True}],
         definition={"tasks": [{"id": "a", "skill": "s"}]},
     )
     with pytest.raises(InvalidArgument) as err:
