@@ -1,0 +1,186 @@
+"""The REST gateway: routes derived from ``google.api.http`` rules.
+
+``create_app`` reads every method's HTTP rule from the services' descriptors,
+so a new RPC is reachable over REST without a line here. Requests become the
+RPC's request message (path variables, query parameters, JSON body), responses
+become JSON, server-streaming RPCs become Server-Sent Events, and every error
+is a ``google.rpc.Status`` body with the HTTP status of one table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from google.protobuf import message
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from meshwright.gateway._metadata import forwarded_metadata
+from meshwright.gateway._request import LAST_EVENT_ID, build_request
+from meshwright.gateway.binding import HttpBinding, bindings_of
+from meshwright.gateway.errors import MethodNotAllowed
+from meshwright.gateway.routing import RouteMatch, RouteTable
+from meshwright.gateway.sse import EventStream, StreamSet
+from meshwright.gateway.status import error_response
+from meshwright.mesh.client import ServiceClient
+from meshwright.mesh.errors import Internal, MeshError
+
+log = logging.getLogger(__name__)
+
+Builtin = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class RpcTarget:
+    """Where a derived route leads: one binding of one client's RPC."""
+
+    binding: HttpBinding
+    client: ServiceClient
+
+
+Target = RpcTarget | Builtin
+
+
+def create_app(
+    clients: Sequence[ServiceClient],
+    *,
+    cors_origins: Sequence[str] = (),
+    heartbeat_s: float = 15.0,
+    extra_routes: Sequence[BaseRoute] = (),
+) -> Starlette:
+    """A Starlette app serving every HTTP-bound RPC of ``clients``' services.
+
+    ``cors_origins`` enables CORS for those origins (``"*"`` for any).
+    ``heartbeat_s`` is the interval of keep-alive comments on idle event
+    streams. ``extra_routes`` (e.g. the dashboard's static files) are tried
+    before the derived routes. Raises ``ValueError`` when two RPCs claim the
+    same method and path or a rule cannot be served.
+    """
+    table: RouteTable[Target] = RouteTable()
+    table.add("GET", "/healthz", _healthz)
+    rpc_routes: list[dict[str, Any]] = []
+    for client in clients:
+        for binding in bindings_of(client.service):
+            table.add(binding.http_method, binding.template, RpcTarget(binding, client))
+            rpc_routes.append(
+                {
+                    "method": binding.http_method,
+                    "path": binding.template.text,
+                    "rpc": binding.full_name,
+                    "body": binding.body,
+                    "streaming": binding.server_streaming,
+                }
+            )
+    rpc_routes.sort(key=lambda r: (r["path"], r["method"]))
+
+    async def list_routes(request: Request) -> Response:
+        return JSONResponse({"routes": rpc_routes})
+
+    table.add("GET", "/v1/routes", list_routes)
+    streams = StreamSet()
+    middleware = []
+    if cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(cors_origins),
+                allow_methods=["*"],
+                allow_headers=["*"],
+            )
+        )
+    dispatcher = _Dispatcher(table, streams, heartbeat_s=heartbeat_s)
+    app = Starlette(
+        routes=[*extra_routes, Route("/{path:path}", dispatcher, name="gateway")],
+        middleware=middleware,
+    )
+    app.state.event_streams = streams
+    app.state.route_table = table
+    return app
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+class _Dispatcher:
+    """The ASGI app behind every derived route (one catch-all Starlette route)."""
+
+    def __init__(self, table: RouteTable[Target], streams: StreamSet, *, heartbeat_s: float):
+        self._table = table
+        self._streams = streams
+        self._heartbeat_s = heartbeat_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self._respond(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> ASGIApp:
+        try:
+            found = self._table.match(request.method, _raw_path(request.scope))
+        except MethodNotAllowed as err:
+            return error_response(err, status_code=405, headers={"Allow": ", ".join(err.allowed)})
+        except MeshError as err:
+            return error_response(err)
+        try:
+            target = found.route.target
+            if isinstance(target, RpcTarget):
+                return await self._call(request, target, found)
+            return await target(request)
+        except MeshError as err:
+            return error_response(err)
+        except ClientDisconnect:
+            return Response(status_code=499)
+        except Exception:
+            log.exception("gateway failed on %s %s", request.method, request.url.path)
+            return error_response(Internal("internal error"))
+
+    async def _call(
+        self, request: Request, target: RpcTarget, found: RouteMatch[Target]
+    ) -> ASGIApp:
+        binding = target.binding
+        body = await request.body() if binding.body else b""
+        rpc_request = build_request(
+            binding,
+            variables=found.variables,
+            query=request.query_params.multi_items(),
+            body=body,
+            last_event_id=request.headers.get(LAST_EVENT_ID),
+        )
+        metadata = forwarded_metadata(request.headers.items())
+        if binding.server_streaming:
+            return EventStream(
+                target.client.stream(binding.rpc, rpc_request, metadata=metadata),
+                render=binding.render,
+                event_id=lambda item, count: _event_id(binding, item, count),
+                streams=self._streams,
+                heartbeat_s=self._heartbeat_s,
+            )
+        reply = await target.client.call(binding.rpc, rpc_request, metadata=metadata)
+        return JSONResponse(binding.render(reply))
+
+
+def _event_id(binding: HttpBinding, item: message.Message, count: int) -> str:
+    sequence = binding.sequence(item)
+    return str(count if sequence is None else sequence)
+
+
+def _raw_path(scope: Scope) -> str:
+    """The request path still percent-encoded, so ``%2F`` stays inside a segment."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else quote(scope["path"])
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path
+
+
+__all__ = ["RpcTarget", "create_app"]
