@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from meshwright.mesh._descriptors import methods_of
-from meshwright.mesh.errors import MeshError, to_grpc_status
+from meshwright.mesh.errors import Internal, MeshError, to_grpc_status
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,22 @@ _OPTIONS = [
 ]
 
 
+def _unexpected(err: Exception) -> grpc.Status:
+    # A bug: log it here, and tell the caller no more than that it happened.
+    log.error("unexpected error in a servicer", exc_info=err)
+    return to_grpc_status(Internal("internal error"))
+
+
 def _wrap_unary(fn: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await fn(request, context)
         except MeshError as err:
             await context.abort_with_status(to_grpc_status(err))
+        except grpc.aio.AbortError:
+            raise
+        except Exception as err:
+            await context.abort_with_status(_unexpected(err))
 
     return handler
 
@@ -57,6 +67,10 @@ def _wrap_stream(
                 yield item
         except MeshError as err:
             await context.abort_with_status(to_grpc_status(err))
+        except grpc.aio.AbortError:
+            raise
+        except Exception as err:
+            await context.abort_with_status(_unexpected(err))
 
     return handler
 

@@ -81,12 +81,15 @@ class AgentDirectory:
         *,
         breaker: BreakerPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._registry = registry
         self._breaker = breaker or BreakerPolicy()
         self._clock = clock
+        self._wall_clock = wall_clock
         self._agents: dict[str, registry_pb2.Agent] = {}
         self._prices: dict[str, dict[str, int]] = {}  # agent -> skill -> price
+        self._lease_ends: dict[str, float] = {}  # agent -> lease expiry, epoch seconds
         self._by_skill: dict[str, set[str]] = {}
         self._stats: dict[str, AgentStats] = {}
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
@@ -167,6 +170,10 @@ class AgentDirectory:
             self._by_skill.setdefault(skill, set()).add(agent.agent_id)
         self._agents[agent.agent_id] = agent
         self._prices[agent.agent_id] = prices
+        expire = agent.lease_expire_time
+        self._lease_ends[agent.agent_id] = (
+            expire.seconds + expire.nanos / 1e9 if agent.HasField("lease_expire_time") else 0.0
+        )
         self._stats.setdefault(agent.agent_id, AgentStats())
         if agent.state == ACTIVE:
             for skill in prices:
@@ -174,6 +181,7 @@ class AgentDirectory:
 
     def _forget(self, agent_id: str) -> None:
         self._agents.pop(agent_id, None)
+        self._lease_ends.pop(agent_id, None)
         for skill in self._prices.pop(agent_id, {}):
             self._by_skill.get(skill, set()).discard(agent_id)
 
@@ -202,6 +210,9 @@ class AgentDirectory:
     def _pick(self, skill: str, max_price: int, exclude: set[str]) -> tuple[Lease | None, bool]:
         """(best lease, whether an affordable agent exists at all)."""
         now = self._clock()
+        # A lease past its end is as good as INACTIVE even before the registry's
+        # sweeper says so (the registry computes state the same way on reads).
+        wall = self._wall_clock()
         best: tuple[float, str] | None = None
         affordable = False
         fallback: tuple[float, str] | None = None
@@ -209,7 +220,7 @@ class AgentDirectory:
         max_seen_price = max((self._prices[a][skill] for a in candidates), default=0) or 1
         for agent_id in candidates:
             agent = self._agents[agent_id]
-            if agent.state != ACTIVE:
+            if agent.state != ACTIVE or 0 < self._lease_ends[agent_id] < wall:
                 continue
             price = self._prices[agent_id][skill]
             if price > max_price:

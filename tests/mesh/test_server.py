@@ -54,6 +54,8 @@ class EchoAgent:
         raise NotFound("stream ended badly")
 
     async def CancelTask(self, request: Any, context: Any) -> agent_pb2.CancelTaskResponse:
+        if request.task_id == "bug":
+            raise RuntimeError("secret detail")
         raise NotFound(request.task_id)
 
 
@@ -149,3 +151,14 @@ def test_unknown_reason_falls_back_to_code_class() -> None:
     back = from_status_proto(status)
     assert type(back) is NotFound and back.reason == "SOMETHING_ELSE"
     assert isinstance(back, MeshError)
+
+
+async def test_unexpected_exception_is_internal_without_detail(served: Any) -> None:
+    from meshwright.mesh.errors import Internal
+
+    _, channel = served
+    client = RemoteServiceClient(channel, SERVICE)
+    with pytest.raises(Internal) as err:
+        await client.call("CancelTask", agent_pb2.CancelTaskRequest(task_id="bug"))
+    assert err.value.message == "internal error"
+    assert "secret" not in str(err.value)
