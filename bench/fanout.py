@@ -57,14 +57,16 @@ async def main(args: argparse.Namespace) -> None:
                     break
                 await asyncio.sleep(0.05)
             capacity = sum(a.capacity for a in page.agents)
-            budget = args.tasks * 2
+            budget = args.tasks  # every sample text skill costs 1
             await node.clients["economy"].call(
                 "CreateAccount",
-                economy_pb2.CreateAccountRequest(account_id="bench", initial_balance=budget),
+                economy_pb2.CreateAccountRequest(
+                    account_id="bench", initial_balance=budget * args.runs
+                ),
             )
             wfs = node.clients["workflow"]
             for run in range(args.runs):
-                definition = fanout(args.tasks, args.skill, "bench", budget // args.runs)
+                definition = fanout(args.tasks, args.skill, "bench", budget)
                 t0 = time.perf_counter()
                 reply = await wfs.call(
                     "CreateWorkflow", W.CreateWorkflowRequest(definition=definition)
@@ -87,7 +89,7 @@ async def main(args: argparse.Namespace) -> None:
                 t_done = time.perf_counter()
                 got = await wfs.call("GetWorkflow", W.GetWorkflowRequest(workflow_id=wf_id))
                 wf = got.workflow
-                spread = Counter(t.agent_id for t in wf.tasks)
+                spread = Counter(t.agent_id for t in wf.tasks if t.agent_id)
                 wall = t_done - t0
                 print(
                     f"run {run + 1}: {args.tasks} tasks on {args.agents} agents "

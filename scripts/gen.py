@@ -21,11 +21,12 @@ PROTOS = ROOT / "protos"
 GEN = ROOT / "gen"
 
 
-def main() -> int:
+def generate(out: Path) -> int:
+    """Generate every proto under protos/ into ``out`` (emptied first)."""
     copy_protodeps()
-    if GEN.exists():
-        shutil.rmtree(GEN)
-    GEN.mkdir()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     files = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     wkt = Path(protoc.__file__).resolve().parent / "_proto"
     args = [
@@ -33,9 +34,9 @@ def main() -> int:
         f"-I{PROTOS}",
         f"-I{PROTODEPS}",
         f"-I{wkt}",
-        f"--python_out={GEN}",
-        f"--pyi_out={GEN}",
-        f"--grpc_python_out={GEN}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
         *files,
     ]
     rc = protoc.main(args)
@@ -43,10 +44,14 @@ def main() -> int:
         print("protoc failed", file=sys.stderr)
         return rc
     for f in files:
-        leaf = GEN / Path(f).parent
+        leaf = out / Path(f).parent
         (leaf / "__init__.py").write_text('"""Generated protobuf and gRPC modules."""\n')
-    print(f"generated {len(files)} files into {GEN}")
+    print(f"generated {len(files)} files into {out}")
     return 0
+
+
+def main() -> int:
+    return generate(Path(sys.argv[1]) if len(sys.argv) > 1 else GEN)
 
 
 if __name__ == "__main__":
