@@ -223,9 +223,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def server_flags(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--host", default=env_default("host", "127.0.0.1"))
-        sp.add_argument("--grpc-port", type=int, default=int(env_default("grpc_port", 50051)))
-        sp.add_argument("--http-port", type=int, default=int(env_default("http_port", 8080)))
+        sp.add_argument(
+            "--host",
+            default=env_default("host", "127.0.0.1"),
+            help="interface to bind (env MESHWRIGHT_HOST)",
+        )
+        sp.add_argument(
+            "--grpc-port",
+            type=int,
+            default=int(env_default("grpc_port", 50051)),
+            help="gRPC port, 0 picks one (env MESHWRIGHT_GRPC_PORT)",
+        )
+        sp.add_argument(
+            "--http-port",
+            type=int,
+            default=int(env_default("http_port", 8080)),
+            help="REST gateway port, 0 picks one (env MESHWRIGHT_HTTP_PORT)",
+        )
         sp.add_argument("--no-gateway", action="store_true", help="do not start the REST gateway")
 
     up = sub.add_parser("up", help="run the whole mesh here, with sample agents")
@@ -245,13 +259,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--services", default=env_default("services", ",".join(("registry", "economy", "workflow")))
     )
-    serve.add_argument("--registry-target", default=env_default("registry_target", None))
-    serve.add_argument("--economy-target", default=env_default("economy_target", None))
+    serve.add_argument(
+        "--registry-target",
+        default=env_default("registry_target", None),
+        help="registry address when not served here (env MESHWRIGHT_REGISTRY_TARGET)",
+    )
+    serve.add_argument(
+        "--economy-target",
+        default=env_default("economy_target", None),
+        help="economy address when not served here (env MESHWRIGHT_ECONOMY_TARGET)",
+    )
 
     target_default = env_default("target", "127.0.0.1:50051")
 
     wf = sub.add_parser("workflow", help="create, follow and inspect workflows")
-    wf.add_argument("--target", default=target_default, help="gRPC address of the mesh")
+    wf.add_argument(
+        "--target", default=target_default, help="gRPC address of the mesh (env MESHWRIGHT_TARGET)"
+    )
     wsub = wf.add_subparsers(dest="wf_command", required=True)
     run = wsub.add_parser("run", help="create a workflow from a JSON definition")
     run.add_argument(

@@ -1,0 +1,118 @@
+"""Distributed mode: registry+economy in one process, workflow in another, agents apart.
+
+The same services, split across processes with `meshwright serve`, reach each
+other over gRPC with no code change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from google.protobuf import json_format
+
+from meshwright.agent.supervisor import AgentSupervisor
+from meshwright.economy.v1 import economy_pb2
+from meshwright.mesh.client import ChannelPool
+from meshwright.registry.v1 import registry_pb2
+from meshwright.workflow.v1 import workflow_pb2
+from tests.e2e.conftest import wait_active
+
+W = workflow_pb2
+
+
+async def serve(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "meshwright",
+        "serve",
+        "--grpc-port",
+        "0",
+        "--no-gateway",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    found = re.search(r"on (127\.0\.0\.1:\d+)", line)
+    assert found, line
+    return proc, found.group(1)
+
+
+async def stop(proc: asyncio.subprocess.Process) -> int:
+    proc.terminate()
+    await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode or 0
+
+
+@pytest.fixture
+async def split_mesh() -> AsyncIterator[tuple[str, str]]:
+    core, core_addr = await serve("--services", "registry,economy")
+    flows = None
+    try:
+        flows, flows_addr = await serve(
+            "--services",
+            "workflow",
+            "--registry-target",
+            core_addr,
+            "--economy-target",
+            core_addr,
+        )
+        yield core_addr, flows_addr
+    finally:
+        if flows is not None:
+            assert await stop(flows) == 0
+        assert await stop(core) == 0
+
+
+async def test_a_workflow_runs_across_processes(split_mesh: tuple[str, str]) -> None:
+    core_addr, flows_addr = split_mesh
+    pool = ChannelPool()
+    try:
+        registry = pool.client(
+            core_addr, registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
+        )
+        economy = pool.client(core_addr, economy_pb2.DESCRIPTOR.services_by_name["EconomyService"])
+        flows = pool.client(flows_addr, W.DESCRIPTOR.services_by_name["WorkflowService"])
+        async with AgentSupervisor(core_addr) as sup:
+            await sup.start("meshwright.agent.samples:sysinfo_agent")
+            await sup.start("meshwright.agent.samples:analyst_agent")
+            await wait_active(registry, 2)
+            await economy.call(
+                "CreateAccount",
+                economy_pb2.CreateAccountRequest(account_id="split-payer", initial_balance=30),
+            )
+            d = json_format.ParseDict(
+                {
+                    "budget": 30,
+                    "payerAccountId": "split-payer",
+                    "tasks": [
+                        {"id": "snap", "skill": "system.snapshot"},
+                        {"id": "load", "skill": "metrics.load", "dependsOn": ["snap"]},
+                    ],
+                },
+                W.WorkflowDefinition(),
+            )
+            reply = await flows.call("CreateWorkflow", W.CreateWorkflowRequest(definition=d))
+            wf_id = reply.workflow.workflow_id
+            events = [
+                r.event
+                async for r in flows.stream(
+                    "WatchWorkflow", W.WatchWorkflowRequest(workflow_id=wf_id)
+                )
+            ]
+            assert events[-1].type == W.WORKFLOW_EVENT_TYPE_WORKFLOW_SUCCEEDED
+            assert events[-1].amount == 30 - 5
+            got = await economy.call(
+                "GetAccount", economy_pb2.GetAccountRequest(account_id="split-payer")
+            )
+            assert got.account.balance == 25
+    finally:
+        await pool.close()
