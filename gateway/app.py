@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from meshwright.gateway._metadata import forwarded_metadata
 from meshwright.gateway._request import LAST_EVENT_ID, build_request
 from meshwright.gateway.binding import HttpBinding, bindings_of
-from meshwright.gateway.errors import MethodNotAllowed
+from meshwright.gateway.errors import BodyTooLarge, MethodNotAllowed
 from meshwright.gateway.routing import RouteMatch, RouteTable
 from meshwright.gateway.sse import EventStream, StreamSet
 from meshwright.gateway.status import error_response
@@ -56,13 +56,15 @@ def create_app(
     cors_origins: Sequence[str] = (),
     heartbeat_s: float = 15.0,
     extra_routes: Sequence[BaseRoute] = (),
+    max_body_bytes: int = 4 * 1024 * 1024,
 ) -> Starlette:
     """A Starlette app serving every HTTP-bound RPC of ``clients``' services.
 
     ``cors_origins`` enables CORS for those origins (``"*"`` for any).
     ``heartbeat_s`` is the interval of keep-alive comments on idle event
     streams. ``extra_routes`` (e.g. the dashboard's static files) are tried
-    before the derived routes. Raises ``ValueError`` when two RPCs claim the
+    before the derived routes. A body over ``max_body_bytes`` is refused with
+    HTTP 413 before it is read in full. Raises ``ValueError`` when two RPCs claim the
     same method and path or a rule cannot be served.
     """
     table: RouteTable[Target] = RouteTable()
@@ -97,7 +99,9 @@ def create_app(
                 allow_headers=["*"],
             )
         )
-    dispatcher = _Dispatcher(table, streams, heartbeat_s=heartbeat_s)
+    dispatcher = _Dispatcher(
+        table, streams, heartbeat_s=heartbeat_s, max_body_bytes=max_body_bytes
+    )
     app = Starlette(
         routes=[*extra_routes, Route("/{path:path}", dispatcher, name="gateway")],
         middleware=middleware,
@@ -114,10 +118,18 @@ async def _healthz(request: Request) -> Response:
 class _Dispatcher:
     """The ASGI app behind every derived route (one catch-all Starlette route)."""
 
-    def __init__(self, table: RouteTable[Target], streams: StreamSet, *, heartbeat_s: float):
+    def __init__(
+        self,
+        table: RouteTable[Target],
+        streams: StreamSet,
+        *,
+        heartbeat_s: float,
+        max_body_bytes: int,
+    ) -> None:
         self._table = table
         self._streams = streams
         self._heartbeat_s = heartbeat_s
+        self._max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self._respond(Request(scope, receive))
@@ -128,6 +140,8 @@ class _Dispatcher:
             found = self._table.match(request.method, _raw_path(request.scope))
         except MethodNotAllowed as err:
             return error_response(err, status_code=405, headers={"Allow": ", ".join(err.allowed)})
+        except BodyTooLarge as err:
+            return error_response(err, status_code=413)
         except MeshError as err:
             return error_response(err)
         try:
@@ -135,6 +149,8 @@ class _Dispatcher:
             if isinstance(target, RpcTarget):
                 return await self._call(request, target, found)
             return await target(request)
+        except BodyTooLarge as err:
+            return error_response(err, status_code=413)
         except MeshError as err:
             return error_response(err)
         except ClientDisconnect:
@@ -147,7 +163,7 @@ class _Dispatcher:
         self, request: Request, target: RpcTarget, found: RouteMatch[Target]
     ) -> ASGIApp:
         binding = target.binding
-        body = await request.body() if binding.body else b""
+        body = await self._body(request) if binding.body else b""
         rpc_request = build_request(
             binding,
             variables=found.variables,
@@ -166,6 +182,21 @@ class _Dispatcher:
             )
         reply = await target.client.call(binding.rpc, rpc_request, metadata=metadata)
         return JSONResponse(binding.render(reply))
+
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self._max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge(f"request body of {declared} bytes exceeds {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"request body exceeds {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _event_id(binding: HttpBinding, item: message.Message, count: int) -> str:

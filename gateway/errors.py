@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from meshwright.mesh.errors import FieldViolation, NotFound, Unimplemented
+from meshwright.mesh.errors import FieldViolation, NotFound, ResourceExhausted, Unimplemented
 
 
 class RouteNotFound(NotFound):
@@ -38,4 +38,10 @@ class MethodNotAllowed(Unimplemented):
         self.allowed = tuple(allowed)
 
 
-__all__ = ["MethodNotAllowed", "RouteNotFound"]
+class BodyTooLarge(ResourceExhausted):
+    """The request body is larger than the gateway accepts (answered as HTTP 413)."""
+
+    reason = "REQUEST_TOO_LARGE"
+
+
+__all__ = ["BodyTooLarge", "MethodNotAllowed", "RouteNotFound"]

@@ -249,3 +249,19 @@ async def test_unexpected_errors_are_500_without_details() -> None:
             assert r.status_code == 404
     finally:
         await gateway.stop()
+
+
+async def test_oversized_body_is_413_not_read_in_full(stack: Stack) -> None:
+    big = b'{"taskId": "t", "skill": "s", "metadata": {"k": "' + b"x" * (5 * 1024 * 1024) + b'"}}'
+    r = await stack.http.post(
+        "/v1/agent/tasks:execute", content=big, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413
+    assert r.json()["code"] == 8  # RESOURCE_EXHAUSTED
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(6):
+            yield b"x" * (1024 * 1024)
+
+    r = await stack.http.post("/v1/agent/tasks:execute", content=chunks())
+    assert r.status_code == 413
