@@ -344,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except ValueError as err:  # bad settings: a backend URL, a malformed variable
+        err_console.print(f"[red]error[/red] {err}")
+        return 2
     except OSError as err:
         err_console.print(f"[red]error[/red] {err}")
         return 1

@@ -76,24 +76,48 @@ class _Log:
     signal: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class MemoryWorkflowStore:
-    """In-process store: one process, nothing survives a restart."""
+_TERMINAL = frozenset(
+    {
+        workflow_pb2.WORKFLOW_STATE_SUCCEEDED,
+        workflow_pb2.WORKFLOW_STATE_FAILED,
+        workflow_pb2.WORKFLOW_STATE_CANCELLED,
+    }
+)
 
-    def __init__(self) -> None:
-        self._workflows: dict[str, workflow_pb2.Workflow] = {}
-        self._order: list[str] = []  # creation order; newest last
+
+class MemoryWorkflowStore:
+    """In-process store: one process, nothing survives a restart.
+
+    Finished workflows are kept up to ``max_finished`` (oldest evicted first,
+    with their event logs and request ids), so a long-running mesh does not
+    grow without bound; live workflows are never evicted.
+    """
+
+    def __init__(self, *, max_finished: int = 10_000) -> None:
+        if max_finished < 1:
+            raise ValueError("max_finished must be at least 1")
+        self.max_finished = max_finished
+        self._workflows: dict[str, workflow_pb2.Workflow] = {}  # in creation order
+        self._number: dict[str, int] = {}  # creation number, the listing key
+        self._created = 0
+        self._finished: dict[str, None] = {}  # ordered set, oldest finish first
         self._requests: dict[str, str] = {}
+        self._request_of: dict[str, str] = {}
         self._logs: dict[str, _Log] = {}
         self._templates: dict[str, workflow_pb2.Template] = {}
 
     async def create(self, workflow: workflow_pb2.Workflow, request_id: str) -> None:
-        if workflow.workflow_id in self._workflows:
-            raise WorkflowExists(f"workflow {workflow.workflow_id!r} exists already")
-        self._workflows[workflow.workflow_id] = workflow
-        self._order.append(workflow.workflow_id)
-        self._logs[workflow.workflow_id] = _Log()
+        wf_id = workflow.workflow_id
+        if wf_id in self._workflows:
+            raise WorkflowExists(f"workflow {wf_id!r} exists already")
+        self._created += 1
+        self._workflows[wf_id] = workflow
+        self._number[wf_id] = self._created
+        self._logs[wf_id] = _Log()
         if request_id:
-            self._requests[request_id] = workflow.workflow_id
+            self._requests[request_id] = wf_id
+            self._request_of[wf_id] = request_id
+        self._note_finished(workflow)
 
     async def find_request(self, request_id: str) -> str | None:
         return self._requests.get(request_id)
@@ -101,6 +125,22 @@ class MemoryWorkflowStore:
     async def save(self, workflow: workflow_pb2.Workflow) -> None:
         # The engine mutates the stored object in place; nothing to copy.
         self._workflows[workflow.workflow_id] = workflow
+        self._note_finished(workflow)
+
+    def _note_finished(self, workflow: workflow_pb2.Workflow) -> None:
+        if workflow.state not in _TERMINAL or workflow.workflow_id in self._finished:
+            return
+        self._finished[workflow.workflow_id] = None
+        while len(self._finished) > self.max_finished:
+            oldest = next(iter(self._finished))
+            del self._finished[oldest]
+            del self._workflows[oldest]
+            del self._number[oldest]
+            log = self._logs.pop(oldest)
+            log.signal.set()  # a watcher still waiting learns it is gone
+            rid = self._request_of.pop(oldest, None)
+            if rid is not None:
+                self._requests.pop(rid, None)
 
     async def get(self, workflow_id: str) -> workflow_pb2.Workflow:
         wf = self._workflows.get(workflow_id)
@@ -111,19 +151,18 @@ class MemoryWorkflowStore:
     async def list_workflows(
         self, *, state: int, after_key: str | None, limit: int
     ) -> tuple[list[workflow_pb2.Workflow], str | None]:
-        # Key = position in creation order, so pages stay stable as new ones arrive.
-        start = len(self._order) - 1 if after_key is None else int(after_key) - 1
+        # Key = creation number, so pages stay stable as new workflows arrive.
+        before = int(after_key) if after_key is not None else self._created + 1
         out: list[workflow_pb2.Workflow] = []
-        i = start
-        while i >= 0 and len(out) < limit:
-            wf = self._workflows[self._order[i]]
+        for wf_id in reversed(self._workflows):
+            if self._number[wf_id] >= before:
+                continue
+            wf = self._workflows[wf_id]
             if state == 0 or wf.state == state:
+                if len(out) == limit:
+                    return out, str(self._number[out[-1].workflow_id])
                 out.append(wf)
-            i -= 1
-        more = any(
-            state == 0 or self._workflows[self._order[j]].state == state for j in range(i, -1, -1)
-        )
-        return out, (str(i + 1) if more else None)
+        return out, None
 
     async def append_event(self, event: workflow_pb2.WorkflowEvent) -> int:
         log = self._logs[event.workflow_id]

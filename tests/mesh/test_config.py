@@ -1,0 +1,38 @@
+"""Configuration: defaults, MESHWRIGHT_* variables, flags over variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshwright.cli import build_parser
+from meshwright.mesh.config import MeshConfig, backend_scheme
+
+
+def test_environment_then_overrides() -> None:
+    env = {"MESHWRIGHT_GRPC_PORT": "6000", "MESHWRIGHT_LEASE_TTL_S": "2.5", "MESHWRIGHT_HOST": ""}
+    cfg = MeshConfig.from_env(env)
+    assert (cfg.grpc_port, cfg.lease_ttl_s, cfg.host) == (6000, 2.5, "127.0.0.1")
+    cfg = MeshConfig.from_env(env, grpc_port=7000, http_port=None)
+    assert (cfg.grpc_port, cfg.http_port) == (7000, 8080)
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="MESHWRIGHT_GRPC_PORT='x' is not a int"):
+        MeshConfig.from_env({"MESHWRIGHT_GRPC_PORT": "x"})
+
+
+def test_cli_flags_default_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESHWRIGHT_GRPC_PORT", "6001")
+    monkeypatch.setenv("MESHWRIGHT_TARGET", "mesh.example:1")
+    args = build_parser().parse_args(["up"])
+    assert args.grpc_port == 6001
+    args = build_parser().parse_args(["up", "--grpc-port", "6002"])
+    assert args.grpc_port == 6002
+    args = build_parser().parse_args(["agents"])
+    assert args.target == "mesh.example:1"
+
+
+def test_unsupported_backend_is_a_clear_error() -> None:
+    assert backend_scheme("memory://", setting="store_url", supported=("memory",)) == "memory"
+    with pytest.raises(ValueError, match="store_url='redis://x:6379/0'.*supported: memory://"):
+        backend_scheme("redis://x:6379/0", setting="store_url", supported=("memory",))
