@@ -219,9 +219,9 @@ class AgentDirectory:
         candidates = self._by_skill.get(skill, ())
         max_seen_price = max((self._prices[a][skill] for a in candidates), default=0) or 1
         for agent_id in candidates:
-            agent = self._agents[agent_id]
-            if agent.state != ACTIVE or 0 < self._lease_ends[agent_id] < wall:
+            if not self._live(agent_id, wall):
                 continue
+            agent = self._agents[agent_id]
             price = self._prices[agent_id][skill]
             if price > max_price:
                 continue
@@ -304,8 +304,16 @@ class AgentDirectory:
                 if not fut.done():
                     fut.cancel()
 
+    def _live(self, agent_id: str, wall: float) -> bool:
+        """ACTIVE, and its lease not past its end (the registry judges reads the same way)."""
+        if self._agents[agent_id].state != ACTIVE:
+            return False
+        end = self._lease_ends[agent_id]
+        return end == 0.0 or end >= wall
+
     def _has_active(self, skill: str) -> bool:
-        return any(self._agents[a].state == ACTIVE for a in self._by_skill.get(skill, ()))
+        wall = self._wall_clock()
+        return any(self._live(a, wall) for a in self._by_skill.get(skill, ()))
 
     def release(self, lease: Lease, *, ok: bool, transport_failure: bool, latency_s: float) -> None:
         """Give the slot back and record how the attempt went."""

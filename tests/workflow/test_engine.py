@@ -1,0 +1,230 @@
+"""The engine against real in-process agents (SDK, real gRPC): placement, budget, capacity."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+
+from meshwright.agent import Agent, TaskContext
+from meshwright.economy.v1 import economy_pb2
+from meshwright.mesh.config import MeshConfig
+from meshwright.node import Node, start_node
+from meshwright.workflow import EngineConfig
+from meshwright.workflow.v1 import workflow_pb2
+
+W = workflow_pb2
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[Node]:
+    n = await start_node(
+        MeshConfig(grpc_port=0, http_port=0, grace_s=0),
+        gateway=False,
+        engine_config=EngineConfig(initial_backoff_s=0.01, agent_wait_s=0.5),
+    )
+    try:
+        yield n
+    finally:
+        await n.stop()
+
+
+class Running:
+    """Agents started in this process for one test."""
+
+    def __init__(self) -> None:
+        self.runtimes: list[Any] = []
+
+    async def start(self, agent: Agent, node: Node) -> str:
+        rt = await agent.start(registry=node.grpc_address, lease_ttl_s=5)
+        await rt.wait_registered(10)
+        self.runtimes.append(rt)
+        return str(rt.agent_id)
+
+    async def stop(self) -> None:
+        for rt in self.runtimes:
+            await rt.stop()
+
+
+@pytest.fixture
+async def agents() -> AsyncIterator[Running]:
+    running = Running()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+def echo_agent(name: str, *, price: int, capacity: int = 16, delay: float = 0.0) -> Agent:
+    agent = Agent(name, capacity=capacity)
+    agent.metadata_seen = {"now": 0, "max": 0}  # type: ignore[attr-defined]
+
+    @agent.skill("x.echo", price=price)
+    async def echo(input: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        seen = agent.metadata_seen  # type: ignore[attr-defined]
+        seen["now"] += 1
+        seen["max"] = max(seen["max"], seen["now"])
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            seen["now"] -= 1
+        return {"by": name, "upstream": sorted(ctx.upstream)}
+
+    return agent
+
+
+async def run(node: Node, data: dict[str, Any]) -> W.Workflow:
+    wfs = node.clients["workflow"]
+    d = json_format.ParseDict(data, W.WorkflowDefinition())
+    reply = await wfs.call("CreateWorkflow", W.CreateWorkflowRequest(definition=d))
+    wf_id = reply.workflow.workflow_id
+    async for _ in wfs.stream("WatchWorkflow", W.WatchWorkflowRequest(workflow_id=wf_id)):
+        pass
+    got = await wfs.call("GetWorkflow", W.GetWorkflowRequest(workflow_id=wf_id))
+    return got.workflow
+
+
+async def fund(node: Node, account: str, amount: int) -> None:
+    await node.clients["economy"].call(
+        "CreateAccount",
+        economy_pb2.CreateAccountRequest(account_id=account, initial_balance=amount),
+    )
+
+
+def fan(n: int, **extra: Any) -> dict[str, Any]:
+    return {"tasks": [{"id": f"t{i}", "skill": "x.echo"} for i in range(n)], **extra}
+
+
+async def test_the_cheaper_agent_wins_when_both_are_idle(node: Node, agents: Running) -> None:
+    cheap = await agents.start(echo_agent("cheap", price=1), node)
+    await agents.start(echo_agent("pricey", price=10), node)
+    await fund(node, "p1", 100)
+    wf = await run(
+        node, {"budget": 100, "payerAccountId": "p1", "tasks": [{"id": "only", "skill": "x.echo"}]}
+    )
+    assert wf.tasks[0].agent_id == cheap and wf.spent == 1
+
+
+async def test_agents_the_budget_cannot_pay_are_skipped(node: Node, agents: Running) -> None:
+    cheap = await agents.start(echo_agent("cheap", price=1, delay=0.02), node)
+    await agents.start(echo_agent("pricey", price=10), node)
+    await fund(node, "p2", 100)
+    wf = await run(node, fan(6, budget=6, payerAccountId="p2"))
+    assert wf.state == W.WORKFLOW_STATE_SUCCEEDED
+    assert {t.agent_id for t in wf.tasks} == {cheap}
+    assert wf.spent == 6
+
+
+async def test_a_budget_too_small_fails_the_task_without_overspending(
+    node: Node, agents: Running
+) -> None:
+    await agents.start(echo_agent("cheap", price=1, delay=0.02), node)
+    await fund(node, "p3", 100)
+    wf = await run(node, fan(3, budget=2, payerAccountId="p3"))
+    assert wf.state == W.WORKFLOW_STATE_FAILED
+    assert wf.spent == 2
+    failed = [t for t in wf.tasks if t.state == W.TASK_RUN_STATE_FAILED]
+    assert len(failed) == 1
+    assert "costs more than the 0 left in the budget" in failed[0].error
+    assert failed[0].attempts == 0  # never dispatched: retrying cannot grow a budget
+    balance = await node.clients["economy"].call(
+        "GetAccount", economy_pb2.GetAccountRequest(account_id="p3")
+    )
+    assert balance.account.balance == 98
+
+
+async def test_capacity_is_respected_and_waiting_tasks_still_finish(
+    node: Node, agents: Running
+) -> None:
+    agent = echo_agent("narrow", price=0, capacity=2, delay=0.03)
+    await agents.start(agent, node)
+    wf = await run(node, fan(12))
+    assert wf.state == W.WORKFLOW_STATE_SUCCEEDED
+    assert agent.metadata_seen["max"] == 2  # type: ignore[attr-defined]
+
+
+async def test_load_is_spread_over_equal_agents(node: Node, agents: Running) -> None:
+    a = await agents.start(echo_agent("a", price=0, capacity=4, delay=0.03), node)
+    b = await agents.start(echo_agent("b", price=0, capacity=4, delay=0.03), node)
+    wf = await run(node, fan(16))
+    used = [t.agent_id for t in wf.tasks]
+    assert used.count(a) >= 4 and used.count(b) >= 4
+
+
+async def test_outputs_reach_every_dependant(node: Node, agents: Running) -> None:
+    await agents.start(echo_agent("e", price=0), node)
+    wf = await run(
+        node,
+        {
+            "tasks": [
+                {"id": "a", "skill": "x.echo"},
+                {"id": "b", "skill": "x.echo"},
+                {"id": "join", "skill": "x.echo", "dependsOn": ["b", "a"]},
+            ]
+        },
+    )
+    join = next(t for t in wf.tasks if t.task_id == "join")
+    assert list(join.output["upstream"]) == ["a", "b"]
+
+
+async def test_an_inactive_agent_is_never_dispatched_to(node: Node) -> None:
+    from meshwright.agent.v1 import agent_pb2
+    from meshwright.registry.v1 import registry_pb2
+    from tests.conftest import eventually
+
+    registry = node.clients["registry"]
+    card = agent_pb2.AgentCard(name="ghost", skills=[agent_pb2.AgentSkill(id="x.ghost")])
+    reply = await registry.call(
+        "RegisterAgent",
+        registry_pb2.RegisterAgentRequest(
+            card=card, endpoint="127.0.0.1:9", lease_ttl=duration(1.0)
+        ),
+    )
+    ghost = reply.agent.agent_id
+
+    async def lapsed() -> bool:
+        got = await registry.call("GetAgent", registry_pb2.GetAgentRequest(agent_id=ghost))
+        return got.agent.state == registry_pb2.AGENT_STATE_INACTIVE
+
+    await eventually(lapsed, timeout=5)
+    wf = await run(node, {"tasks": [{"id": "t", "skill": "x.ghost", "retry": {"maxAttempts": 2}}]})
+    assert wf.state == W.WORKFLOW_STATE_FAILED
+    assert wf.tasks[0].attempts == 0  # it waited for an active agent; none came
+    assert "no active agent offering 'x.ghost'" in wf.tasks[0].error
+
+
+def duration(seconds: float) -> Any:
+    from google.protobuf import duration_pb2
+
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d
+
+
+async def test_stopping_the_engine_cancels_and_refunds(node: Node, agents: Running) -> None:
+    await agents.start(echo_agent("slow", price=1, delay=30), node)
+    await fund(node, "p4", 10)
+    wfs = node.clients["workflow"]
+    d = json_format.ParseDict(fan(1, budget=10, payerAccountId="p4"), W.WorkflowDefinition())
+    reply = await wfs.call("CreateWorkflow", W.CreateWorkflowRequest(definition=d))
+    assert node.engine is not None
+    engine = node.engine
+
+    async def running() -> bool:
+        wf = await engine.get_workflow(reply.workflow.workflow_id)
+        return wf.tasks[0].state == W.TASK_RUN_STATE_RUNNING
+
+    from tests.conftest import eventually
+
+    await eventually(running)
+    await engine.stop()
+    wf = await node.engine.get_workflow(reply.workflow.workflow_id)
+    assert wf.state == W.WORKFLOW_STATE_CANCELLED
+    assert "shutting down" in wf.error
+    balance = await node.clients["economy"].call(
+        "GetAccount", economy_pb2.GetAccountRequest(account_id="p4")
+    )
+    assert balance.account.balance == 10
