@@ -119,9 +119,11 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-    except OSError:
+    except OSError as err:
         sock.close()
-        raise
+        raise OSError(
+            err.errno, f"cannot bind HTTP port {host}:{port}: {err.strerror or err}"
+        ) from err
     return sock
 
 

@@ -145,9 +145,13 @@ class MeshServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
-        port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
+        where = f"{self.host}:{self.requested_port}"
+        try:
+            port = server.add_insecure_port(where)
+        except RuntimeError:
+            port = 0
         if port == 0:
-            raise OSError(f"cannot bind {self.host}:{self.requested_port}")
+            raise OSError(f"cannot bind gRPC port {where}: is another process using it?")
         await server.start()
         self._server = server
         self.port = port
