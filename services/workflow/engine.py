@@ -21,10 +21,12 @@ from meshwright.agent.v1 import agent_pb2
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh.client import ChannelPool, RemoteServiceClient, ServiceClient
 from meshwright.mesh.errors import (
+    AlreadyExists,
     DeadlineExceeded,
     FieldViolation,
     InvalidArgument,
     MeshError,
+    NotFound,
     ResourceExhausted,
     Unavailable,
 )
@@ -128,6 +130,7 @@ class Engine:
         self._agent_clients: dict[str, RemoteServiceClient] = {}
         self._runs: dict[str, _Run] = {}
         self._creating: dict[str, asyncio.Future[workflow_pb2.Workflow]] = {}
+        self._claimed: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -198,6 +201,23 @@ class Engine:
                 violations=violations,
             )
         workflow_id = request.workflow_id or _new_id("wf")
+        # Claimed before the first await, so two concurrent creates of one id
+        # cannot both escrow; the store check covers ids created earlier.
+        if workflow_id in self._claimed:
+            raise WorkflowExists(f"workflow {workflow_id!r} exists already")
+        self._claimed.add(workflow_id)
+        try:
+            return await self._create_claimed(workflow_id, definition, template_name, request)
+        finally:
+            self._claimed.discard(workflow_id)
+
+    async def _create_claimed(
+        self,
+        workflow_id: str,
+        definition: workflow_pb2.WorkflowDefinition,
+        template_name: str,
+        request: workflow_pb2.CreateWorkflowRequest,
+    ) -> workflow_pb2.Workflow:
         try:
             await self.store.get(workflow_id)
             raise WorkflowExists(f"workflow {workflow_id!r} exists already")
@@ -215,14 +235,17 @@ class Engine:
         for spec in definition.tasks:
             wf.tasks.add(task_id=spec.id, skill=spec.skill, state=W.TASK_RUN_STATE_PENDING)
         if definition.budget > 0:
+            # A fresh escrow id per creation: a workflow id reused after the old
+            # workflow was evicted must not replay the old (closed) escrow.
+            escrow_id = f"{workflow_id}-{os.urandom(4).hex()}"
             reply = await self._economy.call(
                 "OpenEscrow",
                 economy_pb2.OpenEscrowRequest(
-                    escrow_id=f"{workflow_id}-escrow",
+                    escrow_id=escrow_id,
                     payer_account_id=definition.payer_account_id,
                     amount=definition.budget,
                     reference=f"workflow/{workflow_id}",
-                    request_id=f"workflow/{workflow_id}/open",
+                    request_id=f"escrow/{escrow_id}/open",
                 ),
             )
             wf.escrow_id = reply.escrow.escrow_id
@@ -380,7 +403,8 @@ class Engine:
                 error = f"{err.reason}: {err.message}"
             finally:
                 run.agent_tasks.pop(task_id, None)
-                run.reserved -= lease.price
+                if not ok:
+                    run.reserved -= lease.price
                 self.directory.release(
                     lease,
                     ok=ok,
@@ -388,12 +412,16 @@ class Engine:
                     latency_s=time.monotonic() - started,
                 )
             if ok and output is not None:
-                if lease.price > 0:
-                    try:
+                # The reservation holds until the payment is recorded, so no other
+                # task can plan on money this one is about to spend.
+                try:
+                    if lease.price > 0:
                         await self._pay(run, task_id, lease)
-                    except MeshError as err:
-                        error = f"payment failed: {err.reason}: {err.message}"
-                        break
+                except MeshError as err:
+                    error = f"payment failed: {err.reason}: {err.message}"
+                    break
+                finally:
+                    run.reserved -= lease.price
                 tr.state = W.TASK_RUN_STATE_SUCCEEDED
                 tr.output.CopyFrom(output)
                 tr.cost = lease.price
@@ -448,16 +476,31 @@ class Engine:
 
     async def _pay(self, run: _Run, task_id: str, lease: Lease) -> None:
         wf = run.wf
-        await self._economy.call(
-            "CaptureEscrow",
-            economy_pb2.CaptureEscrowRequest(
-                escrow_id=wf.escrow_id,
-                payee_account_id=lease.payout_account_id,
-                amount=lease.price,
-                memo=f"workflow/{wf.workflow_id}/task/{task_id}",
-                request_id=f"workflow/{wf.workflow_id}/task/{task_id}/pay",
-            ),
+        capture = economy_pb2.CaptureEscrowRequest(
+            escrow_id=wf.escrow_id,
+            payee_account_id=lease.payout_account_id,
+            amount=lease.price,
+            memo=f"workflow/{wf.workflow_id}/task/{task_id}",
+            request_id=f"escrow/{wf.escrow_id}/task/{task_id}/pay",
         )
+        try:
+            await self._economy.call("CaptureEscrow", capture)
+        except NotFound as err:
+            if err.metadata.get("account_id") != lease.payout_account_id:
+                raise
+            # The agent could not open its payout account (the economy was down
+            # when it started): open it now rather than fail work already done.
+            try:
+                await self._economy.call(
+                    "CreateAccount",
+                    economy_pb2.CreateAccountRequest(
+                        account_id=lease.payout_account_id,
+                        display_name=f"payout of agent {lease.agent_id}",
+                    ),
+                )
+            except AlreadyExists:
+                pass
+            await self._economy.call("CaptureEscrow", capture)
         wf.spent += lease.price
 
     def agent_client(self, endpoint: str) -> RemoteServiceClient:
@@ -478,7 +521,8 @@ class Engine:
         for task_id, t in list(run.attempts.items()):
             t.cancel()
             tr = run.runs[task_id]
-            tr.state = W.TASK_RUN_STATE_CANCELLED
+            if tr.state == W.TASK_RUN_STATE_RUNNING:
+                tr.state = W.TASK_RUN_STATE_CANCELLED
         in_flight = list(run.agent_tasks.values())
         for lease, agent_task_id in in_flight:
             self._spawn(self._cancel_on_agent(lease.endpoint, agent_task_id))

@@ -38,8 +38,8 @@ class Running:
     def __init__(self) -> None:
         self.runtimes: list[Any] = []
 
-    async def start(self, agent: Agent, node: Node) -> str:
-        rt = await agent.start(registry=node.grpc_address, lease_ttl_s=5)
+    async def start(self, agent: Agent, node: Node, economy: str | None = None) -> str:
+        rt = await agent.start(registry=node.grpc_address, economy=economy, lease_ttl_s=5)
         await rt.wait_registered(10)
         self.runtimes.append(rt)
         return str(rt.agent_id)
@@ -228,3 +228,74 @@ async def test_stopping_the_engine_cancels_and_refunds(node: Node, agents: Runni
         "GetAccount", economy_pb2.GetAccountRequest(account_id="p4")
     )
     assert balance.account.balance == 10
+
+
+async def test_a_budget_exactly_covering_the_work_is_spent_exactly(
+    node: Node, agents: Running
+) -> None:
+    await agents.start(echo_agent("a", price=1, capacity=3, delay=0.01), node)
+    await agents.start(echo_agent("b", price=1, capacity=3, delay=0.01), node)
+    await fund(node, "p5", 40)
+    wf = await run(node, fan(40, budget=40, payerAccountId="p5"))
+    assert wf.state == W.WORKFLOW_STATE_SUCCEEDED, [t.error for t in wf.tasks if t.error]
+    assert wf.spent == 40
+
+
+async def test_concurrent_creates_of_one_id_escrow_once(agents: Running) -> None:
+    """With the economy behind a real network hop, creates interleave at every await."""
+    from meshwright.economy import Economy, EconomyServicer
+    from meshwright.mesh import MeshServer
+    from meshwright.mesh.errors import AlreadyExists
+
+    economy_server = MeshServer(port=0, grace_s=0)
+    economy_server.add(
+        EconomyServicer(Economy()), economy_pb2.DESCRIPTOR.services_by_name["EconomyService"]
+    )
+    await economy_server.start()
+    split = await start_node(
+        MeshConfig(grpc_port=0, grace_s=0),
+        services=("registry", "workflow"),
+        economy_target=economy_server.address,
+        gateway=False,
+    )
+    try:
+        await agents.start(echo_agent("a", price=1), split, economy=economy_server.address)
+        economy = split.clients["economy"]
+        await economy.call(
+            "CreateAccount", economy_pb2.CreateAccountRequest(account_id="p6", initial_balance=10)
+        )
+        d = json_format.ParseDict(fan(1, budget=5, payerAccountId="p6"), W.WorkflowDefinition())
+        req = W.CreateWorkflowRequest(definition=d, workflow_id="same-id")
+        wfs = split.clients["workflow"]
+        results = await asyncio.gather(
+            *(wfs.call("CreateWorkflow", req) for _ in range(3)), return_exceptions=True
+        )
+        created = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, AlreadyExists)]
+        assert len(created) == 1 and len(refused) == 2, results
+        async for _ in wfs.stream("WatchWorkflow", W.WatchWorkflowRequest(workflow_id="same-id")):
+            pass
+        got = await wfs.call("GetWorkflow", W.GetWorkflowRequest(workflow_id="same-id"))
+        assert got.workflow.state == W.WORKFLOW_STATE_SUCCEEDED, got.workflow.tasks[0].error
+        acct = await economy.call("GetAccount", economy_pb2.GetAccountRequest(account_id="p6"))
+        assert acct.account.balance == 10 - 1  # one escrow of 5: 1 spent, 4 refunded
+    finally:
+        await agents.stop()
+        agents.runtimes.clear()
+        await split.stop()
+        await economy_server.stop(0)
+
+
+async def test_a_missing_payout_account_is_opened_at_payment(node: Node, agents: Running) -> None:
+    # The agent cannot reach an economy at start (nothing listens on port 9).
+    agent_id = await agents.start(echo_agent("orphan", price=3), node, economy="127.0.0.1:9")
+    from meshwright.mesh.errors import NotFound
+
+    economy = node.clients["economy"]
+    with pytest.raises(NotFound):
+        await economy.call("GetAccount", economy_pb2.GetAccountRequest(account_id=agent_id))
+    await fund(node, "p7", 10)
+    wf = await run(node, fan(1, budget=10, payerAccountId="p7"))
+    assert wf.state == W.WORKFLOW_STATE_SUCCEEDED
+    got = await economy.call("GetAccount", economy_pb2.GetAccountRequest(account_id=agent_id))
+    assert got.account.balance == 3
