@@ -99,9 +99,7 @@ def create_app(
                 allow_headers=["*"],
             )
         )
-    dispatcher = _Dispatcher(
-        table, streams, heartbeat_s=heartbeat_s, max_body_bytes=max_body_bytes
-    )
+    dispatcher = _Dispatcher(table, streams, heartbeat_s=heartbeat_s, max_body_bytes=max_body_bytes)
     app = Starlette(
         routes=[*extra_routes, Route("/{path:path}", dispatcher, name="gateway")],
         middleware=middleware,
@@ -182,7 +180,6 @@ class _Dispatcher:
             )
         reply = await target.client.call(binding.rpc, rpc_request, metadata=metadata)
         return JSONResponse(binding.render(reply))
-
 
     async def _body(self, request: Request) -> bytes:
         limit = self._max_body_bytes

@@ -35,7 +35,12 @@ from meshwright.mesh.timeutil import timestamp
 from meshwright.mesh.validation import check_id, duration_s
 from meshwright.workflow._dag import check_definition
 from meshwright.workflow.directory import AgentDirectory, BudgetExhausted, Lease
-from meshwright.workflow.errors import TemplateNotFound, WorkflowExists, WorkflowNotFound
+from meshwright.workflow.errors import (
+    TemplateExists,
+    TemplateNotFound,
+    WorkflowExists,
+    WorkflowNotFound,
+)
 from meshwright.workflow.store import MemoryWorkflowStore, WorkflowStore
 from meshwright.workflow.templates import check_template, expand
 from meshwright.workflow.v1 import workflow_pb2
@@ -654,6 +659,14 @@ class Engine:
                 f"invalid template: {violations[0].field}: {violations[0].description}",
                 violations=violations,
             )
+        existing = await self.store.get_template(template.name)
+        if existing is not None:
+            same = workflow_pb2.Template()
+            same.CopyFrom(template)
+            same.create_time.CopyFrom(existing.create_time)
+            if same == existing:
+                return existing  # a retry of the call that stored it
+            raise TemplateExists(f"template {template.name!r} exists with other content")
         stored = workflow_pb2.Template()
         stored.CopyFrom(template)
         stored.create_time.CopyFrom(timestamp())

@@ -6,7 +6,7 @@ import pytest
 from google.protobuf import json_format
 
 from meshwright.economy.v1 import economy_pb2
-from meshwright.mesh.errors import FailedPrecondition, InvalidArgument, NotFound
+from meshwright.mesh.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from meshwright.workflow.v1 import workflow_pb2
 from tests.e2e.conftest import Mesh
 
@@ -280,7 +280,14 @@ async def test_templates_expand_parameters(mesh: Mesh) -> None:
         },
         W.Template(),
     )
-    await mesh.workflows.call("CreateTemplate", W.CreateTemplateRequest(template=template))
+    first = await mesh.workflows.call("CreateTemplate", W.CreateTemplateRequest(template=template))
+    again = await mesh.workflows.call("CreateTemplate", W.CreateTemplateRequest(template=template))
+    assert again.template == first.template  # a retry returns what the first call stored
+    other = W.Template()
+    other.CopyFrom(template)
+    other.description = "something else"
+    with pytest.raises(AlreadyExists):
+        await mesh.workflows.call("CreateTemplate", W.CreateTemplateRequest(template=other))
     listed = await mesh.workflows.call("ListTemplates", W.ListTemplatesRequest())
     assert "shout" in [t.name for t in listed.templates]
     reply = await mesh.workflows.call(

@@ -129,8 +129,10 @@ class WorkflowServiceServicer:
 
     def CreateTemplate(self, request, context):
         """CreateTemplate stores a reusable definition with ${name} parameters.
-        Returns ALREADY_EXISTS if the name is taken, INVALID_ARGUMENT if the
-        definition or a parameter is malformed.
+        Storing a template identical to the stored one of that name returns the
+        stored one (safe to retry). Returns ALREADY_EXISTS if the name holds a
+        different template, INVALID_ARGUMENT if the definition or a parameter is
+        malformed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
