@@ -99,16 +99,16 @@ async def test_heartbeats_report_load(mesh: Mesh) -> None:
 async def test_registers_again_after_the_registry_forgets_it(mesh: Mesh) -> None:
     runtime = await make_agent().start(mesh.address, lease_ttl_s=1.0)
     try:
-        assert runtime.registration is not None
+        registration = runtime.registration
+        assert registration is not None
+        assert registration.registrations == 1
+        # No NotFound check right after: a heartbeat may already have brought it back.
         await mesh.registry.deregister(runtime.agent_id)
-        with pytest.raises(NotFound):
-            await mesh.agent(runtime.agent_id)
 
         async def back() -> bool:
-            return await mesh.state(runtime.agent_id) == ACTIVE
+            return registration.registrations == 2 and await mesh.state(runtime.agent_id) == ACTIVE
 
         await eventually(back, timeout=5)
-        assert runtime.registration.registrations == 2
     finally:
         await runtime.stop()
 
