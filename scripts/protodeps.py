@@ -7,7 +7,7 @@ buf.yaml lists as a second module.
 
 from __future__ import annotations
 
-import shutil
+import os
 import sys
 from pathlib import Path
 
@@ -26,12 +26,18 @@ def site_root() -> Path:
 def main() -> int:
     src = site_root()
     assert Path(google.rpc.status_pb2.__file__).resolve().parent.parent.parent == src
-    if DEST.exists():
-        shutil.rmtree(DEST)
+    # Files are replaced one by one, atomically and only when they differ, so
+    # two runs at once (make gen beside make lint) never see a half-made folder.
     for sub in ("google/api", "google/rpc"):
-        (DEST / sub).mkdir(parents=True)
+        (DEST / sub).mkdir(parents=True, exist_ok=True)
         for proto in sorted((src / sub).glob("*.proto")):
-            shutil.copy2(proto, DEST / sub / proto.name)
+            target = DEST / sub / proto.name
+            data = proto.read_bytes()
+            if target.exists() and target.read_bytes() == data:
+                continue
+            tmp = target.with_name(f".{target.name}.{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
     print(f"copied googleapis protos from {src} to {DEST}")
     return 0
 
