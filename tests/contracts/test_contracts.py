@@ -78,3 +78,31 @@ def test_money_is_never_a_float() -> None:
             for field in message.fields:
                 if field.name in money or field.name.endswith("_weight"):
                     assert field.type == FieldDescriptor.TYPE_INT64, field.full_name
+
+
+def test_the_wheel_holds_only_the_meshwright_namespace(tmp_path: Path) -> None:
+    """Agent authors install meshwright into their projects: no stray top-level packages."""
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", ".", "-w", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("meshwright-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {
+        "meshwright",
+        wheel.name.split("-py")[0] + ".dist-info",
+    }
+    for needed in (
+        "meshwright/py.typed",
+        "meshwright/examples/system-report.json",
+        "meshwright/workflow/v1/workflow_pb2.py",
+        "meshwright/workflow/v1/workflow_pb2.pyi",
+        "meshwright/agent/v1/agent_pb2_grpc.py",
+        "meshwright/gateway/app.py",
+        "meshwright/mesh/server.py",
+    ):
+        assert needed in names
