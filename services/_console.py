@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from meshwright.mesh.client import ServiceClient
@@ -29,18 +30,18 @@ def event_line(event: workflow_pb2.WorkflowEvent) -> str:
     style = _STYLE.get(event.type, "white")
     parts = [f"[dim]#{event.sequence:<4}[/dim]", f"[{style}]{kind:<18}[/{style}]"]
     if event.task_id:
-        parts.append(f"[bold]{event.task_id}[/bold]")
+        parts.append(f"[bold]{escape(event.task_id)}[/bold]")
     if event.agent_id:
-        parts.append(f"on {event.agent_id}")
+        parts.append(f"on {escape(event.agent_id)}")
     if event.attempt > 1 or event.type == W.WORKFLOW_EVENT_TYPE_TASK_RETRYING:
         parts.append(f"(attempt {event.attempt})")
     if event.type == W.WORKFLOW_EVENT_TYPE_TASK_SUCCEEDED:
         parts.append(f"paid {event.amount}")
         keys = ", ".join(sorted(event.output.fields))
         if keys:
-            parts.append(f"[dim]output: {keys}[/dim]")
+            parts.append(f"[dim]output: {escape(keys)}[/dim]")
     elif event.message:
-        parts.append(f"[dim]{event.message}[/dim]")
+        parts.append(f"[dim]{escape(event.message)}[/dim]")
     return " ".join(parts)
 
 
@@ -59,13 +60,13 @@ async def follow(
 def workflow_table(wf: workflow_pb2.Workflow) -> Table:
     """A workflow's tasks as a table."""
     state = W.WorkflowState.Name(wf.state).removeprefix("WORKFLOW_STATE_")
-    table = Table(title=f"{wf.workflow_id} {wf.name} — {state}, spent {wf.spent}")
+    table = Table(title=escape(f"{wf.workflow_id} {wf.name} — {state}, spent {wf.spent}"))
     for col in ("task", "skill", "state", "agent", "attempts", "cost"):
         table.add_column(col)
     for tr in wf.tasks:
         table.add_row(
-            tr.task_id,
-            tr.skill,
+            escape(tr.task_id),
+            escape(tr.skill),
             W.TaskRunState.Name(tr.state).removeprefix("TASK_RUN_STATE_"),
             tr.agent_id,
             str(tr.attempts),

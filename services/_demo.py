@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 
 from meshwright._console import follow, workflow_table
 from meshwright.economy.v1 import economy_pb2
@@ -68,7 +69,7 @@ async def run_demo(clients: Mapping[str, ServiceClient], console: Console) -> bo
             paid[t.agent_id] += t.cost
     for agent_id, amount in sorted(paid.items()):
         acct = await economy.call("GetAccount", economy_pb2.GetAccountRequest(account_id=agent_id))
-        console.print(f"  paid {amount:>4} to {agent_id} (balance {acct.account.balance})")
+        console.print(escape(f"  paid {amount:>4} to {agent_id} (balance {acct.account.balance})"))
     console.print(
         f"  demo account balance {payer.account.balance} "
         f"(spent {final.spent} of {definition.budget}, rest refunded)"

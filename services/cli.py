@@ -18,6 +18,7 @@ from typing import Any
 
 from google.protobuf import json_format
 from rich.console import Console
+from rich.markup import escape as esc
 
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh.client import ChannelPool, ServiceClient
@@ -83,7 +84,9 @@ async def _up(args: argparse.Namespace) -> int:
                 agents = await wait_for_agents(node.clients["registry"], len(specs))
                 for a in agents:
                     skills = ", ".join(f"{s.id} ({s.price})" for s in a.card.skills)
-                    console.print(f"  agent [bold]{a.agent_id}[/bold] at {a.endpoint}: {skills}")
+                    console.print(
+                        f"  agent [bold]{esc(a.agent_id)}[/bold] at {a.endpoint}: {esc(skills)}"
+                    )
             if args.demo:
                 ok = await run_demo(node.clients, console)
                 if args.exit_after_demo:
@@ -146,7 +149,7 @@ async def _workflow(args: argparse.Namespace) -> int:
                 ),
             )
             wf = reply.workflow
-            console.print(f"created [bold]{wf.workflow_id}[/bold] ({len(wf.tasks)} tasks)")
+            console.print(f"created [bold]{esc(wf.workflow_id)}[/bold] ({len(wf.tasks)} tasks)")
             if not args.follow:
                 return 0
             final = await follow(wfs, wf.workflow_id, console)
@@ -160,7 +163,7 @@ async def _workflow(args: argparse.Namespace) -> int:
             page = await wfs.call("ListWorkflows", W.ListWorkflowsRequest(page_size=args.limit))
             for wf in page.workflows:
                 state = W.WorkflowState.Name(wf.state).removeprefix("WORKFLOW_STATE_")
-                console.print(f"{wf.workflow_id}  {state:<10} {wf.name}  spent {wf.spent}")
+                console.print(esc(f"{wf.workflow_id}  {state:<10} {wf.name}  spent {wf.spent}"))
             return 0
         if args.wf_command == "watch":
             final = await follow(wfs, args.id, console, after=args.after)
@@ -186,7 +189,7 @@ async def _agents(args: argparse.Namespace) -> int:
         for a in page.agents:
             state = registry_pb2.AgentState.Name(a.state).removeprefix("AGENT_STATE_")
             skills = ", ".join(s.id for s in a.card.skills)
-            console.print(f"{a.agent_id}  {state:<8} {a.endpoint}  load {a.load}  [{skills}]")
+            console.print(esc(f"{a.agent_id}  {state:<8} {a.endpoint}  load {a.load}  [{skills}]"))
         return 0
     finally:
         await pool.close()
@@ -338,15 +341,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(handlers[args.command](args))
     except MeshError as err:
-        err_console.print(f"[red]error[/red] {err.reason}: {err.message}")
+        err_console.print(f"[red]error[/red] {esc(err.reason)}: {esc(err.message)}")
         for v in err.violations:
-            err_console.print(f"  {v.field}: {v.description}")
+            err_console.print(esc(f"  {v.field}: {v.description}"))
         return 1
     except KeyboardInterrupt:
         return 130
     except ValueError as err:  # bad settings: a backend URL, a malformed variable
-        err_console.print(f"[red]error[/red] {err}")
+        err_console.print(f"[red]error[/red] {esc(str(err))}")
         return 2
     except OSError as err:
-        err_console.print(f"[red]error[/red] {err}")
+        err_console.print(f"[red]error[/red] {esc(str(err))}")
         return 1

@@ -87,5 +87,6 @@ async def test_workflow_run_follow_against_a_running_mesh(mesh: Mesh) -> None:
     assert rc == 0 and '"WORKFLOW_STATE_SUCCEEDED"' in out, out
     rc, out = await meshwright("agents", "--target", target)
     assert rc == 0 and "sysinfo" in out and "ACTIVE" in out, out
+    assert "[system.snapshot]" in out, out  # user text is not eaten as markup
     rc, out = await meshwright("workflow", "--target", target, "get", "wf-nope")
     assert rc == 1 and "WORKFLOW_NOT_FOUND" in out, out
