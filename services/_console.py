@@ -17,6 +17,7 @@ _STYLE = {
     W.WORKFLOW_EVENT_TYPE_TASK_STARTED: "yellow",
     W.WORKFLOW_EVENT_TYPE_TASK_SUCCEEDED: "green",
     W.WORKFLOW_EVENT_TYPE_TASK_RETRYING: "magenta",
+    W.WORKFLOW_EVENT_TYPE_TASK_PROGRESS: "blue",
     W.WORKFLOW_EVENT_TYPE_TASK_FAILED: "bold red",
     W.WORKFLOW_EVENT_TYPE_WORKFLOW_SUCCEEDED: "bold green",
     W.WORKFLOW_EVENT_TYPE_WORKFLOW_FAILED: "bold red",
@@ -35,6 +36,8 @@ def event_line(event: workflow_pb2.WorkflowEvent) -> str:
         parts.append(f"on {escape(event.agent_id)}")
     if event.attempt > 1 or event.type == W.WORKFLOW_EVENT_TYPE_TASK_RETRYING:
         parts.append(f"(attempt {event.attempt})")
+    if event.type == W.WORKFLOW_EVENT_TYPE_TASK_PROGRESS and event.progress:
+        parts.append(f"{event.progress:>4.0%}")
     if event.type == W.WORKFLOW_EVENT_TYPE_TASK_SUCCEEDED:
         parts.append(f"paid {event.amount}")
         keys = ", ".join(sorted(event.output.fields))

@@ -395,12 +395,16 @@ class Engine:
             output = None
             run.agent_tasks[task_id] = (lease, request.task_id)
             try:
-                reply = await self.agent_client(lease.endpoint).call(
-                    "ExecuteTask", request, timeout=timeout
-                )
-                status = reply.task.status
+                if spec.stream_progress:
+                    task = await self._stream(run, task_id, lease, request, attempt, timeout)
+                else:
+                    reply = await self.agent_client(lease.endpoint).call(
+                        "ExecuteTask", request, timeout=timeout
+                    )
+                    task = reply.task
+                status = task.status
                 ok = status.state == agent_pb2.TASK_STATE_COMPLETED
-                output = reply.task.output
+                output = task.output
                 if not ok:
                     error = status.message or agent_pb2.TaskState.Name(status.state)
             except MeshError as err:
@@ -462,6 +466,49 @@ class Engine:
             message=error,
         )
         return False
+
+    async def _stream(
+        self,
+        run: _Run,
+        task_id: str,
+        lease: Lease,
+        request: agent_pb2.ExecuteTaskRequest,
+        attempt: int,
+        timeout: float,
+    ) -> agent_pb2.Task:
+        """Run one attempt with StreamTask, recording progress reports as events."""
+        stream_request = agent_pb2.StreamTaskRequest(
+            task_id=request.task_id,
+            skill=request.skill,
+            input=request.input,
+            upstream_outputs=request.upstream_outputs,
+            context_id=request.context_id,
+            metadata=request.metadata,
+        )
+        last_emit = 0.0
+        async for update in self.agent_client(lease.endpoint).stream(
+            "StreamTask", stream_request, timeout=timeout
+        ):
+            if update.final:
+                final: agent_pb2.Task = update.task
+                return final
+            if update.WhichOneof("update") != "status_update":
+                continue
+            status = update.status_update
+            now = time.monotonic()
+            # Ten a second at most: a chatty skill must not flood the log.
+            if status.message and (now - last_emit >= 0.1 or status.progress >= 1.0):
+                last_emit = now
+                await self._emit(
+                    run,
+                    W.WORKFLOW_EVENT_TYPE_TASK_PROGRESS,
+                    task_id=task_id,
+                    agent_id=lease.agent_id,
+                    attempt=attempt,
+                    message=status.message,
+                    progress=status.progress,
+                )
+        raise Unavailable(f"agent {lease.agent_id} ended the stream without a final task")
 
     async def _retrying(
         self, run: _Run, task_id: str, attempt: int, agent_id: str, error: str, wait_s: float

@@ -299,3 +299,58 @@ async def test_a_missing_payout_account_is_opened_at_payment(node: Node, agents:
     assert wf.state == W.WORKFLOW_STATE_SUCCEEDED
     got = await economy.call("GetAccount", economy_pb2.GetAccountRequest(account_id=agent_id))
     assert got.account.balance == 3
+
+
+def progress_agent() -> Agent:
+    agent = Agent("reporter", capacity=4)
+
+    @agent.skill("x.report")
+    async def report(input: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        steps = int(input.get("steps", 4))
+        pause = float(input.get("pause", 0.12))
+        for i in range(1, steps + 1):
+            await asyncio.sleep(pause)
+            await ctx.progress(f"step {i} of {steps}", i / steps)
+        return {"steps": steps}
+
+    return agent
+
+
+async def events_of(node: Node, data: dict[str, Any]) -> list[W.WorkflowEvent]:
+    wfs = node.clients["workflow"]
+    d = json_format.ParseDict(data, W.WorkflowDefinition())
+    reply = await wfs.call("CreateWorkflow", W.CreateWorkflowRequest(definition=d))
+    request = W.WatchWorkflowRequest(workflow_id=reply.workflow.workflow_id)
+    return [r.event async for r in wfs.stream("WatchWorkflow", request)]
+
+
+async def test_stream_progress_records_the_agents_reports(node: Node, agents: Running) -> None:
+    await agents.start(progress_agent(), node)
+    events = await events_of(
+        node, {"tasks": [{"id": "r", "skill": "x.report", "streamProgress": True}]}
+    )
+    progress = [e for e in events if e.type == W.WORKFLOW_EVENT_TYPE_TASK_PROGRESS]
+    assert [e.message for e in progress] == [f"step {i} of 4" for i in range(1, 5)]
+    assert [e.progress for e in progress] == [0.25, 0.5, 0.75, 1.0]
+    assert events[-1].type == W.WORKFLOW_EVENT_TYPE_WORKFLOW_SUCCEEDED
+    succeeded = next(e for e in events if e.type == W.WORKFLOW_EVENT_TYPE_TASK_SUCCEEDED)
+    assert succeeded.output["steps"] == 4
+    assert max(e.sequence for e in progress) < succeeded.sequence
+
+
+async def test_progress_is_throttled_and_off_by_default(node: Node, agents: Running) -> None:
+    await agents.start(progress_agent(), node)
+    chatty = {"steps": 200, "pause": 0.001}
+    events = await events_of(
+        node,
+        {
+            "tasks": [
+                {"id": "loud", "skill": "x.report", "streamProgress": True, "input": chatty},
+                {"id": "quiet", "skill": "x.report", "input": {"steps": 2, "pause": 0.01}},
+            ]
+        },
+    )
+    progress = [e for e in events if e.type == W.WORKFLOW_EVENT_TYPE_TASK_PROGRESS]
+    assert {e.task_id for e in progress} == {"loud"}
+    assert 1 <= len(progress) <= 10  # 200 reports in well under a second
+    assert progress[-1].progress == 1.0  # the last report always gets through

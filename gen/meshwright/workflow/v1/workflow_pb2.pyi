@@ -44,6 +44,7 @@ class WorkflowEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKFLOW_EVENT_TYPE_WORKFLOW_SUCCEEDED: _ClassVar[WorkflowEventType]
     WORKFLOW_EVENT_TYPE_WORKFLOW_FAILED: _ClassVar[WorkflowEventType]
     WORKFLOW_EVENT_TYPE_WORKFLOW_CANCELLED: _ClassVar[WorkflowEventType]
+    WORKFLOW_EVENT_TYPE_TASK_PROGRESS: _ClassVar[WorkflowEventType]
 WORKFLOW_STATE_UNSPECIFIED: WorkflowState
 WORKFLOW_STATE_PENDING: WorkflowState
 WORKFLOW_STATE_RUNNING: WorkflowState
@@ -67,6 +68,7 @@ WORKFLOW_EVENT_TYPE_TASK_FAILED: WorkflowEventType
 WORKFLOW_EVENT_TYPE_WORKFLOW_SUCCEEDED: WorkflowEventType
 WORKFLOW_EVENT_TYPE_WORKFLOW_FAILED: WorkflowEventType
 WORKFLOW_EVENT_TYPE_WORKFLOW_CANCELLED: WorkflowEventType
+WORKFLOW_EVENT_TYPE_TASK_PROGRESS: WorkflowEventType
 
 class RetryPolicy(_message.Message):
     __slots__ = ("max_attempts", "initial_backoff", "backoff_multiplier", "max_backoff")
@@ -81,20 +83,22 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., backoff_multiplier: _Optional[float] = ..., max_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("id", "skill", "input", "depends_on", "retry", "timeout")
+    __slots__ = ("id", "skill", "input", "depends_on", "retry", "timeout", "stream_progress")
     ID_FIELD_NUMBER: _ClassVar[int]
     SKILL_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_PROGRESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     skill: str
     input: _struct_pb2.Struct
     depends_on: _containers.RepeatedScalarFieldContainer[str]
     retry: RetryPolicy
     timeout: _duration_pb2.Duration
-    def __init__(self, id: _Optional[str] = ..., skill: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., depends_on: _Optional[_Iterable[str]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    stream_progress: bool
+    def __init__(self, id: _Optional[str] = ..., skill: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., depends_on: _Optional[_Iterable[str]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stream_progress: _Optional[bool] = ...) -> None: ...
 
 class WorkflowDefinition(_message.Message):
     __slots__ = ("name", "tasks", "budget", "payer_account_id", "labels")
@@ -213,7 +217,7 @@ class Workflow(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[WorkflowState, str]] = ..., definition: _Optional[_Union[WorkflowDefinition, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskRun, _Mapping]]] = ..., escrow_id: _Optional[str] = ..., spent: _Optional[int] = ..., error: _Optional[str] = ..., template_name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class WorkflowEvent(_message.Message):
-    __slots__ = ("sequence", "workflow_id", "type", "time", "task_id", "agent_id", "attempt", "message", "output", "amount", "workflow_state")
+    __slots__ = ("sequence", "workflow_id", "type", "time", "task_id", "agent_id", "attempt", "message", "output", "amount", "workflow_state", "progress")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +229,7 @@ class WorkflowEvent(_message.Message):
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_STATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     workflow_id: str
     type: WorkflowEventType
@@ -236,7 +241,8 @@ class WorkflowEvent(_message.Message):
     output: _struct_pb2.Struct
     amount: int
     workflow_state: WorkflowState
-    def __init__(self, sequence: _Optional[int] = ..., workflow_id: _Optional[str] = ..., type: _Optional[_Union[WorkflowEventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., amount: _Optional[int] = ..., workflow_state: _Optional[_Union[WorkflowState, str]] = ...) -> None: ...
+    progress: float
+    def __init__(self, sequence: _Optional[int] = ..., workflow_id: _Optional[str] = ..., type: _Optional[_Union[WorkflowEventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., amount: _Optional[int] = ..., workflow_state: _Optional[_Union[WorkflowState, str]] = ..., progress: _Optional[float] = ...) -> None: ...
 
 class CreateWorkflowRequest(_message.Message):
     __slots__ = ("definition", "template", "workflow_id", "request_id")
