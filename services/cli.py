@@ -94,6 +94,10 @@ async def _up(args: argparse.Namespace) -> int:
             console.print("[dim]ready; Ctrl-C stops the mesh[/dim]")
             await stop.wait()
             console.print("stopping...")
+            if node.engine is not None:
+                # Workflows first (cancelled, refunded, their tasks cancelled on
+                # the agents), so none waits for agents that are going away.
+                await node.engine.stop()
     finally:
         await node.stop()
     return 0

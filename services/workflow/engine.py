@@ -147,6 +147,9 @@ class Engine:
         for run in list(self._runs.values()):
             await self._cancel(run, "engine shutting down")
         await self.directory.stop()
+        if self._background:
+            # Let the CancelTask calls just sent reach their agents (bounded).
+            await asyncio.wait(list(self._background), timeout=2.0)
         for t in list(self._background):
             t.cancel()
         if self._own_channels:

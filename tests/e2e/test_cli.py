@@ -7,10 +7,13 @@ import os
 import re
 import signal
 import sys
+import time
 
 import pytest
 
 from meshwright.economy.v1 import economy_pb2
+from meshwright.mesh.client import ChannelPool
+from meshwright.workflow.v1 import workflow_pb2 as W
 from tests.e2e.conftest import Mesh
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -65,10 +68,24 @@ async def test_up_stops_cleanly_on_sigterm() -> None:
         seen.append(line)
         if "ready; Ctrl-C stops the mesh" in line:
             break
+    # A workflow still running at shutdown is cancelled, not waited for.
+    grpc_address = re.search(r"gRPC\s+(127\.0\.0\.1:\d+)", "".join(seen))
+    assert grpc_address, seen
+    pool = ChannelPool()
+    try:
+        wfs = pool.client(grpc_address.group(1), W.DESCRIPTOR.services_by_name["WorkflowService"])
+        d = W.WorkflowDefinition()
+        task = d.tasks.add(id="long", skill="demo.sleep")
+        task.input["seconds"] = 20
+        await wfs.call("CreateWorkflow", W.CreateWorkflowRequest(definition=d))
+    finally:
+        await pool.close()
+    started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     rest, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, "".join(seen) + rest.decode()
     assert "stopping" in rest.decode()
+    assert time.monotonic() - started < 15  # did not wait out the 20 s task
 
 
 async def test_workflow_run_follow_against_a_running_mesh(mesh: Mesh) -> None:
