@@ -21,7 +21,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from meshwright.gateway._metadata import forwarded_metadata
@@ -100,10 +100,11 @@ def create_app(
             )
         )
     dispatcher = _Dispatcher(table, streams, heartbeat_s=heartbeat_s, max_body_bytes=max_body_bytes)
-    app = Starlette(
-        routes=[*extra_routes, Route("/{path:path}", dispatcher, name="gateway")],
-        middleware=middleware,
-    )
+    app = Starlette(routes=list(extra_routes), middleware=middleware)
+    # Every request no extra route claims goes to the dispatcher. Not a
+    # catch-all Route: Starlette's path pattern stops at a newline, so a path
+    # with an encoded %0A would get Starlette's plain-text 404 instead of ours.
+    app.router.default = dispatcher
     app.state.event_streams = streams
     app.state.route_table = table
     return app

@@ -265,3 +265,9 @@ async def test_oversized_body_is_413_not_read_in_full(stack: Stack) -> None:
 
     r = await stack.http.post("/v1/agent/tasks:execute", content=chunks())
     assert r.status_code == 413
+
+
+async def test_paths_with_encoded_newlines_get_a_status_body(stack: Stack) -> None:
+    r = await stack.http.get("/v1/nowhere%0Aelse")
+    assert r.status_code == 404
+    assert r.json()["code"] == 5
