@@ -110,7 +110,7 @@ def test_no_route_answers_500(http: httpx.Client, binding: Any) -> None:
     variables = re.findall(r"\{([^}=]+)", binding.template.text)
 
     @settings(
-        max_examples=20,
+        max_examples=int(os.environ.get("MESHWRIGHT_FUZZ_EXAMPLES", "30")),
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         database=None,
