@@ -76,6 +76,7 @@ async def main(args: argparse.Namespace) -> None:
                 started: dict[str, float] = {}
                 latencies: list[float] = []
                 events = 0
+                retries = 0
                 async for r in wfs.stream(
                     "WatchWorkflow", W.WatchWorkflowRequest(workflow_id=wf_id)
                 ):
@@ -86,6 +87,8 @@ async def main(args: argparse.Namespace) -> None:
                         started[e.task_id] = now
                     elif e.type == W.WORKFLOW_EVENT_TYPE_TASK_SUCCEEDED:
                         latencies.append(now - started[e.task_id])
+                    elif e.type == W.WORKFLOW_EVENT_TYPE_TASK_RETRYING:
+                        retries += 1
                 t_done = time.perf_counter()
                 got = await wfs.call("GetWorkflow", W.GetWorkflowRequest(workflow_id=wf_id))
                 wf = got.workflow
@@ -97,7 +100,7 @@ async def main(args: argparse.Namespace) -> None:
                 )
                 print(
                     f"  wall {wall:.2f}s  -> {args.tasks / wall:,.0f} tasks/s, "
-                    f"{events / wall:,.0f} events/s ({events} events)"
+                    f"{events / wall:,.0f} events/s ({events} events, {retries} retries)"
                 )
                 print(
                     f"  create call (validate {args.tasks} tasks + escrow): "
