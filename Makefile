@@ -2,7 +2,7 @@
 # `make lint` runs buf lint; `make check` runs ruff and mypy; `make test` runs pytest.
 PY ?= python
 
-.PHONY: gen protodeps lint breaking check test gen-check
+.PHONY: gen protodeps lint breaking check test gen-check bench
 
 protodeps:
 	$(PY) scripts/protodeps.py
@@ -28,3 +28,7 @@ check:
 
 test:
 	$(PY) -m pytest
+
+# Figures for BENCHMARKS.md (not a test: prints throughput and latency).
+bench:
+	$(PY) bench/fanout.py --tasks 2000 --agents 2 --runs 3
