@@ -326,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``meshwright`` console script."""
+    from meshwright.agent.supervisor import AgentStartError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["agent"]:
         from meshwright.agent.cli import main as agent_main
@@ -354,6 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:  # bad settings: a backend URL, a malformed variable
         err_console.print(f"[red]error[/red] {esc(str(err))}")
         return 2
+    except (AgentStartError, TimeoutError) as err:  # `up`: a sample agent did not come up
+        err_console.print(f"[red]error[/red] {esc(str(err) or type(err).__name__)}")
+        return 1
     except OSError as err:
         err_console.print(f"[red]error[/red] {esc(str(err))}")
         return 1
