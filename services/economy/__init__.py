@@ -9,6 +9,7 @@ from meshwright.economy.errors import (
     InsufficientStake,
     MintLimitExceeded,
     ProposalClosed,
+    StakeLocked,
     StakeRequired,
 )
 from meshwright.economy.idempotency import IdempotencyKey
@@ -57,6 +58,7 @@ __all__ = [
     "ProposalClosed",
     "ProposalState",
     "StakeChanged",
+    "StakeLocked",
     "StakeRequired",
     "Tier",
     "TierLevel",

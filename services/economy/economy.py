@@ -361,9 +361,4 @@ class Economy:
 
 
 def _seq_from_token(token: str) -> int | None:
-    key = paging.decode_page_token(token)
-    if key is None:
-        return None
-    if not key.isdigit() or int(key) <= 0:
-        raise InvalidArgument.field("page_token", "not a page token from this service")
-    return int(key)
+    return paging.decode_position_token(token)

@@ -28,6 +28,12 @@ class StakeRequired(FailedPrecondition):
     reason = "STAKE_REQUIRED"
 
 
+class StakeLocked(FailedPrecondition):
+    """The stake backs votes on proposals still open; it unlocks when they close."""
+
+    reason = "STAKE_LOCKED"
+
+
 class EscrowClosed(FailedPrecondition):
     """The escrow was released and pays out no more."""
 

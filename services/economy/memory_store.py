@@ -20,6 +20,7 @@ from meshwright.economy.errors import (
     InsufficientStake,
     MintLimitExceeded,
     ProposalClosed,
+    StakeLocked,
     StakeRequired,
 )
 from meshwright.economy.idempotency import DEFAULT_CAPACITY, IdempotencyCache, IdempotencyKey
@@ -119,6 +120,8 @@ class MemoryLedgerStore:
         self._escrows: dict[str, _EscrowRow] = {}
         self._proposals: dict[str, Proposal] = {}
         self._votes: dict[str, dict[str, tuple[VoteChoice, int]]] = {}
+        # account -> proposals it voted on that may still be open (pruned lazily)
+        self._voted_on: dict[str, set[str]] = {}
         self._idem = IdempotencyCache(idempotency_capacity)
         self._seq = 0
         self._minted = 0
@@ -308,6 +311,14 @@ class MemoryLedgerStore:
                 f"account {account_id!r} has {row.staked} staked, needs {amount}",
                 metadata={"account_id": account_id},
             )
+        locked = self._locked_stake(account_id, now)
+        if row.staked - amount < locked:
+            # Otherwise one stake could vote, move to another account and vote again.
+            raise StakeLocked(
+                f"account {account_id!r} has {locked} of its {row.staked} staked backing votes "
+                f"on open proposals; at most {row.staked - locked} can be unstaked now",
+                metadata={"account_id": account_id, "locked": str(locked)},
+            )
         row.staked -= amount
         row.balance += amount
         tx = self._record(transaction_id, TransactionKind.UNSTAKE, row, row, amount, now)
@@ -466,6 +477,7 @@ class MemoryLedgerStore:
             weights[previous[0]] -= previous[1]
         weights[choice] += voter.staked
         votes[voter_account_id] = (choice, voter.staked)
+        self._voted_on.setdefault(voter_account_id, set()).add(proposal_id)
         proposal = dataclasses.replace(
             proposal,
             yes_weight=weights[VoteChoice.YES],
@@ -475,6 +487,19 @@ class MemoryLedgerStore:
         )
         self._proposals[proposal_id] = proposal
         return self._idem.remember(idem, proposal)
+
+    def _locked_stake(self, account_id: str, now: float) -> int:
+        """Stake behind the account's votes on proposals still open (the largest such vote)."""
+        proposals = self._voted_on.get(account_id)
+        if not proposals:
+            return 0
+        locked = 0
+        for proposal_id in list(proposals):
+            if governance.as_of(self._proposals[proposal_id], now).state is ProposalState.OPEN:
+                locked = max(locked, self._votes[proposal_id][account_id][1])
+            else:
+                proposals.discard(proposal_id)
+        return locked
 
     async def close_proposal(self, *, proposal_id: str, now: float) -> Proposal:
         proposal = governance.as_of(self._proposal(proposal_id), now)

@@ -32,6 +32,18 @@ def decode_page_token(token: str, *, field: str = "page_token") -> str | None:
     return raw[len(_PREFIX) :]
 
 
+def decode_position_token(token: str, *, field: str = "page_token") -> int | None:
+    """A token whose key is a positive position number (a sequence, a creation count)."""
+    key = decode_page_token(token, field=field)
+    if key is None:
+        return None
+    # isascii: str.isdigit accepts digits like '²' that int() refuses; 19 digits
+    # bound it to int64 (and below Python's int-from-string length limit).
+    if not (key.isascii() and key.isdigit() and 0 < len(key) <= 19 and int(key) > 0):
+        raise InvalidArgument.field(field, "not a page token from this service")
+    return int(key)
+
+
 def page_size(requested: int, *, default: int, maximum: int, field: str = "page_size") -> int:
     """The page size to use: ``default`` for 0, capped at ``maximum``."""
     if requested < 0:

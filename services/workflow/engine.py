@@ -30,7 +30,12 @@ from meshwright.mesh.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from meshwright.mesh.paging import decode_page_token, encode_page_token, page_size
+from meshwright.mesh.paging import (
+    decode_page_token,
+    decode_position_token,
+    encode_page_token,
+    page_size,
+)
 from meshwright.mesh.timeutil import timestamp
 from meshwright.mesh.validation import check_id, duration_s
 from meshwright.workflow._dag import check_definition
@@ -660,9 +665,8 @@ class Engine:
     ) -> tuple[list[workflow_pb2.Workflow], str]:
         """A page of workflows, newest first, and the next page token."""
         limit = page_size(size, default=50, maximum=1000)
-        after = decode_page_token(token)
-        if after is not None and not after.isdigit():
-            raise InvalidArgument.field("page_token", "not a page token from this service")
+        position = decode_position_token(token)
+        after = None if position is None else str(position)
         items, next_key = await self.store.list_workflows(state=state, after_key=after, limit=limit)
         return items, encode_page_token(next_key) if next_key is not None else ""
 

@@ -9,7 +9,7 @@ from google.protobuf import duration_pb2
 
 from meshwright.economy import ProposalClosed, StakeRequired
 from meshwright.economy.v1 import economy_pb2 as pb
-from meshwright.mesh import InvalidArgument, NotFound
+from meshwright.mesh import FailedPrecondition, InvalidArgument, NotFound
 from tests.economy.conftest import Env, fields
 
 YES, NO, ABSTAIN = pb.VOTE_CHOICE_YES, pb.VOTE_CHOICE_NO, pb.VOTE_CHOICE_ABSTAIN
@@ -149,11 +149,13 @@ async def test_revote_replaces_and_weight_is_stake_at_vote_time(voters: Env) -> 
     await env.remote.call("Stake", pb.StakeRequest(account_id="bob", amount=200))
     tally = await vote(env, p.proposal_id, "bob", ABSTAIN)
     assert (tally.yes_weight, tally.abstain_weight, tally.voter_count) == (0, 500, 1)
-    # Unstaking afterwards does not change a cast vote.
-    await env.remote.call("Unstake", pb.UnstakeRequest(account_id="bob", amount=500))
+    # The stake behind a cast vote cannot be withdrawn while voting is open.
+    with pytest.raises(FailedPrecondition) as locked:
+        await env.remote.call("Unstake", pb.UnstakeRequest(account_id="bob", amount=500))
+    assert locked.value.reason == "STAKE_LOCKED"
     assert (await get(env, p.proposal_id)).abstain_weight == 500
     with pytest.raises(StakeRequired):
-        await vote(env, p.proposal_id, "bob", YES)
+        await vote(env, p.proposal_id, "dave", YES)
 
 
 async def test_late_vote_is_refused_and_outcome_is_decided_lazily(voters: Env) -> None:
@@ -215,3 +217,36 @@ async def test_vote_errors(voters: Env) -> None:
     with pytest.raises(NotFound):
         await env.remote.call("CloseProposal", pb.CloseProposalRequest(proposal_id="prop_nope"))
     assert (await get(env, p.proposal_id)).voter_count == 0
+
+
+async def test_a_stake_cannot_vote_twice_through_another_account(voters: Env) -> None:
+    """Unstake, move the money, stake it again elsewhere, vote again: refused."""
+    from meshwright.economy import StakeLocked
+
+    env = voters
+    p = await propose(env, period_s=60)
+    await vote(env, p.proposal_id, "bob", YES)  # bob's 300 backs this vote
+    with pytest.raises(StakeLocked) as err:
+        await env.remote.call("Unstake", pb.UnstakeRequest(account_id="bob", amount=1))
+    assert err.value.metadata == {"account_id": "bob", "locked": "300"}
+    assert (await env.get("bob")).staked == 300  # nothing applied
+    # More stake than the vote used can still go.
+    await env.remote.call("Stake", pb.StakeRequest(account_id="bob", amount=50))
+    await env.remote.call("Unstake", pb.UnstakeRequest(account_id="bob", amount=50))
+    # Once the proposal is decided, the lock is gone.
+    env.clock.advance(61)
+    assert (await get(env, p.proposal_id)).state == pb.PROPOSAL_STATE_PASSED
+    reply = await env.remote.call("Unstake", pb.UnstakeRequest(account_id="bob", amount=300))
+    assert reply.account.staked == 0
+
+
+async def test_closing_a_proposal_releases_its_locks(voters: Env) -> None:
+    env = voters
+    first, second = await propose(env), await propose(env)
+    await vote(env, first.proposal_id, "carol", NO)
+    await vote(env, second.proposal_id, "carol", NO)
+    await env.remote.call("CloseProposal", pb.CloseProposalRequest(proposal_id=first.proposal_id))
+    with pytest.raises(FailedPrecondition):  # still locked by the second
+        await env.remote.call("Unstake", pb.UnstakeRequest(account_id="carol", amount=50))
+    await env.remote.call("CloseProposal", pb.CloseProposalRequest(proposal_id=second.proposal_id))
+    await env.remote.call("Unstake", pb.UnstakeRequest(account_id="carol", amount=50))

@@ -36,3 +36,14 @@ def test_unsupported_backend_is_a_clear_error() -> None:
     assert backend_scheme("memory://", setting="store_url", supported=("memory",)) == "memory"
     with pytest.raises(ValueError, match="store_url='redis://x:6379/0'.*supported: memory://"):
         backend_scheme("redis://x:6379/0", setting="store_url", supported=("memory",))
+
+
+@pytest.mark.parametrize("key", ["²", "9" * 5000, "0", "-1", "1.5", ""])
+def test_position_tokens_refuse_what_int_cannot_take(key: str) -> None:
+    from meshwright.mesh.errors import InvalidArgument
+    from meshwright.mesh.paging import decode_position_token, encode_page_token
+
+    with pytest.raises(InvalidArgument) as err:
+        decode_position_token(encode_page_token(key))
+    assert [v.field for v in err.value.violations] == ["page_token"]
+    assert decode_position_token(encode_page_token("42")) == 42

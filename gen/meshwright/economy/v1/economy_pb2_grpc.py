@@ -160,7 +160,9 @@ class EconomyServiceServicer:
 
     def Unstake(self, request, context):
         """Unstake returns staked money to the available balance. Returns
-        FAILED_PRECONDITION (INSUFFICIENT_STAKE) if less is staked.
+        FAILED_PRECONDITION (INSUFFICIENT_STAKE) if less is staked, and
+        (STAKE_LOCKED) if the stake would fall below what backs the account's
+        votes on proposals still open.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -203,7 +205,9 @@ class EconomyServiceServicer:
 
     def CastVote(self, request, context):
         """CastVote records a stake-weighted vote; a second vote by the same account
-        replaces its first. Returns FAILED_PRECONDITION (PROPOSAL_CLOSED) after
+        replaces its first. The stake behind the vote stays locked (Unstake
+        refuses to go below it) until the proposal closes, so one stake cannot
+        vote twice through another account. Returns FAILED_PRECONDITION (PROPOSAL_CLOSED) after
         the voting period, (STAKE_REQUIRED) if the voter has no stake.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
