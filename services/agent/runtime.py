@@ -146,4 +146,5 @@ class AgentRuntime:
             if self.registration is not None:
                 await self.registration.close(deregister=True)
         finally:
+            self.servicer.runner.close()
             await self._channels.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import inspect
 import re
 from collections.abc import Awaitable, Callable
@@ -52,10 +54,25 @@ class Skill:
         object.__setattr__(self, "is_async", is_async)
 
     def call(self, input: dict[str, Any], ctx: TaskContext) -> Awaitable[Any]:
-        """Start the skill: the coroutine, or the sync function in a worker thread."""
+        """Start the skill: the coroutine, or the sync function in a worker thread.
+
+        Cancelling the awaitable of a sync skill does not stop its thread;
+        ``TaskRunner`` uses ``submit`` instead, to know when the thread is done.
+        """
         if self.is_async:
             return self.fn(input, ctx)
         return asyncio.to_thread(self.fn, input, ctx)
+
+    def submit(
+        self, input: dict[str, Any], ctx: TaskContext, executor: concurrent.futures.Executor
+    ) -> concurrent.futures.Future[Any]:
+        """Run a sync skill in ``executor``; the future is done when the thread is.
+
+        Like ``asyncio.to_thread``, the function sees the caller's context variables.
+        """
+        if self.is_async:
+            raise TypeError(f"skill {self.id} is async; await call() instead")
+        return executor.submit(contextvars.copy_context().run, self.fn, input, ctx)
 
     def to_proto(self) -> agent_pb2.AgentSkill:
         """The skill as it appears on the agent card."""

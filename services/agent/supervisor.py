@@ -118,6 +118,8 @@ class _Child:
         self.ready = asyncio.Event()
         self.changed = asyncio.Event()
         self.stop_requested = asyncio.Event()
+        self.stop_grace_s: float | None = None
+        """Grace period of the stop request (the shortest, when several came)."""
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.monitor: asyncio.Task[None] | None = None
         self.pumps: tuple[asyncio.Task[None], ...] = ()
@@ -257,12 +259,21 @@ class AgentSupervisor:
         return child is not None and child.state not in (ProcessState.STOPPED, ProcessState.ERROR)
 
     async def stop(self, name: str, *, grace_s: float | None = None) -> ProcessStatus:
-        """SIGTERM the process, SIGKILL it after the grace period; returns its final status."""
+        """SIGTERM the process, SIGKILL it after the grace period; returns its final status.
+
+        The monitor does the stopping wherever it is: waiting for READY, running,
+        backing off, or in the middle of launching a replacement (which it then
+        terminates as soon as it exists).
+        """
         child = self._children[name]
+        grace = self.stop_grace_s if grace_s is None else grace_s
+        if child.stop_grace_s is None or grace < child.stop_grace_s:
+            child.stop_grace_s = grace
         child.stop_requested.set()
-        await self._terminate(child, self.stop_grace_s if grace_s is None else grace_s)
-        if child.monitor is not None:
+        if child.monitor is not None and not child.monitor.done():
             await asyncio.shield(child.monitor)
+        # Nothing supervises the process any more (or the monitor failed): make sure.
+        await self._terminate(child, grace)
         return child.status()
 
     async def restart(self, name: str) -> ProcessStatus:
@@ -309,12 +320,14 @@ class AgentSupervisor:
                 child.set_state(ProcessState.STARTING)
                 started = time.monotonic()
                 ready = await self._launch(child)
-                if ready:
+                if ready and not child.stop_requested.is_set():
                     child.set_state(ProcessState.RUNNING)
                     if first:
                         child.started.set_result(None)
                     assert child.proc is not None
-                    await child.proc.wait()
+                    await self._exit_or_stop(child, child.proc)
+                if child.stop_requested.is_set():
+                    await self._terminate(child, self._stop_grace(child))
                 await self._reap(child)
                 ran_s = time.monotonic() - started
                 if child.stop_requested.is_set():
@@ -384,13 +397,20 @@ class AgentSupervisor:
         )
         ready = asyncio.create_task(child.ready.wait())
         exited = asyncio.create_task(proc.wait())
+        stop = asyncio.create_task(child.stop_requested.wait())
         try:
             await asyncio.wait(
-                {ready, exited}, timeout=self.ready_timeout_s, return_when=asyncio.FIRST_COMPLETED
+                {ready, exited, stop},
+                timeout=self.ready_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
             ready.cancel()
             exited.cancel()
+            stop.cancel()
+        if child.stop_requested.is_set():  # also when stop() came while launching
+            await self._terminate(child, self._stop_grace(child))
+            return False
         if child.ready.is_set() and proc.returncode is None:
             return True
         if proc.returncode is None:
@@ -400,9 +420,23 @@ class AgentSupervisor:
             child.error = f"exited with code {proc.returncode} before READY"
         return False
 
+    async def _exit_or_stop(self, child: _Child, proc: asyncio.subprocess.Process) -> None:
+        """Wait until the process exits or a stop is requested, whichever comes first."""
+        exited = asyncio.create_task(proc.wait())
+        stop = asyncio.create_task(child.stop_requested.wait())
+        try:
+            await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+            stop.cancel()
+
+    def _stop_grace(self, child: _Child) -> float:
+        return self.stop_grace_s if child.stop_grace_s is None else child.stop_grace_s
+
     async def _reap(self, child: _Child) -> None:
         """Collect the exit code and the last output of an exited child."""
-        assert child.proc is not None
+        if child.proc is None:  # never launched (the executable could not be started)
+            return
         child.exit_code = await child.proc.wait()
         if child.pumps:
             # Let the pipes drain; a grandchild holding them open must not hang us.

@@ -3,12 +3,20 @@
 This is the domain side of ``AgentService``; it speaks the contract's
 messages but knows nothing of gRPC. Each task runs in its own asyncio task
 so ``cancel`` can stop it; the caller going away cancels it the same way.
+
+A sync skill runs in a worker thread of the runner's own pool, which Python
+cannot interrupt: cancelling it ends the task CANCELED at once, but its slot
+(and the load it reports) stays taken until the thread has returned, so
+capacity holds for the work really running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -41,17 +49,77 @@ _TERMINAL = frozenset(
 )
 
 
+class _Updates:
+    """The messages a stream has not sent yet, bounded for a reader that lags.
+
+    Progress coalesces: a status update still waiting behind the reader is
+    replaced by the newer one, so a skill reporting in a tight loop leaves one
+    pending status, not one per report. Artifacts (which the task keeps anyway)
+    and the end of the stream are never dropped.
+    """
+
+    __slots__ = ("_items", "_tail_coalesces", "_wakeup", "_ended")
+
+    def __init__(self) -> None:
+        self._items: deque[agent_pb2.StreamTaskResponse] = deque()
+        self._tail_coalesces = False
+        self._wakeup = asyncio.Event()
+        self._ended = False
+
+    def put(self, item: agent_pb2.StreamTaskResponse, *, coalesce: bool = False) -> None:
+        """Queue a message; with ``coalesce``, replace a coalescing one still last in line."""
+        if self._ended:
+            return
+        if coalesce and self._tail_coalesces and self._items:
+            self._items[-1] = item
+        else:
+            self._items.append(item)
+        self._tail_coalesces = coalesce
+        self._wakeup.set()
+
+    def end(self) -> None:
+        """No more messages: ``get`` returns None once the queued ones are taken."""
+        self._ended = True
+        self._wakeup.set()
+
+    async def get(self) -> agent_pb2.StreamTaskResponse | None:
+        """The next message, waiting for one; None at the end."""
+        while not self._items:
+            if self._ended:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        item = self._items.popleft()
+        if not self._items:
+            self._tail_coalesces = False
+        return item
+
+    def qsize(self) -> int:
+        """Messages waiting to be taken."""
+        return len(self._items)
+
+
 class _RunningTask:
     """One admitted task: its message (the state), the skill call, its update queue."""
 
-    __slots__ = ("task", "skill", "input", "ctx", "updates", "future", "cancel_message", "closed")
+    __slots__ = (
+        "task",
+        "skill",
+        "input",
+        "ctx",
+        "updates",
+        "future",
+        "thread",
+        "cancel_message",
+        "closed",
+    )
 
     def __init__(
         self,
         task: agent_pb2.Task,
         skill: Skill,
         input: dict[str, Any],
-        updates: asyncio.Queue[agent_pb2.StreamTaskResponse | None] | None,
+        updates: _Updates | None,
     ) -> None:
         self.task = task
         self.skill = skill
@@ -59,6 +127,8 @@ class _RunningTask:
         self.updates = updates
         self.ctx: TaskContext | None = None
         self.future: asyncio.Task[None] | None = None
+        self.thread: concurrent.futures.Future[Any] | None = None
+        """A sync skill's call in the worker pool; done when the thread returned."""
         self.cancel_message = ""
         self.closed = False
 
@@ -76,7 +146,7 @@ class _RunningTask:
             status.progress = fraction
         status.update_time.CopyFrom(timestamp())
         if self.updates is not None:
-            self.updates.put_nowait(agent_pb2.StreamTaskResponse(status_update=status))
+            self.updates.put(agent_pb2.StreamTaskResponse(status_update=status), coalesce=True)
 
     def on_artifact(self, name: str, data: Mapping[str, Any]) -> None:
         if self.terminal:
@@ -87,7 +157,7 @@ class _RunningTask:
         dict_to_struct(data, artifact.data)
         self.task.artifacts.append(artifact)
         if self.updates is not None:
-            self.updates.put_nowait(agent_pb2.StreamTaskResponse(artifact_update=artifact))
+            self.updates.put(agent_pb2.StreamTaskResponse(artifact_update=artifact))
 
     def finish(self, state: agent_pb2.TaskState, message: str) -> None:
         if self.terminal:
@@ -116,10 +186,11 @@ class TaskRunner:
         self._capacity = capacity
         self._cancel_wait_s = cancel_wait_s
         self._running: dict[str, _RunningTask] = {}
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     @property
     def load(self) -> int:
-        """Tasks in flight now."""
+        """Tasks in flight now, counting cancelled sync skills whose thread still runs."""
         return len(self._running)
 
     @property
@@ -127,10 +198,16 @@ class TaskRunner:
         """Tasks accepted at once; 0 is unlimited."""
         return self._capacity
 
+    def close(self) -> None:
+        """Let the worker threads go once idle (threads still running finish first)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
     async def execute(self, request: TaskRequest) -> agent_pb2.Task:
         """Run one task to a terminal state and return it."""
         r = self._admit(request, stream=False)
-        fut = r.future = asyncio.create_task(self._run(r))
+        fut = self._start(r)
         try:
             await fut
         except asyncio.CancelledError:
@@ -146,13 +223,13 @@ class TaskRunner:
         r = self._admit(request, stream=True)
         updates = r.updates
         assert updates is not None
-        fut = r.future = asyncio.create_task(self._run(r))
+        fut = self._start(r)
         try:
             while (item := await updates.get()) is not None:
                 yield item
             yield agent_pb2.StreamTaskResponse(final=True, status_update=r.task.status, task=r.task)
         finally:
-            if not fut.done():  # the caller went away mid-stream
+            if not fut.done():  # the caller went away mid-stream (the task closes when done)
                 fut.cancel()
 
     async def cancel(self, task_id: str) -> agent_pb2.Task:
@@ -205,10 +282,10 @@ class TaskRunner:
             create_time=now,
             status=agent_pb2.TaskStatus(state=agent_pb2.TASK_STATE_WORKING, update_time=now),
         )
-        updates: asyncio.Queue[agent_pb2.StreamTaskResponse | None] | None = None
+        updates: _Updates | None = None
         if stream:
-            updates = asyncio.Queue()
-            updates.put_nowait(agent_pb2.StreamTaskResponse(status_update=task.status))
+            updates = _Updates()
+            updates.put(agent_pb2.StreamTaskResponse(status_update=task.status))
         r = _RunningTask(task, skill, struct_to_dict(request.input), updates)
         r.ctx = TaskContext(
             task_id=task_id,
@@ -221,10 +298,19 @@ class TaskRunner:
         self._running[task_id] = r
         return r
 
+    def _start(self, r: _RunningTask) -> asyncio.Task[None]:
+        fut = r.future = asyncio.create_task(self._run(r))
+        # Also when cancelled before it ever ran (and so never reached its finally).
+        fut.add_done_callback(lambda _: self._close(r))
+        return fut
+
     async def _run(self, r: _RunningTask) -> None:
         assert r.ctx is not None
         try:
-            result = await r.skill.call(r.input, r.ctx)
+            if r.skill.is_async:
+                result = await r.skill.call(r.input, r.ctx)
+            else:
+                result = await self._call_in_thread(r)
             if not isinstance(result, dict):
                 result = {"result": result}
             try:
@@ -254,13 +340,38 @@ class TaskRunner:
         finally:
             self._close(r)
 
+    def _call_in_thread(self, r: _RunningTask) -> asyncio.Future[Any]:
+        """Start a sync skill in the pool; its slot is freed only once the thread returns."""
+        assert r.ctx is not None
+        loop = asyncio.get_running_loop()
+        if self._pool is None:
+            # One thread per slot: abandoned threads never wait behind each other,
+            # and they do not take the loop's default executor from anyone else.
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self._capacity or None, thread_name_prefix="skill"
+            )
+        thread = r.thread = r.skill.submit(r.input, r.ctx, self._pool)
+
+        def thread_done(_: concurrent.futures.Future[Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to free
+                loop.call_soon_threadsafe(self._release, r)
+
+        thread.add_done_callback(thread_done)
+        return asyncio.wrap_future(thread, loop=loop)
+
     def _close(self, r: _RunningTask) -> None:
-        """Make the task terminal, free its slot and end its stream; idempotent."""
+        """Make the task terminal, end its stream and free its slot if idle; idempotent."""
         if r.closed:
             return
         r.closed = True
         r.finish(agent_pb2.TASK_STATE_CANCELED, r.cancel_message or "canceled")
+        if r.updates is not None:
+            r.updates.end()
+        self._release(r)
+
+    def _release(self, r: _RunningTask) -> None:
+        """Free the slot of a closed task whose worker thread (if any) has returned."""
+        if not r.closed or (r.thread is not None and not r.thread.done()):
+            return
         if self._running.get(r.task.task_id) is r:
             del self._running[r.task.task_id]
-        if r.updates is not None:
-            r.updates.put_nowait(None)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
+from typing import Any
 
 import grpc
 import pytest
@@ -110,3 +113,46 @@ async def test_copies_of_one_target_get_their_own_names_and_ids(mesh: Mesh) -> N
             await sup.start("meshwright.agent.samples:sysinfo_agent", name="sysinfo_agent")
     assert [s.state for s in sup.statuses()] == [ProcessState.STOPPED] * 2
     assert await mesh.state(one.agent_id) is None and await mesh.state(two.agent_id) is None
+
+
+async def test_close_while_a_crashed_agent_is_relaunching_stops_it(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = AgentSupervisor(mesh.address, lease_ttl_s=1.0, restart_backoff_s=0.05)
+    first = await sup.start(ANALYST, name="slowpoke")
+    assert first.pid is not None
+
+    launching = asyncio.Event()
+    relaunched: list[asyncio.subprocess.Process] = []
+    real_exec = asyncio.create_subprocess_exec
+
+    async def slow_exec(*args: Any, **kw: Any) -> asyncio.subprocess.Process:
+        launching.set()
+        await asyncio.sleep(0.3)  # close() arrives while the relaunch is under way
+        proc = await real_exec(*args, **kw)
+        relaunched.append(proc)
+        return proc
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", slow_exec)
+    try:
+        os.kill(first.pid, signal.SIGKILL)
+        await asyncio.wait_for(launching.wait(), 5)
+        assert sup.status("slowpoke").state == ProcessState.STARTING
+        await asyncio.wait_for(sup.close(), 5)
+        assert sup.status("slowpoke").state == ProcessState.STOPPED
+        assert len(relaunched) == 1
+        proc = relaunched[0]
+        assert proc.returncode is not None
+        with pytest.raises(ProcessLookupError):  # exited and reaped
+            os.kill(proc.pid, 0)
+    finally:  # on failure, leave no process or monitor behind
+        for proc in relaunched:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        for status in sup.statuses():
+            monitor = sup._children[status.name].monitor
+            if monitor is not None and not monitor.done():
+                monitor.cancel()
+                with contextlib.suppress(BaseException):
+                    await monitor
