@@ -15,6 +15,8 @@ from meshwright.workflow.v1 import workflow_pb2
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 MAX_TASKS = 100_000
 MAX_ATTEMPTS = 100
+MAX_TIMEOUT_S = 86_400.0  # grpc.aio fails deadlines near 1e10 s at once; a day is plenty
+MAX_BACKOFF_S = 3_600.0
 
 
 def check_definition(
@@ -88,16 +90,24 @@ def _check_task_options(task: workflow_pb2.TaskSpec, where: str) -> list[FieldVi
         out.append(
             FieldViolation(f"{where}.retry.max_attempts", f"must be between 0 and {MAX_ATTEMPTS}")
         )
-    if duration_s(retry.initial_backoff) < 0:
-        out.append(FieldViolation(f"{where}.retry.initial_backoff", "must not be negative"))
-    if duration_s(retry.max_backoff) < 0:
-        out.append(FieldViolation(f"{where}.retry.max_backoff", "must not be negative"))
+    for name, value in (
+        ("initial_backoff", retry.initial_backoff),
+        ("max_backoff", retry.max_backoff),
+    ):
+        if not 0 <= duration_s(value) <= MAX_BACKOFF_S:
+            out.append(
+                FieldViolation(
+                    f"{where}.retry.{name}", f"must be between 0 and {MAX_BACKOFF_S:.0f}s"
+                )
+            )
     if retry.backoff_multiplier != 0 and not 1.0 <= retry.backoff_multiplier <= 100.0:
         out.append(
             FieldViolation(f"{where}.retry.backoff_multiplier", "must be 0 or between 1 and 100")
         )
-    if duration_s(task.timeout) < 0:
-        out.append(FieldViolation(f"{where}.timeout", "must not be negative"))
+    if not 0 <= duration_s(task.timeout) <= MAX_TIMEOUT_S:
+        out.append(
+            FieldViolation(f"{where}.timeout", f"must be between 0 and {MAX_TIMEOUT_S:.0f}s")
+        )
     return out
 
 

@@ -82,11 +82,13 @@ class AgentDirectory:
         breaker: BreakerPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        on_endpoint_gone: Callable[[str], None] | None = None,
     ) -> None:
         self._registry = registry
         self._breaker = breaker or BreakerPolicy()
         self._clock = clock
         self._wall_clock = wall_clock
+        self._on_endpoint_gone = on_endpoint_gone
         self._agents: dict[str, registry_pb2.Agent] = {}
         self._prices: dict[str, dict[str, int]] = {}  # agent -> skill -> price
         self._lease_ends: dict[str, float] = {}  # agent -> lease expiry, epoch seconds
@@ -180,8 +182,17 @@ class AgentDirectory:
                 self._wake(skill)
 
     def _forget(self, agent_id: str) -> None:
-        self._agents.pop(agent_id, None)
+        gone = self._agents.pop(agent_id, None)
         self._lease_ends.pop(agent_id, None)
+        self._stats.pop(agent_id, None)
+        if (
+            gone is not None
+            and self._on_endpoint_gone is not None
+            and all(a.endpoint != gone.endpoint for a in self._agents.values())
+        ):
+            # Nobody registered there any more: its channel can go (agents that
+            # restart come back on new ports with new ids).
+            self._on_endpoint_gone(gone.endpoint)
         for skill in self._prices.pop(agent_id, {}):
             self._by_skill.get(skill, set()).discard(agent_id)
 
@@ -295,7 +306,10 @@ class AgentDirectory:
                     f"{timeout_s:.1f}s"
                 )
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(skill, deque()).append(fut)
+            queue = self._waiters.setdefault(skill, deque())
+            while queue and queue[0].done():  # waits that timed out, oldest first
+                queue.popleft()
+            queue.append(fut)
             try:
                 await asyncio.wait_for(fut, min(remaining, 1.0))
             except TimeoutError:
@@ -315,10 +329,26 @@ class AgentDirectory:
         wall = self._wall_clock()
         return any(self._live(a, wall) for a in self._by_skill.get(skill, ()))
 
-    def release(self, lease: Lease, *, ok: bool, transport_failure: bool, latency_s: float) -> None:
-        """Give the slot back and record how the attempt went."""
+    def release(
+        self,
+        lease: Lease,
+        *,
+        ok: bool,
+        transport_failure: bool,
+        latency_s: float,
+        counted: bool = True,
+    ) -> None:
+        """Give the slot back and record how the attempt went.
+
+        ``counted=False`` (the caller cancelled the attempt) frees the slot
+        without judging the agent.
+        """
         st = self._stats.setdefault(lease.agent_id, AgentStats())
         st.inflight = max(0, st.inflight - 1)
+        if not counted:
+            for skill in lease.skills:
+                self._wake(skill, 1)
+            return
         if ok:
             st.successes += 1
         else:

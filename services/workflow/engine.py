@@ -109,9 +109,16 @@ class _Run:
     agent_tasks: dict[str, tuple[Lease, str]] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     closing: bool = False
+    finishing: asyncio.Task[None] | None = None
 
     def available(self) -> int:
         return self.wf.definition.budget - self.wf.spent - self.reserved
+
+
+def _retrieve(task: asyncio.Task[object]) -> None:
+    # The caller may have gone (cancelled); the error was its to see, not the loop's.
+    if not task.cancelled():
+        task.exception()
 
 
 def _new_id(prefix: str) -> str:
@@ -133,7 +140,7 @@ class Engine:
     ) -> None:
         self.config = config or EngineConfig()
         self.store: WorkflowStore = store or MemoryWorkflowStore()
-        self.directory = AgentDirectory(registry)
+        self.directory = AgentDirectory(registry, on_endpoint_gone=self._endpoint_gone)
         self._economy = economy
         self._own_channels = channels is None
         self._channels = channels or ChannelPool()
@@ -141,6 +148,8 @@ class Engine:
         self._runs: dict[str, _Run] = {}
         self._creating: dict[str, asyncio.Future[workflow_pb2.Workflow]] = {}
         self._claimed: set[str] = set()
+        self._stopping = False
+        self._creations: set[asyncio.Task[workflow_pb2.Workflow]] = set()
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -149,6 +158,9 @@ class Engine:
 
     async def stop(self) -> None:
         """Cancel live workflows (refunding their escrow) and stop."""
+        self._stopping = True
+        if self._creations:  # creations under way end stored, then are cancelled below
+            await asyncio.wait(list(self._creations))
         for run in list(self._runs.values()):
             await self._cancel(run, "engine shutting down")
         await self.directory.stop()
@@ -166,6 +178,8 @@ class Engine:
         self, request: workflow_pb2.CreateWorkflowRequest
     ) -> workflow_pb2.Workflow:
         """Validate, escrow the budget, store and start a workflow."""
+        if self._stopping:
+            raise Unavailable("the workflow service is shutting down")
         rid = request.request_id
         if rid:
             existing = await self.store.find_request(rid)
@@ -174,19 +188,16 @@ class Engine:
             pending = self._creating.get(rid)
             if pending is not None:
                 return await asyncio.shield(pending)
-            fut: asyncio.Future[workflow_pb2.Workflow] = asyncio.get_running_loop().create_future()
-            self._creating[rid] = fut
-            try:
-                wf = await self._create(request)
-                fut.set_result(wf)
-                return wf
-            except BaseException as err:
-                fut.set_exception(err)
-                fut.exception()  # retrieved: a lone caller must not log "never retrieved"
-                raise
-            finally:
-                del self._creating[rid]
-        return await self._create(request)
+        # Creation runs as its own task: once the escrow is opened it must end
+        # stored and started (or released) even if this caller is cancelled.
+        creating = asyncio.create_task(self._create(request))
+        creating.add_done_callback(_retrieve)
+        self._creations.add(creating)
+        creating.add_done_callback(self._creations.discard)
+        if rid:
+            self._creating[rid] = creating
+            creating.add_done_callback(lambda _: self._creating.pop(rid, None))
+        return await asyncio.shield(creating)
 
     async def _create(self, request: workflow_pb2.CreateWorkflowRequest) -> workflow_pb2.Workflow:
         source = request.WhichOneof("source")
@@ -399,6 +410,7 @@ class Engine:
             )
             started = time.monotonic()
             transport_failure = False
+            cancelled = False
             ok = False
             output = None
             run.agent_tasks[task_id] = (lease, request.task_id)
@@ -418,6 +430,9 @@ class Engine:
             except MeshError as err:
                 transport_failure = isinstance(err, _TRANSPORT_ERRORS)
                 error = f"{err.reason}: {err.message}"
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             finally:
                 run.agent_tasks.pop(task_id, None)
                 if not ok:
@@ -427,6 +442,7 @@ class Engine:
                     ok=ok,
                     transport_failure=transport_failure,
                     latency_s=time.monotonic() - started,
+                    counted=not cancelled,  # the workflow ended; the agent did no wrong
                 )
             if ok and output is not None:
                 # The reservation holds until the payment is recorded, so no other
@@ -563,6 +579,10 @@ class Engine:
             await self._economy.call("CaptureEscrow", capture)
         wf.spent += lease.price
 
+    def _endpoint_gone(self, endpoint: str) -> None:
+        if self._agent_clients.pop(endpoint, None) is not None:
+            self._spawn(self._channels.discard(endpoint))
+
     def agent_client(self, endpoint: str) -> RemoteServiceClient:
         """The (cached) AgentService client of an agent endpoint."""
         client = self._agent_clients.get(endpoint)
@@ -574,9 +594,20 @@ class Engine:
     # -- ending ----------------------------------------------------------------
 
     async def _finish(self, run: _Run, state: int, error: str) -> None:
-        if run.closing:
-            return
-        run.closing = True
+        """End the workflow exactly once; every caller waits for the same ending.
+
+        The ending runs as its own task: a caller whose RPC is cancelled midway
+        (a deadline, a client gone) must not leave the workflow half-ended with
+        its escrow held. The first caller's state wins.
+        """
+        if run.finishing is None:
+            run.closing = True
+            run.finishing = asyncio.create_task(
+                self._end(run, state, error), name=f"end {run.wf.workflow_id}"
+            )
+        await asyncio.shield(run.finishing)
+
+    async def _end(self, run: _Run, state: int, error: str) -> None:
         wf = run.wf
         for task_id, t in list(run.attempts.items()):
             t.cancel()
@@ -677,10 +708,7 @@ class Engine:
         await self.store.get(workflow_id)
         run = self._runs.get(workflow_id)
         if run is not None:
-            if run.closing:
-                await run.done.wait()
-            else:
-                await self._cancel(run, reason)
+            await self._cancel(run, reason)
         return await self.get_workflow(workflow_id)
 
     async def watch(

@@ -14,7 +14,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from meshwright.agent.v1 import agent_pb2
-from meshwright.mesh.errors import FieldViolation, InvalidArgument, MeshError, NotFound
+from meshwright.mesh.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    MeshError,
+    NotFound,
+)
 from meshwright.workflow.directory import UNLIMITED, Lease
 from meshwright.workflow.engine import Engine
 
@@ -27,12 +34,19 @@ class SkillNotOffered(NotFound):
     reason = "SKILL_NOT_OFFERED"
 
 
+class TaskAlreadyRouted(AlreadyExists):
+    """A task with that id is already running through the mesh."""
+
+    reason = "TASK_ALREADY_RUNNING"
+
+
 class SkillRouter:
     """Implements ``meshwright.agent.v1.AgentService`` for the whole mesh."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._routed: dict[str, Lease] = {}
+        # task id -> its lease; None while it still waits for an agent
+        self._routed: dict[str, Lease | None] = {}
 
     async def GetAgentCard(self, request: A.GetAgentCardRequest, context: Any) -> Any:
         cheapest: dict[str, A.AgentSkill] = {}
@@ -59,15 +73,20 @@ class SkillRouter:
         if violations:
             raise InvalidArgument("task_id and skill are required", violations=violations)
         if task_id in self._routed:
-            raise InvalidArgument.field("task_id", f"task {task_id!r} is already running")
-        if not await self._engine.directory.skill_known(skill):
-            raise SkillNotOffered(f"no registered agent offers skill {skill!r}")
-        lease = await self._engine.directory.acquire(
-            skill,
-            max_price=lambda: UNLIMITED,
-            exclude=set(),
-            timeout_s=self._engine.config.agent_wait_s,
-        )
+            raise TaskAlreadyRouted(f"task {task_id!r} is already running through the mesh")
+        self._routed[task_id] = None  # claimed before the first await
+        try:
+            if not await self._engine.directory.skill_known(skill):
+                raise SkillNotOffered(f"no registered agent offers skill {skill!r}")
+            lease = await self._engine.directory.acquire(
+                skill,
+                max_price=lambda: UNLIMITED,
+                exclude=set(),
+                timeout_s=self._engine.config.agent_wait_s,
+            )
+        except BaseException:
+            del self._routed[task_id]
+            raise
         self._routed[task_id] = lease
         return lease
 
@@ -111,9 +130,13 @@ class SkillRouter:
             self._release(request.task_id, lease, ok, transport, t0)
 
     async def CancelTask(self, request: A.CancelTaskRequest, context: Any) -> Any:
-        lease = self._routed.get(request.task_id)
-        if lease is None:
+        if request.task_id not in self._routed:
             raise NotFound(f"no task {request.task_id!r} is running through the mesh")
+        lease = self._routed[request.task_id]
+        if lease is None:
+            raise FailedPrecondition(
+                f"task {request.task_id!r} is still waiting for an agent; cancel its call instead"
+            )
         return await self._engine.agent_client(lease.endpoint).call(
             "CancelTask", request, timeout=5.0
         )
