@@ -6,7 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -42,3 +42,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def run_workflow(workflows: Any, data: dict[str, Any]) -> Any:
+    """Create a workflow from a JSON definition, wait for its end, return it."""
+    from google.protobuf import json_format
+
+    from meshwright.workflow.v1 import workflow_pb2 as W
+
+    d = json_format.ParseDict(data, W.WorkflowDefinition())
+    reply = await workflows.call("CreateWorkflow", W.CreateWorkflowRequest(definition=d))
+    wf_id = reply.workflow.workflow_id
+    async for _ in workflows.stream("WatchWorkflow", W.WatchWorkflowRequest(workflow_id=wf_id)):
+        pass
+    got = await workflows.call("GetWorkflow", W.GetWorkflowRequest(workflow_id=wf_id))
+    return got.workflow

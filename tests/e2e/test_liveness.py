@@ -16,7 +16,7 @@ from meshwright.node import start_node
 from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow import EngineConfig
 from meshwright.workflow.v1 import workflow_pb2
-from tests.conftest import eventually
+from tests.conftest import eventually, run_workflow
 from tests.e2e.conftest import wait_active
 
 W = workflow_pb2
@@ -48,14 +48,7 @@ async def two_analysts() -> AsyncIterator[
         await node.stop()
 
 
-async def run(workflows: RemoteServiceClient, data: dict) -> W.Workflow:  # type: ignore[type-arg]
-    d = json_format.ParseDict(data, W.WorkflowDefinition())
-    reply = await workflows.call("CreateWorkflow", W.CreateWorkflowRequest(definition=d))
-    wf_id = reply.workflow.workflow_id
-    async for _ in workflows.stream("WatchWorkflow", W.WatchWorkflowRequest(workflow_id=wf_id)):
-        pass
-    got = await workflows.call("GetWorkflow", W.GetWorkflowRequest(workflow_id=wf_id))
-    return got.workflow
+run = run_workflow
 
 
 async def test_an_agent_whose_lease_lapsed_is_not_offered_work(two_analysts) -> None:  # type: ignore[no-untyped-def]

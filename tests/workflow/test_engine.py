@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,91 +10,12 @@ from google.protobuf import json_format
 
 from meshwright.agent import Agent, TaskContext
 from meshwright.economy.v1 import economy_pb2
-from meshwright.mesh.config import MeshConfig
-from meshwright.node import Node, start_node
-from meshwright.workflow import EngineConfig
+from meshwright.mesh.errors import AlreadyExists
+from meshwright.node import Node
 from meshwright.workflow.v1 import workflow_pb2
+from tests.workflow.conftest import Running, Split, echo_agent, fan, fund, run
 
 W = workflow_pb2
-
-
-@pytest.fixture
-async def node() -> AsyncIterator[Node]:
-    n = await start_node(
-        MeshConfig(grpc_port=0, http_port=0, grace_s=0),
-        gateway=False,
-        engine_config=EngineConfig(initial_backoff_s=0.01, agent_wait_s=0.5),
-    )
-    try:
-        yield n
-    finally:
-        await n.stop()
-
-
-class Running:
-    """Agents started in this process for one test."""
-
-    def __init__(self) -> None:
-        self.runtimes: list[Any] = []
-
-    async def start(self, agent: Agent, node: Node, economy: str | None = None) -> str:
-        rt = await agent.start(registry=node.grpc_address, economy=economy, lease_ttl_s=5)
-        await rt.wait_registered(10)
-        self.runtimes.append(rt)
-        return str(rt.agent_id)
-
-    async def stop(self) -> None:
-        for rt in self.runtimes:
-            await rt.stop()
-
-
-@pytest.fixture
-async def agents() -> AsyncIterator[Running]:
-    running = Running()
-    try:
-        yield running
-    finally:
-        await running.stop()
-
-
-def echo_agent(name: str, *, price: int, capacity: int = 16, delay: float = 0.0) -> Agent:
-    agent = Agent(name, capacity=capacity)
-    agent.metadata_seen = {"now": 0, "max": 0}  # type: ignore[attr-defined]
-
-    @agent.skill("x.echo", price=price)
-    async def echo(input: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-        seen = agent.metadata_seen  # type: ignore[attr-defined]
-        seen["now"] += 1
-        seen["max"] = max(seen["max"], seen["now"])
-        try:
-            await asyncio.sleep(delay)
-        finally:
-            seen["now"] -= 1
-        return {"by": name, "upstream": sorted(ctx.upstream)}
-
-    return agent
-
-
-async def run(node: Node, data: dict[str, Any]) -> W.Workflow:
-    wfs = node.clients["workflow"]
-    d = json_format.ParseDict(data, W.WorkflowDefinition())
-    reply = await wfs.call("CreateWorkflow", W.CreateWorkflowRequest(definition=d))
-    wf_id = reply.workflow.workflow_id
-    async for _ in wfs.stream("WatchWorkflow", W.WatchWorkflowRequest(workflow_id=wf_id)):
-        pass
-    got = await wfs.call("GetWorkflow", W.GetWorkflowRequest(workflow_id=wf_id))
-    return got.workflow
-
-
-async def fund(node: Node, account: str, amount: int) -> None:
-    await node.clients["economy"].call(
-        "CreateAccount",
-        economy_pb2.CreateAccountRequest(account_id=account, initial_balance=amount),
-    )
-
-
-def fan(n: int, **extra: Any) -> dict[str, Any]:
-    return {"tasks": [{"id": f"t{i}", "skill": "x.echo"} for i in range(n)], **extra}
 
 
 async def test_the_cheaper_agent_wins_when_both_are_idle(node: Node, agents: Running) -> None:
@@ -241,49 +161,29 @@ async def test_a_budget_exactly_covering_the_work_is_spent_exactly(
     assert wf.spent == 40
 
 
-async def test_concurrent_creates_of_one_id_escrow_once(agents: Running) -> None:
+async def test_concurrent_creates_of_one_id_escrow_once(split: Split, agents: Running) -> None:
     """With the economy behind a real network hop, creates interleave at every await."""
-    from meshwright.economy import Economy, EconomyServicer
-    from meshwright.mesh import MeshServer
-    from meshwright.mesh.errors import AlreadyExists
-
-    economy_server = MeshServer(port=0, grace_s=0)
-    economy_server.add(
-        EconomyServicer(Economy()), economy_pb2.DESCRIPTOR.services_by_name["EconomyService"]
+    node = split.node
+    await agents.start(echo_agent("a", price=1), node, economy=split.economy_address)
+    economy = node.clients["economy"]
+    await economy.call(
+        "CreateAccount", economy_pb2.CreateAccountRequest(account_id="p6", initial_balance=10)
     )
-    await economy_server.start()
-    split = await start_node(
-        MeshConfig(grpc_port=0, grace_s=0),
-        services=("registry", "workflow"),
-        economy_target=economy_server.address,
-        gateway=False,
+    d = json_format.ParseDict(fan(1, budget=5, payerAccountId="p6"), W.WorkflowDefinition())
+    req = W.CreateWorkflowRequest(definition=d, workflow_id="same-id")
+    wfs = node.clients["workflow"]
+    results = await asyncio.gather(
+        *(wfs.call("CreateWorkflow", req) for _ in range(3)), return_exceptions=True
     )
-    try:
-        await agents.start(echo_agent("a", price=1), split, economy=economy_server.address)
-        economy = split.clients["economy"]
-        await economy.call(
-            "CreateAccount", economy_pb2.CreateAccountRequest(account_id="p6", initial_balance=10)
-        )
-        d = json_format.ParseDict(fan(1, budget=5, payerAccountId="p6"), W.WorkflowDefinition())
-        req = W.CreateWorkflowRequest(definition=d, workflow_id="same-id")
-        wfs = split.clients["workflow"]
-        results = await asyncio.gather(
-            *(wfs.call("CreateWorkflow", req) for _ in range(3)), return_exceptions=True
-        )
-        created = [r for r in results if not isinstance(r, BaseException)]
-        refused = [r for r in results if isinstance(r, AlreadyExists)]
-        assert len(created) == 1 and len(refused) == 2, results
-        async for _ in wfs.stream("WatchWorkflow", W.WatchWorkflowRequest(workflow_id="same-id")):
-            pass
-        got = await wfs.call("GetWorkflow", W.GetWorkflowRequest(workflow_id="same-id"))
-        assert got.workflow.state == W.WORKFLOW_STATE_SUCCEEDED, got.workflow.tasks[0].error
-        acct = await economy.call("GetAccount", economy_pb2.GetAccountRequest(account_id="p6"))
-        assert acct.account.balance == 10 - 1  # one escrow of 5: 1 spent, 4 refunded
-    finally:
-        await agents.stop()
-        agents.runtimes.clear()
-        await split.stop()
-        await economy_server.stop(0)
+    created = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, AlreadyExists)]
+    assert len(created) == 1 and len(refused) == 2, results
+    async for _ in wfs.stream("WatchWorkflow", W.WatchWorkflowRequest(workflow_id="same-id")):
+        pass
+    got = await wfs.call("GetWorkflow", W.GetWorkflowRequest(workflow_id="same-id"))
+    assert got.workflow.state == W.WORKFLOW_STATE_SUCCEEDED, got.workflow.tasks[0].error
+    acct = await economy.call("GetAccount", economy_pb2.GetAccountRequest(account_id="p6"))
+    assert acct.account.balance == 10 - 1  # one escrow of 5: 1 spent, 4 refunded
 
 
 async def test_a_missing_payout_account_is_opened_at_payment(node: Node, agents: Running) -> None:

@@ -9,18 +9,14 @@ import pytest
 from google.protobuf import json_format
 
 from meshwright.agent.v1 import agent_pb2
-from meshwright.economy import Economy, EconomyServicer
 from meshwright.economy.v1 import economy_pb2
-from meshwright.mesh import MeshServer
-from meshwright.mesh.config import MeshConfig
 from meshwright.mesh.errors import AlreadyExists, InvalidArgument, Unavailable
-from meshwright.node import Node, start_node
+from meshwright.node import Node
 from meshwright.workflow.v1 import workflow_pb2
 from tests.conftest import eventually
-from tests.workflow.test_engine import Running, agents, echo_agent, fan, fund, node, run
+from tests.workflow.conftest import Running, Split, echo_agent, fan, fund, run
 
 W = workflow_pb2
-__all__ = ["agents", "node"]  # fixtures used here
 
 
 def definition(data: dict[str, Any]) -> W.WorkflowDefinition:
@@ -61,50 +57,33 @@ async def test_a_cancel_whose_caller_gives_up_still_ends_the_workflow(
     assert again.state == W.WORKFLOW_STATE_CANCELLED
 
 
-async def test_a_create_whose_caller_gives_up_leaks_no_escrow(agents: Running) -> None:
+async def test_a_create_whose_caller_gives_up_leaks_no_escrow(
+    split: Split, agents: Running
+) -> None:
     """Economy behind a real hop, so the caller can be cancelled mid-OpenEscrow."""
-    economy_server = MeshServer(port=0, grace_s=0)
-    economy_server.add(
-        EconomyServicer(Economy()), economy_pb2.DESCRIPTOR.services_by_name["EconomyService"]
+    node = split.node
+    await agents.start(echo_agent("a", price=1), node, economy=split.economy_address)
+    economy = node.clients["economy"]
+    await economy.call(
+        "CreateAccount", economy_pb2.CreateAccountRequest(account_id="c2", initial_balance=100)
     )
-    await economy_server.start()
-    split = await start_node(
-        MeshConfig(grpc_port=0, grace_s=0),
-        services=("registry", "workflow"),
-        economy_target=economy_server.address,
-        gateway=False,
-    )
-    try:
-        await agents.start(echo_agent("a", price=1), split, economy=economy_server.address)
-        economy = split.clients["economy"]
-        await economy.call(
-            "CreateAccount", economy_pb2.CreateAccountRequest(account_id="c2", initial_balance=100)
-        )
-        engine = split.engine
-        assert engine is not None
-        d = definition(fan(1, budget=10, payerAccountId="c2"))
-        for i in range(40):
-            request = W.CreateWorkflowRequest(definition=d, request_id=f"give-up-{i}")
-            caller = asyncio.create_task(engine.create_workflow(request))
-            await asyncio.sleep(i * 0.0001)  # give up at every point of the creation
-            caller.cancel()
-        # Whatever was created runs to the end; nothing stays escrowed.
+    engine = node.engine
+    assert engine is not None
+    d = definition(fan(1, budget=10, payerAccountId="c2"))
+    for i in range(40):
+        request = W.CreateWorkflowRequest(definition=d, request_id=f"give-up-{i}")
+        caller = asyncio.create_task(engine.create_workflow(request))
+        await asyncio.sleep(i * 0.0001)  # give up at every point of the creation
+        caller.cancel()
+
+    # Whatever was created runs to the end; nothing stays escrowed.
+    async def settled() -> bool:
+        got = await economy.call("GetAccount", economy_pb2.GetAccountRequest(account_id="c2"))
         listed, _ = await engine.list_workflows(state=0, size=100, token="")
-        for wf in listed:
-            await asyncio.wait_for(engine.wait(wf.workflow_id), 10)
+        done = all(w.state == W.WORKFLOW_STATE_SUCCEEDED for w in listed)
+        return done and got.account.escrowed == 0 and got.account.balance == 100 - len(listed)
 
-        async def settled() -> bool:
-            got = await economy.call("GetAccount", economy_pb2.GetAccountRequest(account_id="c2"))
-            listed, _ = await engine.list_workflows(state=0, size=100, token="")
-            done = all(w.state == W.WORKFLOW_STATE_SUCCEEDED for w in listed)
-            return done and got.account.escrowed == 0 and got.account.balance == 100 - len(listed)
-
-        await eventually(settled, timeout=10)
-    finally:
-        await agents.stop()
-        agents.runtimes.clear()
-        await split.stop()
-        await economy_server.stop(0)
+    await eventually(settled, timeout=10)
 
 
 async def test_timeouts_and_backoffs_are_bounded(node: Node, agents: Running) -> None:
