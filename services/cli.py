@@ -72,7 +72,7 @@ async def _up(args: argparse.Namespace) -> int:
     try:
         console.print(
             f"[bold]meshwright[/bold] gRPC  {node.grpc_address}  "
-            f"(registry, economy, workflow, health, reflection)"
+            f"(registry, economy, workflow, agent router, health, reflection)"
         )
         if node.http_url:
             console.print(f"[bold]meshwright[/bold] REST  {node.http_url}  (gateway, /v1/routes)")
