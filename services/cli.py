@@ -33,8 +33,6 @@ SAMPLE_AGENTS = (
     "meshwright.agent.samples:sysinfo_agent",
     "meshwright.agent.samples:analyst_agent",
 )
-DEMO_ACCOUNT = "demo"
-DEMO_FUNDS = 1_000
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

@@ -202,10 +202,6 @@ class AgentDirectory:
         """The mirrored registrations."""
         return list(self._agents.values())
 
-    def stats(self, agent_id: str) -> AgentStats:
-        """What this engine observed of an agent."""
-        return self._stats.setdefault(agent_id, AgentStats())
-
     async def skill_known(self, skill: str) -> bool:
         """Whether any registered agent (in any state) offers ``skill``."""
         if self._by_skill.get(skill):

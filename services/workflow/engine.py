@@ -46,7 +46,7 @@ from meshwright.workflow.errors import (
     WorkflowExists,
     WorkflowNotFound,
 )
-from meshwright.workflow.store import MemoryWorkflowStore, WorkflowStore
+from meshwright.workflow.store import TERMINAL_STATES, MemoryWorkflowStore, WorkflowStore
 from meshwright.workflow.templates import check_template, expand
 from meshwright.workflow.v1 import workflow_pb2
 
@@ -54,9 +54,6 @@ log = logging.getLogger(__name__)
 
 AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
 W = workflow_pb2
-TERMINAL_STATES = frozenset(
-    {W.WORKFLOW_STATE_SUCCEEDED, W.WORKFLOW_STATE_FAILED, W.WORKFLOW_STATE_CANCELLED}
-)
 TERMINAL_EVENTS = frozenset(
     {
         W.WORKFLOW_EVENT_TYPE_WORKFLOW_SUCCEEDED,
@@ -108,8 +105,12 @@ class _Run:
     attempts: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     agent_tasks: dict[str, tuple[Lease, str]] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    closing: bool = False
     finishing: asyncio.Task[None] | None = None
+    """The ending under way (or done); set once, by the first caller of _finish."""
+
+    @property
+    def closing(self) -> bool:
+        return self.finishing is not None
 
     def available(self) -> int:
         return self.wf.definition.budget - self.wf.spent - self.reserved
@@ -601,7 +602,6 @@ class Engine:
         its escrow held. The first caller's state wins.
         """
         if run.finishing is None:
-            run.closing = True
             run.finishing = asyncio.create_task(
                 self._end(run, state, error), name=f"end {run.wf.workflow_id}"
             )

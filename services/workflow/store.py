@@ -76,7 +76,7 @@ class _Log:
     signal: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-_TERMINAL = frozenset(
+TERMINAL_STATES = frozenset(
     {
         workflow_pb2.WORKFLOW_STATE_SUCCEEDED,
         workflow_pb2.WORKFLOW_STATE_FAILED,
@@ -128,7 +128,7 @@ class MemoryWorkflowStore:
         self._note_finished(workflow)
 
     def _note_finished(self, workflow: workflow_pb2.Workflow) -> None:
-        if workflow.state not in _TERMINAL or workflow.workflow_id in self._finished:
+        if workflow.state not in TERMINAL_STATES or workflow.workflow_id in self._finished:
             return
         self._finished[workflow.workflow_id] = None
         while len(self._finished) > self.max_finished:
