@@ -23,6 +23,7 @@ from meshwright.node import start_node
 from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow.v1 import workflow_pb2
 
+NO_AUTH_ENV = {"MESHWRIGHT_INSECURE_NO_AUTH": "1"}
 W = workflow_pb2
 
 
@@ -43,9 +44,11 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    node = await start_node(MeshConfig(grpc_port=0, http_port=0), gateway=False)
+    node = await start_node(
+        MeshConfig(insecure_no_auth=True, grpc_port=0, http_port=0), gateway=False
+    )
     try:
-        async with AgentSupervisor(node.grpc_address) as sup:
+        async with AgentSupervisor(node.grpc_address, env=NO_AUTH_ENV) as sup:
             for i in range(args.agents):
                 await sup.start("meshwright.agent.samples:analyst_agent", name=f"analyst-{i}")
             while True:

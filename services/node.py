@@ -17,8 +17,11 @@ from meshwright.agent.v1 import agent_pb2
 from meshwright.economy import Economy, EconomyServicer
 from meshwright.economy.v1 import economy_pb2
 from meshwright.gateway import GatewayHandle, create_app, start_gateway
+from meshwright.mesh import policy
 from meshwright.mesh.client import ChannelPool, LocalServiceClient, ServiceClient
 from meshwright.mesh.config import MeshConfig, backend_scheme
+from meshwright.mesh.errors import NotFound
+from meshwright.mesh.security import Security
 from meshwright.mesh.server import MeshServer
 from meshwright.registry import Registry, RegistryServicer
 from meshwright.registry.v1 import registry_pb2
@@ -39,6 +42,7 @@ class Node:
     """The running services of this process."""
 
     config: MeshConfig
+    security: Security
     server: MeshServer
     channels: ChannelPool
     registry: Registry | None = None
@@ -46,6 +50,9 @@ class Node:
     engine: Engine | None = None
     gateway: GatewayHandle | None = None
     clients: dict[str, ServiceClient] = field(default_factory=dict)
+    """Clients of each service calling as this process (its service token)."""
+    fronted: list[ServiceClient] = field(default_factory=list)
+    """Clients the gateway uses: no identity of their own, they forward the caller's."""
 
     @property
     def grpc_address(self) -> str:
@@ -83,36 +90,75 @@ async def start_node(
     economy_target: str | None = None,
     gateway: bool = True,
     engine_config: EngineConfig | None = None,
+    security: Security | None = None,
 ) -> Node:
     """Start ``services`` on one gRPC server (and the gateway in front of them).
 
     A service not run here is reached at its ``*_target`` address over gRPC.
+    ``security`` (the pipeline, this process's token, TLS) is made from
+    ``config`` when None.
     """
     unknown = set(services) - set(ALL_SERVICES)
     if unknown:
         raise ValueError(f"unknown services {sorted(unknown)}; choose from {ALL_SERVICES}")
     backend_scheme(config.registry_url, setting="registry_url", supported=("memory",))
     backend_scheme(config.store_url, setting="store_url", supported=("memory",))
-    server = MeshServer(host=config.host, port=config.grpc_port, grace_s=config.grace_s)
-    node = Node(config=config, server=server, channels=ChannelPool())
+    security = security or Security.from_config(config)
+    pipeline = security.pipeline
+    server = MeshServer(
+        pipeline=pipeline,
+        host=config.host,
+        port=config.grpc_port,
+        grace_s=config.grace_s,
+        tls=security.tls,
+    )
+    channels = ChannelPool(tls=security.tls, token=security.token)
+    node = Node(config=config, security=security, server=server, channels=channels)
+
+    def local(servicer: object, service: object, *, mesh: bool = False) -> None:
+        name = {
+            REGISTRY_SERVICE: "registry",
+            ECONOMY_SERVICE: "economy",
+            WORKFLOW_SERVICE: "workflow",
+            AGENT_SERVICE: "agent",
+        }[service]  # type: ignore[index]
+        server.add(servicer, service, mesh=mesh)  # type: ignore[arg-type]
+        client = LocalServiceClient(
+            servicer,
+            service,  # type: ignore[arg-type]
+            pipeline,
+            token=security.token,
+            mesh=mesh,
+        )
+        node.clients[name] = client
+        node.fronted.append(client.with_token(None))
 
     if "registry" in services:
         node.registry = Registry(
             default_lease_ttl_s=config.lease_ttl_s, sweep_interval_s=config.sweep_interval_s
         )
-        servicer: object = RegistryServicer(node.registry)
-        server.add(servicer, REGISTRY_SERVICE)
-        node.clients["registry"] = LocalServiceClient(servicer, REGISTRY_SERVICE)
+        local(RegistryServicer(node.registry), REGISTRY_SERVICE)
     elif registry_target:
         node.clients["registry"] = node.channels.client(registry_target, REGISTRY_SERVICE)
 
     if "economy" in services:
         node.economy = Economy()
-        servicer = EconomyServicer(node.economy)
-        server.add(servicer, ECONOMY_SERVICE)
-        node.clients["economy"] = LocalServiceClient(servicer, ECONOMY_SERVICE)
+        local(EconomyServicer(node.economy), ECONOMY_SERVICE)
+        pipeline.authorizer.register(policy.ACCOUNT, node.economy.owner_of)
     elif economy_target:
-        node.clients["economy"] = node.channels.client(economy_target, ECONOMY_SERVICE)
+        economy_client = node.channels.client(economy_target, ECONOMY_SERVICE)
+        node.clients["economy"] = economy_client
+
+        async def remote_account_owner(account_id: str) -> str | None:
+            try:
+                reply = await economy_client.call(
+                    "GetAccount", economy_pb2.GetAccountRequest(account_id=account_id)
+                )
+            except NotFound:
+                return None
+            return str(reply.account.owner)
+
+        pipeline.authorizer.register(policy.ACCOUNT, remote_account_owner)
 
     if "workflow" in services:
         missing = [d for d in ("registry", "economy") if d not in node.clients]
@@ -127,13 +173,10 @@ async def start_node(
             channels=node.channels,
             config=engine_config,
         )
-        servicer = WorkflowServicer(node.engine)
-        server.add(servicer, WORKFLOW_SERVICE)
-        node.clients["workflow"] = LocalServiceClient(servicer, WORKFLOW_SERVICE)
+        local(WorkflowServicer(node.engine), WORKFLOW_SERVICE)
+        pipeline.authorizer.register(policy.WORKFLOW, node.engine.owner_of)
         # The mesh also answers AgentService itself, routing by skill.
-        router = SkillRouter(node.engine)
-        server.add(router, AGENT_SERVICE)
-        node.clients["agent"] = LocalServiceClient(router, AGENT_SERVICE)
+        local(SkillRouter(node.engine), AGENT_SERVICE, mesh=True)
 
     try:
         if node.registry is not None:
@@ -142,12 +185,8 @@ async def start_node(
         if node.engine is not None:
             await node.engine.start()
         if gateway:
-            fronted = [
-                node.clients[n]
-                for n in ("registry", "economy", "workflow", "agent")
-                if n in node.clients and (n in services or n == "agent")
-            ]
-            app = create_app(fronted)
+            origins = [o.strip() for o in config.cors_origins.split(",") if o.strip()]
+            app = create_app(node.fronted, cors_origins=origins)
             node.gateway = await start_gateway(app, host=config.host, port=config.http_port)
     except BaseException:
         await node.stop()

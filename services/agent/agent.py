@@ -6,7 +6,7 @@ import asyncio
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from meshwright.agent.runtime import AgentRuntime, ServeOptions
 from meshwright.agent.skill import Skill, SkillFn
@@ -105,34 +105,15 @@ class Agent:
         base = _NOT_ID.sub("-", self.name).strip("-._:")[:100] or "agent"
         return f"{base}-{secrets.token_hex(4)}"
 
-    async def start(
-        self,
-        registry: str | None = None,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        economy: str | None = None,
-        lease_ttl_s: float = 10.0,
-        advertise_host: str | None = None,
-        grace_s: float = 5.0,
-        agent_id: str | None = None,
-    ) -> AgentRuntime:
-        """Serve this agent and register it; returns the running handle (``await rt.stop()``)."""
+    async def start(self, registry: str | None = None, **options: Any) -> AgentRuntime:
+        """Serve this agent and register it; returns the running handle (``await rt.stop()``).
+
+        ``options`` are the fields of ``ServeOptions`` (host, port, economy,
+        lease_ttl_s, token, auth_public_key, insecure_no_auth, tls, ...).
+        """
         if not self.skills:
             raise ValueError(f"agent {self.name} has no skills")
-        runtime = AgentRuntime(
-            self,
-            ServeOptions(
-                registry=registry,
-                host=host,
-                port=port,
-                economy=economy,
-                lease_ttl_s=lease_ttl_s,
-                advertise_host=advertise_host,
-                grace_s=grace_s,
-                agent_id=agent_id,
-            ),
-        )
+        runtime = AgentRuntime(self, ServeOptions(registry=registry, **options))
         try:
             await runtime.start()
         except BaseException:
@@ -144,30 +125,15 @@ class Agent:
         self,
         registry: str | None = None,
         *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        economy: str | None = None,
-        lease_ttl_s: float = 10.0,
-        advertise_host: str | None = None,
-        grace_s: float = 5.0,
-        agent_id: str | None = None,
         on_registered: Callable[[AgentRuntime], None] | None = None,
+        **options: Any,
     ) -> None:
-        """Serve until SIGTERM/SIGINT, then stop gracefully.
+        """Serve until SIGTERM/SIGINT, then stop gracefully (``options`` as for ``start``).
 
         ``on_registered`` is called once, when the first registration succeeds
         (or right after start when there is no registry).
         """
-        runtime = await self.start(
-            registry,
-            host=host,
-            port=port,
-            economy=economy,
-            lease_ttl_s=lease_ttl_s,
-            advertise_host=advertise_host,
-            grace_s=grace_s,
-            agent_id=agent_id,
-        )
+        runtime = await self.start(registry, **options)
         install_signal_handlers(runtime.request_stop)
         announce: asyncio.Task[None] | None = None
         if on_registered is not None:
@@ -179,31 +145,9 @@ class Agent:
                 announce.cancel()
             await runtime.stop()
 
-    def run(
-        self,
-        registry: str | None = None,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        economy: str | None = None,
-        lease_ttl_s: float = 10.0,
-        advertise_host: str | None = None,
-        grace_s: float = 5.0,
-        agent_id: str | None = None,
-    ) -> None:
+    def run(self, registry: str | None = None, **options: Any) -> None:
         """``serve`` in a new event loop: the sync entry point of an agent program."""
-        asyncio.run(
-            self.serve(
-                registry,
-                host=host,
-                port=port,
-                economy=economy,
-                lease_ttl_s=lease_ttl_s,
-                advertise_host=advertise_host,
-                grace_s=grace_s,
-                agent_id=agent_id,
-            )
-        )
+        asyncio.run(self.serve(registry, **options))
 
     def __repr__(self) -> str:
         return f"Agent({self.name!r}, skills={sorted(self.skills)})"

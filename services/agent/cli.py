@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from meshwright.agent.agent import Agent
 from meshwright.agent.runtime import AgentRuntime
 from meshwright.mesh.config import env_default
+from meshwright.mesh.tls import TlsConfig
 
 READY_PREFIX = "READY "
 """Start of the line printed once the agent is registered."""
@@ -103,6 +104,34 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="registry id; name plus a random suffix by default (env MESHWRIGHT_AGENT_ID)",
     )
     parser.add_argument(
+        "--token",
+        default=env_default("token", None),
+        help="this agent's bearer token (role agent; its subject is the agent id) "
+        "(env MESHWRIGHT_TOKEN)",
+    )
+    parser.add_argument(
+        "--auth-public-key",
+        default=env_default("auth_public_key", ""),
+        help="PEM public key that verifies callers' tokens (env MESHWRIGHT_AUTH_PUBLIC_KEY)",
+    )
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=str(env_default("insecure_no_auth", "")).lower() in ("1", "true", "yes", "on"),
+        help="serve without checking tokens: anyone reaching the port gets work done "
+        "(env MESHWRIGHT_INSECURE_NO_AUTH)",
+    )
+    for flag, what in (
+        ("cert", "this agent's PEM certificate"),
+        ("key", "its PEM private key"),
+        ("ca", "the PEM CA that signs the mesh's certificates"),
+    ):
+        parser.add_argument(
+            f"--tls-{flag}",
+            default=env_default(f"tls_{flag}", ""),
+            help=f"mutual TLS: {what} (env MESHWRIGHT_TLS_{flag.upper()})",
+        )
+    parser.add_argument(
         "--stop-on-stdin-eof",
         action="store_true",
         help="stop gracefully when stdin closes (set by the supervisor, so agents do not "
@@ -131,6 +160,19 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"error: cannot load {args.target}: {err}", file=sys.stderr)
         return 2
 
+    try:
+        tls = TlsConfig.maybe(args.tls_cert, args.tls_key, args.tls_ca)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not args.insecure_no_auth and not args.auth_public_key:
+        print(
+            "error: --auth-public-key (or MESHWRIGHT_AUTH_PUBLIC_KEY) is required to check "
+            "who calls this agent; --insecure-no-auth turns checking off",
+            file=sys.stderr,
+        )
+        return 2
+
     def announce(runtime: AgentRuntime) -> None:
         print(ready_line(runtime), flush=True)
 
@@ -146,6 +188,10 @@ def run_command(args: argparse.Namespace) -> int:
                 lease_ttl_s=args.lease_ttl,
                 grace_s=args.grace,
                 agent_id=args.agent_id,
+                token=args.token,
+                auth_public_key=args.auth_public_key,
+                insecure_no_auth=args.insecure_no_auth,
+                tls=tls,
                 on_registered=announce,
             )
         finally:
@@ -154,7 +200,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve())
-    except OSError as err:
+    except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

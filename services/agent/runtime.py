@@ -15,8 +15,12 @@ from meshwright.agent.registration import (
     lease_duration,
 )
 from meshwright.agent.servicer import SERVICE, AgentServicer
+from meshwright.mesh.auth import verifier_from_files
 from meshwright.mesh.client import ChannelPool
+from meshwright.mesh.limits import RateLimit, RateLimiter
+from meshwright.mesh.pipeline import Pipeline
 from meshwright.mesh.server import MeshServer
+from meshwright.mesh.tls import TlsConfig
 from meshwright.registry.v1 import registry_pb2
 
 if TYPE_CHECKING:
@@ -46,7 +50,53 @@ class ServeOptions:
     grace_s: float = 5.0
     """How long in-flight tasks may finish when stopping."""
     agent_id: str | None = None
-    """Registry id; ``<name>-<random>`` when None."""
+    """Registry id; the token's subject, else ``<name>-<random>``, when None."""
+    token: str | None = None
+    """This agent's bearer token (role ``agent``, subject = its agent id): what it calls the
+    registry and the economy with."""
+    auth_public_key: str = ""
+    """PEM public key that verifies callers' tokens (only the mesh and admins may call)."""
+    auth_hs256_secret: str = ""
+    """Shared HS256 secret instead of a public key (single-machine setups only)."""
+    insecure_no_auth: bool = False
+    """Serve without checking tokens: anyone who reaches the port gets work done (logged)."""
+    tls: TlsConfig | None = None
+    """Mutual TLS for the agent's server and its calls to the mesh."""
+    rate_limit_rps: float = 0.0
+    """Calls per second per caller (0: off; the mesh is exempt as a service anyway)."""
+
+
+def token_subject(token: str | None) -> str | None:
+    """The ``sub`` of our own token (read, not verified: the registry verifies it)."""
+    if not token:
+        return None
+    import jwt
+
+    try:
+        sub = jwt.decode(token, options={"verify_signature": False}).get("sub")
+    except jwt.InvalidTokenError:
+        return None
+    return sub if isinstance(sub, str) and sub else None
+
+
+def agent_pipeline(options: ServeOptions) -> Pipeline:
+    """The pipeline an agent serves through: only the mesh (service) and admins get in."""
+    limiter = (
+        RateLimiter(
+            RateLimit(rate_per_s=options.rate_limit_rps, burst=max(1, int(options.rate_limit_rps)))
+        )
+        if options.rate_limit_rps > 0
+        else None
+    )
+    if options.insecure_no_auth:
+        log.warning(
+            "AUTHENTICATION IS OFF for this agent: anyone who reaches its port gets work done"
+        )
+        return Pipeline(verifier=None, limiter=limiter)
+    verifier = verifier_from_files(
+        public_key=options.auth_public_key, hs256_secret=options.auth_hs256_secret
+    )
+    return Pipeline(verifier=verifier, limiter=limiter)
 
 
 class AgentRuntime:
@@ -59,13 +109,19 @@ class AgentRuntime:
     def __init__(self, agent: Agent, options: ServeOptions) -> None:
         self.agent = agent
         self.options = options
-        self.agent_id = options.agent_id or agent.new_agent_id()
+        self.agent_id = options.agent_id or token_subject(options.token) or agent.new_agent_id()
         """The id this agent registers under."""
         self.servicer = AgentServicer(agent)
-        self.server = MeshServer(host=options.host, port=options.port, grace_s=options.grace_s)
+        self.server = MeshServer(
+            pipeline=agent_pipeline(options),
+            host=options.host,
+            port=options.port,
+            grace_s=options.grace_s,
+            tls=options.tls,
+        )
         self.server.add(self.servicer, SERVICE)
         self.registration: Registration | None = None
-        self._channels = ChannelPool()
+        self._channels = ChannelPool(tls=options.tls, token=options.token)
         self._stop_requested = asyncio.Event()
         self._stopping: asyncio.Task[None] | None = None
 

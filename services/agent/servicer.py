@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from meshwright.agent.tasks import TaskRunner
 from meshwright.agent.v1 import agent_pb2
@@ -29,22 +29,22 @@ class AgentServicer:
         return self.runner.load
 
     async def GetAgentCard(
-        self, request: agent_pb2.GetAgentCardRequest, context: Any
+        self, request: agent_pb2.GetAgentCardRequest
     ) -> agent_pb2.GetAgentCardResponse:
         return self._card
 
     async def ExecuteTask(
-        self, request: agent_pb2.ExecuteTaskRequest, context: Any
+        self, request: agent_pb2.ExecuteTaskRequest
     ) -> agent_pb2.ExecuteTaskResponse:
         return agent_pb2.ExecuteTaskResponse(task=await self.runner.execute(request))
 
     def StreamTask(
-        self, request: agent_pb2.StreamTaskRequest, context: Any
+        self, request: agent_pb2.StreamTaskRequest
     ) -> AsyncIterator[agent_pb2.StreamTaskResponse]:
         # The runner's generator itself, so closing the stream closes it at once.
         return self.runner.stream(request)
 
     async def CancelTask(
-        self, request: agent_pb2.CancelTaskRequest, context: Any
+        self, request: agent_pb2.CancelTaskRequest
     ) -> agent_pb2.CancelTaskResponse:
         return agent_pb2.CancelTaskResponse(task=await self.runner.cancel(request.task_id))

@@ -43,7 +43,7 @@ class Skill:
     """Whether ``fn`` is a coroutine function (else it runs in a worker thread)."""
 
     def __post_init__(self) -> None:
-        if not SKILL_ID.match(self.id):
+        if not SKILL_ID.fullmatch(self.id):
             raise ValueError(f"skill id {self.id!r} must be dotted lower case, e.g. 'text.count'")
         if self.price < 0:
             raise ValueError(f"skill {self.id}: price must not be negative")

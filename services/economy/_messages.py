@@ -36,6 +36,7 @@ def account_pb(account: Account, tiers: TierTable) -> pb.Account:
         balance=account.balance,
         staked=account.staked,
         escrowed=account.escrowed,
+        owner=account.owner,
         tier=_TIER[level.tier],
         reward_multiplier_bps=level.multiplier_bps,
         create_time=timestamp(account.create_time),

@@ -29,8 +29,9 @@ from meshwright.economy.model import (
 from meshwright.economy.store import LedgerStore
 from meshwright.economy.tiers import DEFAULT_TIERS, TierLevel, TierTable
 from meshwright.mesh import paging
+from meshwright.mesh.context import caller
 from meshwright.mesh.errors import FieldViolation, InvalidArgument, NotFound
-from meshwright.mesh.validation import check_id
+from meshwright.mesh.validation import check_id, check_principal
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -75,10 +76,19 @@ class Economy:
         display_name: str = "",
         initial_balance: int = 0,
         request_id: str = "",
+        owner: str = "",
     ) -> Account:
-        """Open an account, minting ``initial_balance`` into it."""
+        """Open an account, minting ``initial_balance`` into it.
+
+        It belongs to ``owner`` when given (policy lets only admins and mesh
+        services name someone else), else to the caller.
+        """
+        if not owner:
+            who = caller()
+            owner = "" if who is None else who.name
         _raise_if(
             check_id(account_id, "account_id")
+            + check_principal(owner, "owner")
             + _checks.text(display_name, "display_name", _checks.MAX_NAME)
             + _checks.non_negative(initial_balance, "initial_balance")
             + _checks.request_id(request_id)
@@ -90,10 +100,18 @@ class Economy:
             transaction_id=new_id("tx"),
             now=self._clock(),
             idem=idempotency_key(
-                request_id, "CreateAccount", account_id, display_name, initial_balance
+                request_id, "CreateAccount", account_id, display_name, initial_balance, owner
             ),
+            owner=owner,
         )
         return created.account
+
+    async def owner_of(self, account_id: str) -> str | None:
+        """The owner of an account, None if there is none by that id (policy lookups)."""
+        if check_id(account_id, "account_id"):
+            return None
+        account = await self.store.get_account(account_id)
+        return None if account is None else account.owner
 
     async def get_account(self, account_id: str) -> Account:
         """The account. NOT_FOUND if unknown."""

@@ -51,6 +51,7 @@ class _AccountRow:
     staked: int
     escrowed: int
     create_time: float
+    owner: str = ""
     ledger: list[Transaction] = field(default_factory=list)
     """Entries touching this account, ascending by seq (append-only)."""
 
@@ -62,6 +63,7 @@ class _AccountRow:
             self.staked,
             self.escrowed,
             self.create_time,
+            self.owner,
         )
 
 
@@ -236,6 +238,7 @@ class MemoryLedgerStore:
         transaction_id: str,
         now: float,
         idem: IdempotencyKey | None,
+        owner: str = "",
     ) -> AccountCreated:
         if (hit := self._idem.replay(idem, AccountCreated)) is not None:
             return hit
@@ -245,7 +248,7 @@ class MemoryLedgerStore:
             )
         if self._minted + initial_balance > INT64_MAX:
             raise MintLimitExceeded("minting this would push the money supply past int64")
-        row = _AccountRow(account_id, display_name, initial_balance, 0, 0, now)
+        row = _AccountRow(account_id, display_name, initial_balance, 0, 0, now, owner)
         self._accounts[account_id] = row
         self._minted += initial_balance
         tx = None

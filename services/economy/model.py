@@ -73,6 +73,8 @@ class Account:
     escrowed: int
     """Still held in open escrows this account paid for."""
     create_time: float
+    owner: str = ""
+    """The principal (``role:subject``) that owns it; empty for accounts made outside any call."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,24 +21,21 @@ class EconomyServicer:
     def __init__(self, economy: Economy | None = None) -> None:
         self.economy = Economy() if economy is None else economy
 
-    async def CreateAccount(
-        self, request: pb.CreateAccountRequest, context: object
-    ) -> pb.CreateAccountResponse:
+    async def CreateAccount(self, request: pb.CreateAccountRequest) -> pb.CreateAccountResponse:
         account = await self.economy.create_account(
             request.account_id,
             display_name=request.display_name,
             initial_balance=request.initial_balance,
             request_id=request.request_id,
+            owner=request.owner,
         )
         return pb.CreateAccountResponse(account=account_pb(account, self.economy.tiers))
 
-    async def GetAccount(
-        self, request: pb.GetAccountRequest, context: object
-    ) -> pb.GetAccountResponse:
+    async def GetAccount(self, request: pb.GetAccountRequest) -> pb.GetAccountResponse:
         account = await self.economy.get_account(request.account_id)
         return pb.GetAccountResponse(account=account_pb(account, self.economy.tiers))
 
-    async def Transfer(self, request: pb.TransferRequest, context: object) -> pb.TransferResponse:
+    async def Transfer(self, request: pb.TransferRequest) -> pb.TransferResponse:
         done = await self.economy.transfer(
             request.from_account_id,
             request.to_account_id,
@@ -54,7 +51,7 @@ class EconomyServicer:
         )
 
     async def ListTransactions(
-        self, request: pb.ListTransactionsRequest, context: object
+        self, request: pb.ListTransactionsRequest
     ) -> pb.ListTransactionsResponse:
         page = await self.economy.list_transactions(
             request.account_id, page_size=request.page_size, page_token=request.page_token
@@ -64,7 +61,7 @@ class EconomyServicer:
             next_page_token=page.next_page_token,
         )
 
-    async def Stake(self, request: pb.StakeRequest, context: object) -> pb.StakeResponse:
+    async def Stake(self, request: pb.StakeRequest) -> pb.StakeResponse:
         done = await self.economy.stake(
             request.account_id, request.amount, request_id=request.request_id
         )
@@ -73,7 +70,7 @@ class EconomyServicer:
             transaction=transaction_pb(done.transaction),
         )
 
-    async def Unstake(self, request: pb.UnstakeRequest, context: object) -> pb.UnstakeResponse:
+    async def Unstake(self, request: pb.UnstakeRequest) -> pb.UnstakeResponse:
         done = await self.economy.unstake(
             request.account_id, request.amount, request_id=request.request_id
         )
@@ -82,9 +79,7 @@ class EconomyServicer:
             transaction=transaction_pb(done.transaction),
         )
 
-    async def OpenEscrow(
-        self, request: pb.OpenEscrowRequest, context: object
-    ) -> pb.OpenEscrowResponse:
+    async def OpenEscrow(self, request: pb.OpenEscrowRequest) -> pb.OpenEscrowResponse:
         done = await self.economy.open_escrow(
             request.payer_account_id,
             request.amount,
@@ -94,9 +89,7 @@ class EconomyServicer:
         )
         return pb.OpenEscrowResponse(escrow=escrow_pb(done.escrow))
 
-    async def CaptureEscrow(
-        self, request: pb.CaptureEscrowRequest, context: object
-    ) -> pb.CaptureEscrowResponse:
+    async def CaptureEscrow(self, request: pb.CaptureEscrowRequest) -> pb.CaptureEscrowResponse:
         done = await self.economy.capture_escrow(
             request.escrow_id,
             request.payee_account_id,
@@ -108,15 +101,11 @@ class EconomyServicer:
             escrow=escrow_pb(done.escrow), transaction=transaction_pb(done.transaction)
         )
 
-    async def ReleaseEscrow(
-        self, request: pb.ReleaseEscrowRequest, context: object
-    ) -> pb.ReleaseEscrowResponse:
+    async def ReleaseEscrow(self, request: pb.ReleaseEscrowRequest) -> pb.ReleaseEscrowResponse:
         done = await self.economy.release_escrow(request.escrow_id, request_id=request.request_id)
         return pb.ReleaseEscrowResponse(escrow=escrow_pb(done.escrow))
 
-    async def CreateProposal(
-        self, request: pb.CreateProposalRequest, context: object
-    ) -> pb.CreateProposalResponse:
+    async def CreateProposal(self, request: pb.CreateProposalRequest) -> pb.CreateProposalResponse:
         period = duration_s(request.voting_period) if request.HasField("voting_period") else None
         proposal = await self.economy.create_proposal(
             request.proposer_account_id,
@@ -128,7 +117,7 @@ class EconomyServicer:
         )
         return pb.CreateProposalResponse(proposal=proposal_pb(proposal))
 
-    async def CastVote(self, request: pb.CastVoteRequest, context: object) -> pb.CastVoteResponse:
+    async def CastVote(self, request: pb.CastVoteRequest) -> pb.CastVoteResponse:
         proposal = await self.economy.cast_vote(
             request.proposal_id,
             request.voter_account_id,
@@ -137,14 +126,10 @@ class EconomyServicer:
         )
         return pb.CastVoteResponse(proposal=proposal_pb(proposal))
 
-    async def GetProposal(
-        self, request: pb.GetProposalRequest, context: object
-    ) -> pb.GetProposalResponse:
+    async def GetProposal(self, request: pb.GetProposalRequest) -> pb.GetProposalResponse:
         proposal = await self.economy.get_proposal(request.proposal_id)
         return pb.GetProposalResponse(proposal=proposal_pb(proposal))
 
-    async def CloseProposal(
-        self, request: pb.CloseProposalRequest, context: object
-    ) -> pb.CloseProposalResponse:
+    async def CloseProposal(self, request: pb.CloseProposalRequest) -> pb.CloseProposalResponse:
         proposal = await self.economy.close_proposal(request.proposal_id)
         return pb.CloseProposalResponse(proposal=proposal_pb(proposal))

@@ -66,8 +66,9 @@ class LedgerStore(Protocol):
         transaction_id: str,
         now: float,
         idem: IdempotencyKey | None,
+        owner: str = "",
     ) -> AccountCreated:
-        """Open an account, minting ``initial_balance`` (a MINT entry if > 0).
+        """Open an account owned by ``owner``, minting ``initial_balance`` (a MINT entry if > 0).
 
         ALREADY_EXISTS if taken; MINT_LIMIT_EXCEEDED past an int64 supply.
         """

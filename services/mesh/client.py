@@ -8,16 +8,18 @@ embedded ``meshwright up``, no loopback hop) or behind a channel.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import descriptor, message
 
-from meshwright.mesh._descriptors import MethodInfo, methods_of
-from meshwright.mesh.errors import DeadlineExceeded, NotFound, from_rpc_error
+from meshwright.mesh._descriptors import methods_of
+from meshwright.mesh.context import current_call
+from meshwright.mesh.errors import NotFound, from_rpc_error
+from meshwright.mesh.limits import MAX_MESSAGE_BYTES
+from meshwright.mesh.pipeline import Endpoint, Pipeline
+from meshwright.mesh.tls import TlsConfig
 
 M = TypeVar("M", bound=message.Message)
 
@@ -52,19 +54,43 @@ class ServiceClient(Protocol):
         ...
 
 
-def _method(service: descriptor.ServiceDescriptor, name: str) -> MethodInfo:
-    try:
-        return methods_of(service)[name]
-    except KeyError:
-        raise NotFound(f"{service.full_name} has no method {name}") from None
+def outgoing(
+    metadata: Metadata, timeout: float | None, token: str | None
+) -> tuple[list[tuple[str, str]], float | None]:
+    """Metadata and deadline of a call made now.
+
+    While serving a call, an outgoing call carries that call's propagated
+    metadata (trace context, request id) and never outlives its deadline.
+    ``token`` (this client's own credentials) replaces any authorization given.
+    """
+    out = list(metadata)
+    call = current_call()
+    if call is not None:
+        given = {k for k, _ in out}
+        out.extend((k, v) for k, v in call.propagated() if k not in given)
+        remaining = call.time_remaining()
+        if remaining is not None:
+            timeout = remaining if timeout is None else min(timeout, remaining)
+    if token is not None:
+        out = [(k, v) for k, v in out if k != "authorization"]
+        out.append(("authorization", f"Bearer {token}"))
+    return out, timeout
 
 
 class RemoteServiceClient:
     """Calls a service over a grpc.aio channel."""
 
-    def __init__(self, channel: grpc.aio.Channel, service: descriptor.ServiceDescriptor) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        service: descriptor.ServiceDescriptor,
+        *,
+        token: str | None = None,
+    ) -> None:
+        """``token``: the bearer token this client calls with (None: only what callers pass)."""
         self.service = service
         self._channel = channel
+        self._token = token
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._streams: dict[str, grpc.aio.UnaryStreamMultiCallable] = {}
         for name, info in methods_of(service).items():
@@ -92,8 +118,9 @@ class RemoteServiceClient:
         fn = self._unary.get(method)
         if fn is None:
             raise NotFound(f"{self.service.full_name} has no unary method {method}")
+        md, timeout = outgoing(metadata, timeout, self._token)
         try:
-            return await fn(request, timeout=timeout, metadata=metadata or None)
+            return await fn(request, timeout=timeout, metadata=md or None)
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err) from None
 
@@ -108,7 +135,8 @@ class RemoteServiceClient:
         fn = self._streams.get(method)
         if fn is None:
             raise NotFound(f"{self.service.full_name} has no streaming method {method}")
-        call = fn(request, timeout=timeout, metadata=metadata or None)
+        md, timeout = outgoing(metadata, timeout, self._token)
+        call = fn(request, timeout=timeout, metadata=md or None)
         try:
             async for item in call:
                 yield item
@@ -118,38 +146,49 @@ class RemoteServiceClient:
             call.cancel()
 
 
-class LocalContext:
-    """The parts of ``grpc.aio.ServicerContext`` servicers use, for in-process calls."""
-
-    def __init__(self, timeout: float | None, metadata: Metadata) -> None:
-        self._deadline = None if timeout is None else time.monotonic() + timeout
-        self._metadata = tuple(metadata)
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return self._metadata
-
-    def time_remaining(self) -> float | None:
-        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
-
-    def peer(self) -> str:
-        return "local"
-
-    def cancelled(self) -> bool:
-        return False
-
-    def done(self) -> bool:
-        return False
-
-
 class LocalServiceClient:
-    """Calls a servicer object in this process: same messages, same errors, no hop."""
+    """Calls a servicer object in this process through the same pipeline: no hop, no shortcut.
 
-    def __init__(self, servicer: object, service: descriptor.ServiceDescriptor) -> None:
+    Same messages, same errors, same authentication, policies, limits and
+    deadlines as over gRPC; only the serialization is skipped.
+    """
+
+    def __init__(
+        self,
+        servicer: object,
+        service: descriptor.ServiceDescriptor,
+        pipeline: Pipeline,
+        *,
+        token: str | None = None,
+        mesh: bool = False,
+    ) -> None:
+        """``token``: the bearer token this client calls with (None: only what callers pass).
+        ``mesh``: the servicer serves this contract for others (``mesh_access`` policies)."""
         self.service = service
         self._servicer = servicer
-        for name in methods_of(service):
+        self._pipeline = pipeline
+        self._token = token
+        self._mesh = mesh
+        self._endpoints: dict[str, Endpoint] = {}
+        for name, info in methods_of(service).items():
             if not callable(getattr(servicer, name, None)):
                 raise TypeError(f"{type(servicer).__name__} does not implement {name}")
+            self._endpoints[name] = Endpoint.of(info, mesh=mesh)
+
+    def with_token(self, token: str | None) -> LocalServiceClient:
+        """The same service, called with another bearer token."""
+        return LocalServiceClient(
+            self._servicer, self.service, self._pipeline, token=token, mesh=self._mesh
+        )
+
+    def _endpoint(self, method: str, streaming: bool) -> Endpoint:
+        endpoint = self._endpoints.get(method)
+        if endpoint is None:
+            raise NotFound(f"{self.service.full_name} has no method {method}")
+        if endpoint.info.server_streaming != streaming:
+            kind = "a streaming" if endpoint.info.server_streaming else "not a streaming"
+            raise NotFound(f"{self.service.full_name}.{method} is {kind} method")
+        return endpoint
 
     async def call(
         self,
@@ -159,17 +198,11 @@ class LocalServiceClient:
         timeout: float | None = None,
         metadata: Metadata = (),
     ) -> Any:
-        info = _method(self.service, method)
-        if info.server_streaming:
-            raise NotFound(f"{self.service.full_name}.{method} is a streaming method")
-        fn = getattr(self._servicer, method)
-        ctx = LocalContext(timeout, metadata)
-        try:
-            if timeout is None:
-                return await fn(request, ctx)
-            return await asyncio.wait_for(fn(request, ctx), timeout)
-        except TimeoutError:
-            raise DeadlineExceeded(f"{info.path} exceeded its {timeout:.3f}s deadline") from None
+        endpoint = self._endpoint(method, streaming=False)
+        md, timeout = outgoing(metadata, timeout, self._token)
+        return await self._pipeline.unary(
+            endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout
+        )
 
     async def stream(
         self,
@@ -179,38 +212,52 @@ class LocalServiceClient:
         timeout: float | None = None,
         metadata: Metadata = (),
     ) -> AsyncIterator[Any]:
-        info = _method(self.service, method)
-        if not info.server_streaming:
-            raise NotFound(f"{self.service.full_name}.{method} is not a streaming method")
-        ctx = LocalContext(timeout, metadata)
-        async for item in getattr(self._servicer, method)(request, ctx):
-            yield item
+        endpoint = self._endpoint(method, streaming=True)
+        md, timeout = outgoing(metadata, timeout, self._token)
+        items = self._pipeline.stream(
+            endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout
+        )
+        try:
+            async for item in items:
+                yield item
+        finally:
+            await items.aclose()  # type: ignore[attr-defined]
 
 
 class ChannelPool:
-    """One grpc.aio channel per target, reused by every caller in the process."""
+    """One grpc.aio channel per target, reused by every caller in the process.
 
-    def __init__(self) -> None:
+    ``tls`` makes every channel mutual TLS; ``token`` is the bearer token the
+    clients it makes call with (this process's own identity).
+    """
+
+    def __init__(self, *, tls: TlsConfig | None = None, token: str | None = None) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self.tls = tls
+        self.token = token
 
     def get(self, target: str) -> grpc.aio.Channel:
         """The channel to ``target`` (``host:port``), created on first use."""
         ch = self._channels.get(target)
         if ch is None:
-            ch = grpc.aio.insecure_channel(
-                target,
-                options=[
-                    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-                    ("grpc.keepalive_time_ms", 30000),
-                    ("grpc.enable_retries", 1),
-                ],
-            )
+            options = [
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.keepalive_time_ms", 30000),
+                ("grpc.enable_retries", 1),
+            ]
+            if self.tls is None:
+                ch = grpc.aio.insecure_channel(target, options=options)
+            else:
+                ch = grpc.aio.secure_channel(
+                    target, self.tls.channel_credentials(), options=options
+                )
             self._channels[target] = ch
         return ch
 
     def client(self, target: str, service: descriptor.ServiceDescriptor) -> RemoteServiceClient:
-        """A remote client for ``service`` at ``target``."""
-        return RemoteServiceClient(self.get(target), service)
+        """A remote client for ``service`` at ``target``, calling with the pool's token."""
+        return RemoteServiceClient(self.get(target), service, token=self.token)
 
     async def discard(self, target: str) -> None:
         """Close and forget the channel to ``target``."""
@@ -227,7 +274,7 @@ class ChannelPool:
 
 __all__ = [
     "ChannelPool",
-    "LocalContext",
+    "outgoing",
     "LocalServiceClient",
     "RemoteServiceClient",
     "ServiceClient",

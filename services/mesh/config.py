@@ -39,6 +39,32 @@ class MeshConfig:
     """How long in-flight calls may finish at shutdown, in seconds."""
     log_level: str = "INFO"
     """Python logging level name."""
+    insecure_no_auth: bool = False
+    """Turn authentication off: every caller is an anonymous admin (logged at start)."""
+    auth_public_key: str = ""
+    """PEM public key (EC for ES256, RSA for RS256) that verifies bearer tokens."""
+    auth_private_key: str = ""
+    """PEM private key that signs tokens; only the issuer has it (``meshwright up``'s dev key)."""
+    auth_hs256_secret: str = ""
+    """Shared HS256 secret instead of a key pair; single-process setups only (any holder can
+    mint admin tokens)."""
+    token: str = ""
+    """Bearer token this process calls other services with (a ``service`` or ``agent`` token)."""
+    tls_cert: str = ""
+    """PEM certificate of this process, for mutual TLS (with ``tls_key`` and ``tls_ca``)."""
+    tls_key: str = ""
+    """PEM private key of ``tls_cert``."""
+    tls_ca: str = ""
+    """PEM CA certificate that signs every peer's certificate."""
+    rate_limit_rps: float = 500.0
+    """Calls per second per principal (token bucket; 0 turns it off). Services are exempt."""
+    rate_limit_burst: int = 1000
+    """Calls a principal may make at once after a quiet period."""
+    cors_origins: str = ""
+    """Comma-separated browser origins the gateway allows (CORS off when empty)."""
+    config_dir: str = ""
+    """Where ``meshwright up`` keeps its development keys and tokens; the user's config
+    directory (``$XDG_CONFIG_HOME/meshwright`` or ``~/.config/meshwright``) when empty."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised MESHWRIGHT_* variables, kept for error messages."""
 
@@ -64,6 +90,13 @@ def _coerce(name: str, typ: Any, raw: str) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
     except ValueError:
         raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a {kind}") from None
     return raw

@@ -45,18 +45,33 @@ class MeshError(Exception):
         reason: str | None = None,
         violations: Sequence[FieldViolation] = (),
         metadata: Mapping[str, str] | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or type(self).reason
         self.violations = tuple(violations)
         self.metadata = dict(metadata or {})
+        self.retry_after_s = retry_after_s
+        """When set, the caller may retry after this many seconds (``google.rpc.RetryInfo``)."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        # Classes with their own reason are what the client side rebuilds.
+        # Classes with their own reason are what the client side rebuilds:
+        # THE table of reasons. A reason claimed twice is a bug caught at import.
         if "reason" in cls.__dict__:
-            MeshError._by_reason.setdefault(cls.reason, cls)
+            owner = MeshError._by_reason.get(cls.reason)
+            if owner is not None and owner.__qualname__ != cls.__qualname__:
+                raise TypeError(
+                    f"error reason {cls.reason!r} of {cls.__module__}.{cls.__qualname__} is "
+                    f"already claimed by {owner.__module__}.{owner.__qualname__}"
+                )
+            MeshError._by_reason[cls.reason] = cls
+
+    @staticmethod
+    def reasons() -> dict[str, type[MeshError]]:
+        """Every registered reason and its class (a copy)."""
+        return dict(MeshError._by_reason)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, reason={self.reason!r})"
@@ -174,26 +189,51 @@ def grpc_code(err: MeshError) -> grpc.StatusCode:
     return grpc_code_of_class(type(err))
 
 
+MAX_VIOLATIONS = 20
+"""Field violations sent with one error; the rest are counted in ``violation_count``."""
+_MAX_TEXT = 300
+_MAX_MESSAGE = 1000
+_MAX_METADATA = 8
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def to_status_proto(err: MeshError) -> status_pb2.Status:
-    """The ``google.rpc.Status`` for an error, with ErrorInfo and BadRequest."""
+    """The ``google.rpc.Status`` for an error, with ErrorInfo, BadRequest and RetryInfo.
+
+    Bounded whatever the error holds (first ``MAX_VIOLATIONS`` violations, texts
+    clipped), so the serialized status always fits in the 8 KiB of trailing
+    metadata gRPC clients accept.
+    """
     code = grpc_code(err)
-    status = status_pb2.Status(code=code.value[0], message=err.message)
+    status = status_pb2.Status(code=code.value[0], message=_clip(err.message, _MAX_MESSAGE))
+    metadata = {_clip(k, 64): _clip(v, 256) for k, v in list(err.metadata.items())[:_MAX_METADATA]}
+    if len(err.violations) > MAX_VIOLATIONS:
+        metadata["violation_count"] = str(len(err.violations))
     info = any_pb2.Any()
     info.Pack(
-        error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN, metadata=err.metadata)
+        error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN, metadata=metadata)
     )
     status.details.append(info)
     if err.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
+                    field=_clip(v.field, _MAX_TEXT), description=_clip(v.description, _MAX_TEXT)
                 )
-                for v in err.violations
+                for v in err.violations[:MAX_VIOLATIONS]
             ]
         )
         detail = any_pb2.Any()
         detail.Pack(bad)
+        status.details.append(detail)
+    if err.retry_after_s is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(int(max(0.0, err.retry_after_s) * 1e9))
+        detail = any_pb2.Any()
+        detail.Pack(retry)
         status.details.append(detail)
     return status
 
@@ -208,6 +248,7 @@ def from_status_proto(status: status_pb2.Status) -> MeshError:
     reason = ""
     metadata: dict[str, str] = {}
     violations: list[FieldViolation] = []
+    retry_after_s: float | None = None
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
@@ -218,11 +259,21 @@ def from_status_proto(status: status_pb2.Status) -> MeshError:
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_after_s = retry.retry_delay.ToNanoseconds() / 1e9
     code = _CODE_BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN)
     cls = MeshError._by_reason.get(reason)
     if cls is None or grpc_code_of_class(cls) != code:
         cls = _CLASS_BY_CODE.get(code, Internal)
-    return cls(status.message, reason=reason or None, violations=violations, metadata=metadata)
+    return cls(
+        status.message,
+        reason=reason or None,
+        violations=violations,
+        metadata=metadata,
+        retry_after_s=retry_after_s,
+    )
 
 
 def grpc_code_of_class(cls: type[MeshError]) -> grpc.StatusCode:

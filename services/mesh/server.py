@@ -1,11 +1,12 @@
 """Server bootstrap shared by every meshwright process.
 
 One ``MeshServer`` serves any set of services on one grpc.aio server, plus
-``grpc.health.v1.Health`` (a status per service) and server reflection, so
-``grpcurl -plaintext host:port list`` works against every process. Servicer
-methods raise ``MeshError``; the wrapper installed here turns that into a
-rich ``google.rpc.Status`` in one place instead of status codes set by hand
-in every method.
+``grpc.health.v1.Health`` (a status per service) and server reflection (both open to
+every caller), so ``grpcurl host:port list`` works against every process.
+Every domain method is served through the one call ``Pipeline``
+(authentication, limits, policy, context, deadline, errors); a ``MeshError``
+becomes a rich ``google.rpc.Status`` in one place instead of status codes set
+by hand in every method. Servicer methods take just the request.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from google.protobuf import descriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from meshwright.mesh._descriptors import methods_of
-from meshwright.mesh.errors import Internal, MeshError, to_grpc_status
+from meshwright.mesh._descriptors import MethodInfo, methods_of
+from meshwright.mesh.errors import InvalidArgument, MeshError, to_grpc_status
+from meshwright.mesh.limits import MAX_MESSAGE_BYTES
+from meshwright.mesh.pipeline import Endpoint, Pipeline
+from meshwright.mesh.tls import TlsConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,72 +36,103 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 _OPTIONS = [
     # A port clash must fail loudly instead of sharing the port.
     ("grpc.so_reuseport", 0),
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 5000),
 ]
 
 
-def _unexpected(err: Exception) -> grpc.Status:
-    # A bug: log it here, and tell the caller no more than that it happened.
-    log.error("unexpected error in a servicer", exc_info=err)
-    return to_grpc_status(Internal("internal error"))
+class RequestUndecodable(InvalidArgument):
+    """The request bytes are not the method's message (corrupt wire format, bad UTF-8)."""
+
+    reason = "REQUEST_UNDECODABLE"
 
 
-def _wrap_unary(fn: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
-    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+def _decode(info: MethodInfo, raw: bytes) -> Any:
+    try:
+        return info.request_type.FromString(raw)
+    except Exception as err:  # DecodeError, or upb's RuntimeError on some inputs
+        raise RequestUndecodable(
+            f"the request is not a valid {info.request_type.DESCRIPTOR.full_name}: "
+            f"{type(err).__name__}"
+        ) from None
+
+
+def _timeout(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None or remaining > 1e9 else float(remaining)
+
+
+def _unary_handler(
+    pipeline: Pipeline, endpoint: Endpoint, fn: Callable[[Any], Awaitable[Any]]
+) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
+    async def handler(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await fn(request, context)
+            request = _decode(endpoint.info, raw)
+            return await pipeline.unary(
+                endpoint,
+                fn,
+                request,
+                metadata=tuple(context.invocation_metadata() or ()),
+                timeout=_timeout(context),
+                peer=context.peer(),
+            )
         except MeshError as err:
             await context.abort_with_status(to_grpc_status(err))
-        except grpc.aio.AbortError:
-            raise
-        except Exception as err:
-            await context.abort_with_status(_unexpected(err))
 
     return handler
 
 
-def _wrap_stream(
-    fn: Callable[[Any, Any], AsyncIterator[Any]],
-) -> Callable[[Any, Any], AsyncIterator[Any]]:
-    async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+def _stream_handler(
+    pipeline: Pipeline, endpoint: Endpoint, fn: Callable[[Any], AsyncIterator[Any]]
+) -> Callable[[bytes, grpc.aio.ServicerContext], AsyncIterator[Any]]:
+    async def handler(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            async for item in fn(request, context):
+            request = _decode(endpoint.info, raw)
+            async for item in pipeline.stream(
+                endpoint,
+                fn,
+                request,
+                metadata=tuple(context.invocation_metadata() or ()),
+                timeout=_timeout(context),
+                peer=context.peer(),
+            ):
                 yield item
         except MeshError as err:
             await context.abort_with_status(to_grpc_status(err))
-        except grpc.aio.AbortError:
-            raise
-        except Exception as err:
-            await context.abort_with_status(_unexpected(err))
 
     return handler
 
 
 def service_handler(
-    servicer: object, service: descriptor.ServiceDescriptor
+    servicer: object,
+    service: descriptor.ServiceDescriptor,
+    pipeline: Pipeline,
+    *,
+    mesh: bool = False,
 ) -> grpc.GenericRpcHandler:
-    """A generic handler serving ``servicer``'s methods for ``service``.
+    """A generic handler serving ``servicer``'s methods for ``service`` through ``pipeline``.
 
-    Built from the descriptor, so every service is registered the same way
-    and gets the same error mapping.
+    Built from the descriptor, so every service is registered the same way and
+    every method passes the same pipeline under its declared policy (``mesh``:
+    the ``mesh_access`` policy, for contracts the mesh serves for others).
+    Requests are decoded here, so undecodable bytes are INVALID_ARGUMENT.
     """
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for name, info in methods_of(service).items():
         fn = getattr(servicer, name)
+        endpoint = Endpoint.of(info, mesh=mesh)
         if info.client_streaming:
             raise ValueError(f"{info.path}: client streaming is not supported")
         if info.server_streaming:
             handlers[name] = grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(fn),
-                request_deserializer=info.request_type.FromString,
+                _stream_handler(pipeline, endpoint, fn),
                 response_serializer=info.response_type.SerializeToString,
             )
         else:
             handlers[name] = grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(fn),
-                request_deserializer=info.request_type.FromString,
+                _unary_handler(pipeline, endpoint, fn),
                 response_serializer=info.response_type.SerializeToString,
             )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
@@ -106,12 +141,22 @@ def service_handler(
 class MeshServer:
     """A grpc.aio server with health, reflection and graceful shutdown."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        grace_s: float = 5.0,
+        tls: TlsConfig | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.tls = tls
         self.host = host
         self.requested_port = port
         self.grace_s = grace_s
         self.port = 0
-        self._services: list[tuple[object, descriptor.ServiceDescriptor]] = []
+        self._services: list[tuple[object, descriptor.ServiceDescriptor, bool]] = []
         self._server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self._stopped = asyncio.Event()
@@ -125,13 +170,18 @@ class MeshServer:
     @property
     def service_names(self) -> list[str]:
         """Full names of the domain services served."""
-        return [svc.full_name for _, svc in self._services]
+        return [svc.full_name for _, svc, _ in self._services]
 
-    def add(self, servicer: object, service: descriptor.ServiceDescriptor) -> None:
-        """Serve ``servicer`` as ``service``; call before ``start``."""
+    def add(
+        self, servicer: object, service: descriptor.ServiceDescriptor, *, mesh: bool = False
+    ) -> None:
+        """Serve ``servicer`` as ``service``; call before ``start``.
+
+        ``mesh``: the mesh serves this contract for others (its ``mesh_access`` policies).
+        """
         if self._server is not None:
             raise RuntimeError("add services before start()")
-        self._services.append((servicer, service))
+        self._services.append((servicer, service, mesh))
 
     def on_stop(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run ``fn`` after in-flight calls finished, during ``stop``."""
@@ -140,14 +190,19 @@ class MeshServer:
     async def start(self) -> int:
         """Bind and start serving; returns the bound port."""
         server = grpc.aio.server(options=_OPTIONS)
-        for servicer, service in self._services:
-            server.add_generic_rpc_handlers((service_handler(servicer, service),))
+        for servicer, service, mesh in self._services:
+            server.add_generic_rpc_handlers(
+                (service_handler(servicer, service, self.pipeline, mesh=mesh),)
+            )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
         where = f"{self.host}:{self.requested_port}"
         try:
-            port = server.add_insecure_port(where)
+            if self.tls is None:
+                port = server.add_insecure_port(where)
+            else:
+                port = server.add_secure_port(where, self.tls.server_credentials())
         except RuntimeError:
             port = 0
         if port == 0:

@@ -16,12 +16,28 @@ def check_id(value: str, field: str, *, required: bool = True) -> list[FieldViol
     """Violations of an id field (empty list when fine)."""
     if not value:
         return [FieldViolation(field, "is required")] if required else []
-    if not ID_PATTERN.match(value):
+    # fullmatch: "$" alone would accept "alice\n", a second account that looks like "alice".
+    if not ID_PATTERN.fullmatch(value):
         return [
             FieldViolation(
                 field,
                 "must be 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter "
                 "or digit",
+            )
+        ]
+    return []
+
+
+PRINCIPAL_PATTERN = re.compile(r"(admin|service|agent|client):[^\s:][^\s]{0,127}")
+"""A principal's name: ``role:subject``."""
+
+
+def check_principal(value: str, field: str) -> list[FieldViolation]:
+    """Violations of a principal name field (``client:alice``); empty is fine."""
+    if value and not PRINCIPAL_PATTERN.fullmatch(value):
+        return [
+            FieldViolation(
+                field, "must be 'role:subject' with role admin, service, agent or client"
             )
         ]
     return []

@@ -57,7 +57,7 @@ def card_violations(card: agent_pb2.AgentCard, field: str) -> list[FieldViolatio
         path = f"{field}.skills[{i}]"
         if not skill.id:
             out.append(FieldViolation(f"{path}.id", "is required"))
-        elif not SKILL_ID_PATTERN.match(skill.id):
+        elif not SKILL_ID_PATTERN.fullmatch(skill.id):
             out.append(
                 FieldViolation(
                     f"{path}.id",

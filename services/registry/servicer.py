@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 from meshwright.mesh.validation import duration_s
 from meshwright.registry.registry import Registry
@@ -21,7 +20,7 @@ class RegistryServicer:
         self.registry = registry
 
     async def RegisterAgent(
-        self, request: registry_pb2.RegisterAgentRequest, context: Any
+        self, request: registry_pb2.RegisterAgentRequest
     ) -> registry_pb2.RegisterAgentResponse:
         # A zero lease_ttl is "unset" as well: REST clients send {"leaseTtl": "0s"}.
         ttl = duration_s(request.lease_ttl) if request.HasField("lease_ttl") else 0.0
@@ -37,7 +36,7 @@ class RegistryServicer:
         return registry_pb2.RegisterAgentResponse(agent=agent)
 
     async def Heartbeat(
-        self, request: registry_pb2.HeartbeatRequest, context: Any
+        self, request: registry_pb2.HeartbeatRequest
     ) -> registry_pb2.HeartbeatResponse:
         agent = await self.registry.heartbeat(
             request.agent_id, request.lease_id, load=request.load, draining=request.draining
@@ -45,19 +44,19 @@ class RegistryServicer:
         return registry_pb2.HeartbeatResponse(agent=agent)
 
     async def DeregisterAgent(
-        self, request: registry_pb2.DeregisterAgentRequest, context: Any
+        self, request: registry_pb2.DeregisterAgentRequest
     ) -> registry_pb2.DeregisterAgentResponse:
         agent = await self.registry.deregister(request.agent_id)
         return registry_pb2.DeregisterAgentResponse(agent=agent)
 
     async def GetAgent(
-        self, request: registry_pb2.GetAgentRequest, context: Any
+        self, request: registry_pb2.GetAgentRequest
     ) -> registry_pb2.GetAgentResponse:
         agent = await self.registry.get_agent(request.agent_id)
         return registry_pb2.GetAgentResponse(agent=agent)
 
     async def ListAgents(
-        self, request: registry_pb2.ListAgentsRequest, context: Any
+        self, request: registry_pb2.ListAgentsRequest
     ) -> registry_pb2.ListAgentsResponse:
         page = await self.registry.list_page(
             skill=request.skill,
@@ -71,7 +70,7 @@ class RegistryServicer:
         )
 
     async def WatchAgents(
-        self, request: registry_pb2.WatchAgentsRequest, context: Any
+        self, request: registry_pb2.WatchAgentsRequest
     ) -> AsyncIterator[registry_pb2.WatchAgentsResponse]:
         # aclosing: the watcher is released as soon as the stream ends, not at GC.
         async with contextlib.aclosing(

@@ -40,7 +40,7 @@ def check_definition(
         where = f"{prefix}.tasks[{i}]"
         if not task.id:
             out.append(FieldViolation(f"{where}.id", "is required"))
-        elif not TASK_ID.match(task.id):
+        elif not TASK_ID.fullmatch(task.id):
             out.append(
                 FieldViolation(
                     f"{where}.id",

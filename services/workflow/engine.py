@@ -20,6 +20,7 @@ from typing import Any
 from meshwright.agent.v1 import agent_pb2
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh.client import ChannelPool, RemoteServiceClient, ServiceClient
+from meshwright.mesh.context import caller, detached
 from meshwright.mesh.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -122,6 +123,11 @@ def _retrieve(task: asyncio.Task[object]) -> None:
         task.exception()
 
 
+def _owner_name() -> str:
+    who = caller()
+    return "" if who is None else who.name
+
+
 def _new_id(prefix: str) -> str:
     # Time-ordered so ids sort roughly by creation, random tail for uniqueness.
     return f"{prefix}-{int(time.time() * 1000):x}{os.urandom(3).hex()}"
@@ -172,6 +178,14 @@ class Engine:
             t.cancel()
         if self._own_channels:
             await self._channels.close()
+
+    async def owner_of(self, workflow_id: str) -> str | None:
+        """The principal that created a workflow, None if unknown (policy lookups)."""
+        try:
+            wf = await self.store.get(workflow_id)
+        except WorkflowNotFound:
+            return None
+        return wf.owner
 
     # -- create ----------------------------------------------------------------
 
@@ -256,6 +270,7 @@ class Engine:
             definition=definition,
             template_name=template_name,
             create_time=timestamp(),
+            owner=_owner_name(),
         )
         for spec in definition.tasks:
             wf.tasks.add(task_id=spec.id, skill=spec.skill, state=W.TASK_RUN_STATE_PENDING)
@@ -326,7 +341,10 @@ class Engine:
 
     def _start_task(self, run: _Run, task_id: str) -> None:
         run.runs[task_id].state = W.TASK_RUN_STATE_READY
-        t = asyncio.create_task(self._execute(run, task_id), name=f"{run.wf.workflow_id}/{task_id}")
+        # Detached: the run outlives the call that started it (and its deadline).
+        t = asyncio.create_task(
+            self._execute(run, task_id), name=f"{run.wf.workflow_id}/{task_id}", context=detached()
+        )
         run.attempts[task_id] = t
 
     async def _execute(self, run: _Run, task_id: str) -> None:
@@ -603,7 +621,7 @@ class Engine:
         """
         if run.finishing is None:
             run.finishing = asyncio.create_task(
-                self._end(run, state, error), name=f"end {run.wf.workflow_id}"
+                self._end(run, state, error), name=f"end {run.wf.workflow_id}", context=detached()
             )
         await asyncio.shield(run.finishing)
 
@@ -661,7 +679,7 @@ class Engine:
             pass  # it may have finished already; best effort
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        t = asyncio.create_task(coro)
+        t = asyncio.create_task(coro, context=detached())
         self._background.add(t)
         t.add_done_callback(self._background.discard)
 

@@ -37,7 +37,7 @@ class SkillNotOffered(NotFound):
 class TaskAlreadyRouted(AlreadyExists):
     """A task with that id is already running through the mesh."""
 
-    reason = "TASK_ALREADY_RUNNING"
+    reason = "TASK_ALREADY_ROUTED"
 
 
 class SkillRouter:
@@ -48,7 +48,7 @@ class SkillRouter:
         # task id -> its lease; None while it still waits for an agent
         self._routed: dict[str, Lease | None] = {}
 
-    async def GetAgentCard(self, request: A.GetAgentCardRequest, context: Any) -> Any:
+    async def GetAgentCard(self, request: A.GetAgentCardRequest) -> Any:
         cheapest: dict[str, A.AgentSkill] = {}
         for agent in self._engine.directory.agents():
             for skill in agent.card.skills:
@@ -96,14 +96,12 @@ class SkillRouter:
             lease, ok=ok, transport_failure=transport, latency_s=time.monotonic() - t0
         )
 
-    async def ExecuteTask(self, request: A.ExecuteTaskRequest, context: Any) -> Any:
+    async def ExecuteTask(self, request: A.ExecuteTaskRequest) -> Any:
         lease = await self._lease(request.task_id, request.skill)
         t0 = time.monotonic()
         ok = transport = False
         try:
-            reply = await self._engine.agent_client(lease.endpoint).call(
-                "ExecuteTask", request, timeout=_remaining(context)
-            )
+            reply = await self._engine.agent_client(lease.endpoint).call("ExecuteTask", request)
             ok = reply.task.status.state == A.TASK_STATE_COMPLETED
             return reply
         except MeshError as err:
@@ -112,13 +110,13 @@ class SkillRouter:
         finally:
             self._release(request.task_id, lease, ok, transport, t0)
 
-    async def StreamTask(self, request: A.StreamTaskRequest, context: Any) -> AsyncIterator[Any]:
+    async def StreamTask(self, request: A.StreamTaskRequest) -> AsyncIterator[Any]:
         lease = await self._lease(request.task_id, request.skill)
         t0 = time.monotonic()
         ok = transport = False
         try:
             async for update in self._engine.agent_client(lease.endpoint).stream(
-                "StreamTask", request, timeout=_remaining(context)
+                "StreamTask", request
             ):
                 if update.final:
                     ok = update.task.status.state == A.TASK_STATE_COMPLETED
@@ -129,7 +127,7 @@ class SkillRouter:
         finally:
             self._release(request.task_id, lease, ok, transport, t0)
 
-    async def CancelTask(self, request: A.CancelTaskRequest, context: Any) -> Any:
+    async def CancelTask(self, request: A.CancelTaskRequest) -> Any:
         if request.task_id not in self._routed:
             raise NotFound(f"no task {request.task_id!r} is running through the mesh")
         lease = self._routed[request.task_id]
@@ -140,8 +138,3 @@ class SkillRouter:
         return await self._engine.agent_client(lease.endpoint).call(
             "CancelTask", request, timeout=5.0
         )
-
-
-def _remaining(context: Any) -> float | None:
-    remaining = context.time_remaining()
-    return None if remaining is None or remaining > 1e9 else float(remaining)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from meshwright.workflow.engine import Engine
 from meshwright.workflow.v1 import workflow_pb2
@@ -17,46 +16,34 @@ class WorkflowServicer:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    async def CreateWorkflow(
-        self, request: W.CreateWorkflowRequest, context: Any
-    ) -> W.CreateWorkflowResponse:
+    async def CreateWorkflow(self, request: W.CreateWorkflowRequest) -> W.CreateWorkflowResponse:
         return W.CreateWorkflowResponse(workflow=await self.engine.create_workflow(request))
 
-    async def GetWorkflow(
-        self, request: W.GetWorkflowRequest, context: Any
-    ) -> W.GetWorkflowResponse:
+    async def GetWorkflow(self, request: W.GetWorkflowRequest) -> W.GetWorkflowResponse:
         return W.GetWorkflowResponse(workflow=await self.engine.get_workflow(request.workflow_id))
 
-    async def ListWorkflows(
-        self, request: W.ListWorkflowsRequest, context: Any
-    ) -> W.ListWorkflowsResponse:
+    async def ListWorkflows(self, request: W.ListWorkflowsRequest) -> W.ListWorkflowsResponse:
         items, token = await self.engine.list_workflows(
             state=request.state, size=request.page_size, token=request.page_token
         )
         return W.ListWorkflowsResponse(workflows=items, next_page_token=token)
 
-    async def CancelWorkflow(
-        self, request: W.CancelWorkflowRequest, context: Any
-    ) -> W.CancelWorkflowResponse:
+    async def CancelWorkflow(self, request: W.CancelWorkflowRequest) -> W.CancelWorkflowResponse:
         wf = await self.engine.cancel_workflow(request.workflow_id, request.reason)
         return W.CancelWorkflowResponse(workflow=wf)
 
     async def WatchWorkflow(
-        self, request: W.WatchWorkflowRequest, context: Any
+        self, request: W.WatchWorkflowRequest
     ) -> AsyncIterator[W.WatchWorkflowResponse]:
         async for event in self.engine.watch(request.workflow_id, request.after_sequence):
             yield W.WatchWorkflowResponse(event=event)
 
-    async def CreateTemplate(
-        self, request: W.CreateTemplateRequest, context: Any
-    ) -> W.CreateTemplateResponse:
+    async def CreateTemplate(self, request: W.CreateTemplateRequest) -> W.CreateTemplateResponse:
         return W.CreateTemplateResponse(
             template=await self.engine.create_template(request.template)
         )
 
-    async def ListTemplates(
-        self, request: W.ListTemplatesRequest, context: Any
-    ) -> W.ListTemplatesResponse:
+    async def ListTemplates(self, request: W.ListTemplatesRequest) -> W.ListTemplatesResponse:
         items, token = await self.engine.list_templates(
             size=request.page_size, token=request.page_token
         )

@@ -79,7 +79,7 @@ def check_template(template: workflow_pb2.Template) -> list[FieldViolation]:
     out: list[FieldViolation] = []
     if not template.name:
         out.append(FieldViolation("template.name", "is required"))
-    elif not TEMPLATE_NAME.match(template.name):
+    elif not TEMPLATE_NAME.fullmatch(template.name):
         out.append(
             FieldViolation(
                 "template.name",
@@ -88,7 +88,7 @@ def check_template(template: workflow_pb2.Template) -> list[FieldViolation]:
         )
     declared: set[str] = set()
     for i, p in enumerate(template.parameters):
-        if not PARAM_NAME.match(p.name):
+        if not PARAM_NAME.fullmatch(p.name):
             out.append(
                 FieldViolation(
                     f"template.parameters[{i}].name", "must match [A-Za-z_][A-Za-z0-9_]*"

@@ -11,6 +11,7 @@ import pytest
 from meshwright.economy import Economy, EconomyServicer
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh import MeshServer, NotFound, RemoteServiceClient
+from meshwright.mesh.security import insecure_pipeline
 from meshwright.registry import Registry, RegistryServicer
 from meshwright.registry.v1 import registry_pb2
 
@@ -41,7 +42,7 @@ class Mesh:
 
 async def start_mesh(port: int = 0, *, economy: bool = True) -> tuple[MeshServer, Registry]:
     registry = Registry(sweep_interval_s=0.1)
-    server = MeshServer(port=port, grace_s=0)
+    server = MeshServer(pipeline=insecure_pipeline(), port=port, grace_s=0)
     server.add(RegistryServicer(registry), REGISTRY_SERVICE)
     if economy:
         server.add(EconomyServicer(Economy()), ECONOMY_SERVICE)

@@ -13,6 +13,7 @@ from meshwright.agent.cli import load_agent, main, parse_ready_line
 from meshwright.agent.samples import analyst_agent, sysinfo_agent
 from meshwright.registry.v1 import registry_pb2
 from tests.agent.conftest import Mesh
+from tests.support_auth import NO_AUTH_ENV
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -62,7 +63,12 @@ async def test_env_registry_ready_line_and_stdin_eof_stop(mesh: Mesh) -> None:
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "MESHWRIGHT_REGISTRY": mesh.address, "MESHWRIGHT_LEASE_TTL_S": "2"},
+        env={
+            **os.environ,
+            **NO_AUTH_ENV,
+            "MESHWRIGHT_REGISTRY": mesh.address,
+            "MESHWRIGHT_LEASE_TTL_S": "2",
+        },
     )
     try:
         assert proc.stdout is not None and proc.stdin is not None

@@ -39,7 +39,7 @@ def make_agent() -> Agent:
 
 
 async def test_registers_active_with_skills_and_payout_account(mesh: Mesh) -> None:
-    runtime = await make_agent().start(mesh.address, lease_ttl_s=1.0)
+    runtime = await make_agent().start(mesh.address, lease_ttl_s=1.0, insecure_no_auth=True)
     try:
         assert runtime.registered  # the first attempt happens inside start()
         agent = await mesh.agent(runtime.agent_id)
@@ -74,7 +74,9 @@ async def test_registers_active_with_skills_and_payout_account(mesh: Mesh) -> No
 
 
 async def test_heartbeats_report_load(mesh: Mesh) -> None:
-    runtime = await make_agent().start(mesh.address, lease_ttl_s=1.0, agent_id="beater")
+    runtime = await make_agent().start(
+        mesh.address, lease_ttl_s=1.0, agent_id="beater", insecure_no_auth=True
+    )
     try:
         assert runtime.registration is not None
         first = (await mesh.agent("beater")).last_heartbeat_time.ToNanoseconds()
@@ -97,7 +99,7 @@ async def test_heartbeats_report_load(mesh: Mesh) -> None:
 
 
 async def test_registers_again_after_the_registry_forgets_it(mesh: Mesh) -> None:
-    runtime = await make_agent().start(mesh.address, lease_ttl_s=1.0)
+    runtime = await make_agent().start(mesh.address, lease_ttl_s=1.0, insecure_no_auth=True)
     try:
         registration = runtime.registration
         assert registration is not None
@@ -114,7 +116,9 @@ async def test_registers_again_after_the_registry_forgets_it(mesh: Mesh) -> None
 
 
 async def test_stop_drains_finishes_in_flight_and_deregisters(mesh: Mesh) -> None:
-    runtime = await make_agent().start(mesh.address, lease_ttl_s=1.0, grace_s=5.0)
+    runtime = await make_agent().start(
+        mesh.address, lease_ttl_s=1.0, grace_s=5.0, insecure_no_auth=True
+    )
     channel = grpc.aio.insecure_channel(runtime.address)
     try:
         client = RemoteServiceClient(channel, SERVICE)
@@ -142,7 +146,7 @@ async def test_keeps_serving_while_the_registry_is_down(caplog: pytest.LogCaptur
     caplog.set_level(logging.INFO, logger="meshwright.agent")
     port = free_port()
     address = f"127.0.0.1:{port}"
-    runtime = await make_agent().start(address, lease_ttl_s=1.0)
+    runtime = await make_agent().start(address, lease_ttl_s=1.0, insecure_no_auth=True)
     server = None
     try:
         assert not runtime.registered

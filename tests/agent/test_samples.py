@@ -16,6 +16,7 @@ from meshwright.agent._struct import struct_to_dict
 from meshwright.agent.samples import VERDICTS, analyst_agent, sysinfo_agent
 from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh import MeshServer, RemoteServiceClient
+from meshwright.mesh.security import insecure_pipeline
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -52,7 +53,7 @@ class Clients:
 async def clients() -> AsyncIterator[Clients]:
     servers, channels = [], []
     for agent in (sysinfo_agent, analyst_agent):
-        server = MeshServer(port=0)
+        server = MeshServer(pipeline=insecure_pipeline(), port=0)
         server.add(AgentServicer(agent), SERVICE)
         await server.start()
         servers.append(server)

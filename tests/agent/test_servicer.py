@@ -24,6 +24,7 @@ from meshwright.agent import (
 )
 from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh import InvalidArgument, MeshServer, RemoteServiceClient
+from meshwright.mesh.security import insecure_pipeline
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.timeout(20)
@@ -87,7 +88,7 @@ def make_agent() -> tuple[Agent, threading.Event]:
 async def served() -> AsyncIterator[tuple[AgentServicer, RemoteServiceClient, threading.Event]]:
     agent, release = make_agent()
     servicer = AgentServicer(agent)
-    server = MeshServer(port=0)
+    server = MeshServer(pipeline=insecure_pipeline(), port=0)
     server.add(servicer, SERVICE)
     await server.start()
     channel = grpc.aio.insecure_channel(server.address)

@@ -23,6 +23,7 @@ from meshwright.mesh import RemoteServiceClient
 from meshwright.registry.v1 import registry_pb2
 from tests.agent.conftest import Mesh
 from tests.conftest import eventually
+from tests.support_auth import NO_AUTH_ENV
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -32,7 +33,10 @@ ANALYST = "meshwright.agent.samples:analyst_agent"
 async def test_ready_registered_then_sigterm_deregisters(mesh: Mesh) -> None:
     echoed: list[tuple[str, str]] = []
     async with AgentSupervisor(
-        mesh.address, lease_ttl_s=1.0, echo=lambda name, line: echoed.append((name, line))
+        mesh.address,
+        lease_ttl_s=1.0,
+        echo=lambda name, line: echoed.append((name, line)),
+        env=NO_AUTH_ENV,
     ) as sup:
         status = await sup.start(AgentSpec(target=ANALYST, name="analyst"))
         assert status.state == ProcessState.RUNNING
@@ -61,7 +65,9 @@ async def test_ready_registered_then_sigterm_deregisters(mesh: Mesh) -> None:
 
 
 async def test_kill_9_lets_the_lease_lapse(mesh: Mesh) -> None:
-    async with AgentSupervisor(mesh.address, lease_ttl_s=1.0, max_restarts=0) as sup:
+    async with AgentSupervisor(
+        mesh.address, lease_ttl_s=1.0, max_restarts=0, env=NO_AUTH_ENV
+    ) as sup:
         status = await sup.start(ANALYST, name="victim")
         assert status.pid is not None
         os.kill(status.pid, signal.SIGKILL)
@@ -77,7 +83,7 @@ async def test_kill_9_lets_the_lease_lapse(mesh: Mesh) -> None:
 
 async def test_restarts_a_crashed_agent_with_the_same_id(mesh: Mesh) -> None:
     async with AgentSupervisor(
-        mesh.address, lease_ttl_s=1.0, max_restarts=2, restart_backoff_s=0.1
+        mesh.address, lease_ttl_s=1.0, max_restarts=2, restart_backoff_s=0.1, env=NO_AUTH_ENV
     ) as sup:
         first = await sup.start(ANALYST, name="phoenix")
         assert first.pid is not None
@@ -94,7 +100,7 @@ async def test_restarts_a_crashed_agent_with_the_same_id(mesh: Mesh) -> None:
 
 
 async def test_a_target_that_cannot_load_fails_to_start(mesh: Mesh) -> None:
-    async with AgentSupervisor(mesh.address) as sup:
+    async with AgentSupervisor(mesh.address, env=NO_AUTH_ENV) as sup:
         with pytest.raises(AgentStartError, match="exited with code 2 before READY"):
             await sup.start("no_such_module_here:agent", name="broken")
         status = sup.status("broken")
@@ -103,7 +109,7 @@ async def test_a_target_that_cannot_load_fails_to_start(mesh: Mesh) -> None:
 
 
 async def test_copies_of_one_target_get_their_own_names_and_ids(mesh: Mesh) -> None:
-    async with AgentSupervisor(mesh.address, lease_ttl_s=1.0) as sup:
+    async with AgentSupervisor(mesh.address, lease_ttl_s=1.0, env=NO_AUTH_ENV) as sup:
         one = await sup.start("meshwright.agent.samples:sysinfo_agent")
         two = await sup.start("meshwright.agent.samples:sysinfo_agent")
         assert (one.name, two.name) == ("sysinfo_agent", "sysinfo_agent-2")
@@ -118,7 +124,7 @@ async def test_copies_of_one_target_get_their_own_names_and_ids(mesh: Mesh) -> N
 async def test_close_while_a_crashed_agent_is_relaunching_stops_it(
     mesh: Mesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sup = AgentSupervisor(mesh.address, lease_ttl_s=1.0, restart_backoff_s=0.05)
+    sup = AgentSupervisor(mesh.address, lease_ttl_s=1.0, restart_backoff_s=0.05, env=NO_AUTH_ENV)
     first = await sup.start(ANALYST, name="slowpoke")
     assert first.pid is not None
 

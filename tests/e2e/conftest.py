@@ -17,6 +17,7 @@ from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow import EngineConfig
 from meshwright.workflow.v1 import workflow_pb2
 from tests.conftest import eventually
+from tests.support_auth import NO_AUTH_ENV
 
 
 @dataclass
@@ -64,13 +65,22 @@ async def wait_active(registry: RemoteServiceClient, count: int) -> list[registr
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def mesh() -> AsyncIterator[Mesh]:
-    config = MeshConfig(grpc_port=0, http_port=0, lease_ttl_s=3.0, sweep_interval_s=0.2, grace_s=1)
+    config = MeshConfig(
+        insecure_no_auth=True,
+        grpc_port=0,
+        http_port=0,
+        lease_ttl_s=3.0,
+        sweep_interval_s=0.2,
+        grace_s=1,
+    )
     node = await start_node(
         config, engine_config=EngineConfig(initial_backoff_s=0.05, agent_wait_s=10.0)
     )
     pool = ChannelPool()
     try:
-        async with AgentSupervisor(registry=node.grpc_address, lease_ttl_s=3.0) as sup:
+        async with AgentSupervisor(
+            registry=node.grpc_address, lease_ttl_s=3.0, env=NO_AUTH_ENV
+        ) as sup:
             await sup.start("meshwright.agent.samples:sysinfo_agent", name="sysinfo")
             await sup.start("meshwright.agent.samples:analyst_agent", name="analyst")
             registry = pool.client(node.grpc_address, _svc(registry_pb2, "RegistryService"))

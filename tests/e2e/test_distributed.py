@@ -21,6 +21,7 @@ from meshwright.mesh.client import ChannelPool
 from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow.v1 import workflow_pb2
 from tests.e2e.conftest import wait_active
+from tests.support_auth import NO_AUTH_ENV
 
 W = workflow_pb2
 
@@ -81,7 +82,7 @@ async def test_a_workflow_runs_across_processes(split_mesh: tuple[str, str]) -> 
         )
         economy = pool.client(core_addr, economy_pb2.DESCRIPTOR.services_by_name["EconomyService"])
         flows = pool.client(flows_addr, W.DESCRIPTOR.services_by_name["WorkflowService"])
-        async with AgentSupervisor(core_addr) as sup:
+        async with AgentSupervisor(core_addr, env=NO_AUTH_ENV) as sup:
             await sup.start("meshwright.agent.samples:sysinfo_agent")
             await sup.start("meshwright.agent.samples:analyst_agent")
             await wait_active(registry, 2)

@@ -18,6 +18,7 @@ from meshwright.workflow import EngineConfig
 from meshwright.workflow.v1 import workflow_pb2
 from tests.conftest import eventually, run_workflow
 from tests.e2e.conftest import wait_active
+from tests.support_auth import NO_AUTH_ENV
 
 W = workflow_pb2
 
@@ -26,13 +27,22 @@ W = workflow_pb2
 async def two_analysts() -> AsyncIterator[
     tuple[AgentSupervisor, RemoteServiceClient, RemoteServiceClient]
 ]:
-    config = MeshConfig(grpc_port=0, http_port=0, lease_ttl_s=1.0, sweep_interval_s=0.1, grace_s=1)
+    config = MeshConfig(
+        insecure_no_auth=True,
+        grpc_port=0,
+        http_port=0,
+        lease_ttl_s=1.0,
+        sweep_interval_s=0.1,
+        grace_s=1,
+    )
     node = await start_node(
         config, gateway=False, engine_config=EngineConfig(initial_backoff_s=0.05, agent_wait_s=5)
     )
     pool = ChannelPool()
     try:
-        async with AgentSupervisor(node.grpc_address, lease_ttl_s=1.0, max_restarts=0) as sup:
+        async with AgentSupervisor(
+            node.grpc_address, lease_ttl_s=1.0, max_restarts=0, env=NO_AUTH_ENV
+        ) as sup:
             await sup.start("meshwright.agent.samples:analyst_agent", name="a1")
             await sup.start("meshwright.agent.samples:analyst_agent", name="a2")
             registry = pool.client(

@@ -17,6 +17,7 @@ from meshwright.economy import (
 )
 from meshwright.economy.v1 import economy_pb2 as pb
 from meshwright.mesh import LocalServiceClient, MeshServer, RemoteServiceClient
+from meshwright.mesh.security import insecure_pipeline
 
 
 class FakeClock:
@@ -65,14 +66,14 @@ async def env() -> AsyncIterator[Env]:
     store = MemoryLedgerStore()
     economy = Economy(store, clock=clock, default_voting_period_s=600.0)
     servicer = EconomyServicer(economy)
-    server = MeshServer(port=0)
+    server = MeshServer(pipeline=insecure_pipeline(), port=0)
     server.add(servicer, ECONOMY_SERVICE)
     await server.start()
     channel = grpc.aio.insecure_channel(server.address)
     try:
         yield Env(
             remote=RemoteServiceClient(channel, ECONOMY_SERVICE),
-            local=LocalServiceClient(servicer, ECONOMY_SERVICE),
+            local=LocalServiceClient(servicer, ECONOMY_SERVICE, insecure_pipeline()),
             economy=economy,
             store=store,
             clock=clock,

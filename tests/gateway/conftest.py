@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from meshwright.gateway import create_app, start_gateway
 from meshwright.mesh import MeshServer, RemoteServiceClient
+from meshwright.mesh.security import insecure_pipeline
 from tests.gateway.support import (
     AGENT,
     CORS_ORIGIN,
@@ -28,7 +29,7 @@ from tests.gateway.support import (
 @pytest_asyncio.fixture(loop_scope="package", scope="package")
 async def stack() -> AsyncIterator[Stack]:
     agent = RestAgent()
-    server = MeshServer(port=0)
+    server = MeshServer(pipeline=insecure_pipeline(), port=0)
     server.add(agent, AGENT)
     server.add(Workflows(), WORKFLOW)
     await server.start()

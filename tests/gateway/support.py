@@ -21,6 +21,7 @@ from meshwright.mesh import (
     NotFound,
     ResourceExhausted,
 )
+from meshwright.mesh.context import current_call
 from meshwright.mesh.errors import FailedPrecondition
 from meshwright.workflow.v1 import workflow_pb2
 
@@ -41,7 +42,7 @@ class RestAgent:
         self.stream_closed: list[str] = []
         self.metadata: dict[str, str] = {}
 
-    async def GetAgentCard(self, request: Any, context: Any) -> agent_pb2.GetAgentCardResponse:
+    async def GetAgentCard(self, request: Any) -> agent_pb2.GetAgentCardResponse:
         card = agent_pb2.AgentCard(
             name="rest-agent",
             skills=[agent_pb2.AgentSkill(id="text.echo", name="Echo", price=3)],
@@ -49,7 +50,7 @@ class RestAgent:
         )
         return agent_pb2.GetAgentCardResponse(card=card)
 
-    async def ExecuteTask(self, request: Any, context: Any) -> agent_pb2.ExecuteTaskResponse:
+    async def ExecuteTask(self, request: Any) -> agent_pb2.ExecuteTaskResponse:
         if not request.task_id:
             raise InvalidArgument(
                 "bad request",
@@ -63,7 +64,9 @@ class RestAgent:
             raise LeaseMismatch("lease changed", metadata={"agent_id": "a1"})
         if request.skill == "crash":
             raise RuntimeError("secret internal detail")
-        self.metadata = dict(context.invocation_metadata() or ())
+        call = current_call()
+        assert call is not None
+        self.metadata = dict(call.metadata)
         task = agent_pb2.Task(
             task_id=request.task_id,
             skill=request.skill,
@@ -73,7 +76,7 @@ class RestAgent:
         )
         return agent_pb2.ExecuteTaskResponse(task=task)
 
-    async def StreamTask(self, request: Any, context: Any) -> AsyncIterator[Any]:
+    async def StreamTask(self, request: Any) -> AsyncIterator[Any]:
         try:
             if request.skill == "fail-first":
                 raise NotFound(f"no skill {request.skill}")
@@ -98,7 +101,7 @@ class RestAgent:
         finally:
             self.stream_closed.append(request.task_id)
 
-    async def CancelTask(self, request: Any, context: Any) -> agent_pb2.CancelTaskResponse:
+    async def CancelTask(self, request: Any) -> agent_pb2.CancelTaskResponse:
         if request.task_id == "unknown":
             raise NotFound(f"no task {request.task_id}")
         task = agent_pb2.Task(
@@ -111,7 +114,7 @@ class RestAgent:
 class Workflows:
     """A WorkflowService stand-in: echoes requests so tests see how they were built."""
 
-    async def CreateWorkflow(self, request: Any, context: Any) -> Any:
+    async def CreateWorkflow(self, request: Any) -> Any:
         wf = workflow_pb2.Workflow(
             workflow_id=request.workflow_id or "wf-1",
             name=request.definition.name,
@@ -120,14 +123,14 @@ class Workflows:
         )
         return workflow_pb2.CreateWorkflowResponse(workflow=wf)
 
-    async def GetWorkflow(self, request: Any, context: Any) -> Any:
+    async def GetWorkflow(self, request: Any) -> Any:
         if request.workflow_id != "wf-1":
             raise NotFound(f"no workflow {request.workflow_id}")
         return workflow_pb2.GetWorkflowResponse(
             workflow=workflow_pb2.Workflow(workflow_id="wf-1", name="first")
         )
 
-    async def ListWorkflows(self, request: Any, context: Any) -> Any:
+    async def ListWorkflows(self, request: Any) -> Any:
         found = [
             workflow_pb2.Workflow(workflow_id=f"w{i}", state=request.state)
             for i in range(request.page_size)
@@ -136,7 +139,7 @@ class Workflows:
             workflows=found, next_page_token=request.page_token + "+"
         )
 
-    async def CancelWorkflow(self, request: Any, context: Any) -> Any:
+    async def CancelWorkflow(self, request: Any) -> Any:
         wf = workflow_pb2.Workflow(
             workflow_id=request.workflow_id,
             state=workflow_pb2.WORKFLOW_STATE_CANCELLED,
@@ -144,7 +147,7 @@ class Workflows:
         )
         return workflow_pb2.CancelWorkflowResponse(workflow=wf)
 
-    async def WatchWorkflow(self, request: Any, context: Any) -> AsyncIterator[Any]:
+    async def WatchWorkflow(self, request: Any) -> AsyncIterator[Any]:
         if request.workflow_id == "missing":
             raise NotFound(f"no workflow {request.workflow_id}")
         for seq in range(request.after_sequence + 1, 6):
@@ -154,10 +157,10 @@ class Workflows:
                 )
             )
 
-    async def CreateTemplate(self, request: Any, context: Any) -> Any:
+    async def CreateTemplate(self, request: Any) -> Any:
         return workflow_pb2.CreateTemplateResponse(template=request.template)
 
-    async def ListTemplates(self, request: Any, context: Any) -> Any:
+    async def ListTemplates(self, request: Any) -> Any:
         return workflow_pb2.ListTemplatesResponse()
 
 

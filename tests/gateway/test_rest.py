@@ -6,6 +6,7 @@ import pytest
 
 from meshwright.gateway import create_app, start_gateway
 from meshwright.mesh import LocalServiceClient
+from meshwright.mesh.security import insecure_pipeline
 from tests.gateway.support import AGENT, CORS_ORIGIN, RestAgent, Stack, parse_sse, status_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="package")
@@ -226,7 +227,7 @@ async def test_headers_become_metadata(stack: Stack) -> None:
 
 async def test_unexpected_errors_are_500_without_details() -> None:
     """In-process (LocalServiceClient): same routes, and a bug is a bare INTERNAL."""
-    app = create_app([LocalServiceClient(RestAgent(), AGENT)])
+    app = create_app([LocalServiceClient(RestAgent(), AGENT, insecure_pipeline())])
     gateway = await start_gateway(app)
     try:
         import httpx

@@ -13,12 +13,13 @@ from starlette.routing import Route
 
 from meshwright.gateway import create_app, start_gateway
 from meshwright.mesh import LocalServiceClient
+from meshwright.mesh.security import insecure_pipeline
 from tests.gateway.support import AGENT, RestAgent
 
 
 async def test_port_zero_clash_and_stop_ends_open_streams() -> None:
     agent = RestAgent()
-    app = create_app([LocalServiceClient(agent, AGENT)], heartbeat_s=60)
+    app = create_app([LocalServiceClient(agent, AGENT, insecure_pipeline())], heartbeat_s=60)
     gateway = await start_gateway(app, port=0)
     assert gateway.port > 0 and gateway.url == f"http://127.0.0.1:{gateway.port}"
     with pytest.raises(OSError):
@@ -49,7 +50,10 @@ async def test_extra_routes_come_before_derived_routes() -> None:
     async def page(request: Request) -> Response:
         return PlainTextResponse("dashboard")
 
-    app = create_app([LocalServiceClient(RestAgent(), AGENT)], extra_routes=[Route("/ui/", page)])
+    app = create_app(
+        [LocalServiceClient(RestAgent(), AGENT, insecure_pipeline())],
+        extra_routes=[Route("/ui/", page)],
+    )
     gateway = await start_gateway(app)
     try:
         async with httpx.AsyncClient(base_url=gateway.url) as http:

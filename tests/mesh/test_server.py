@@ -19,6 +19,7 @@ from meshwright.mesh import (
     RemoteServiceClient,
 )
 from meshwright.mesh.errors import FailedPrecondition, MeshError
+from meshwright.mesh.security import insecure_pipeline
 
 SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
 
@@ -30,10 +31,10 @@ class LeaseMismatch(FailedPrecondition):
 class EchoAgent:
     """A minimal AgentService implementation that exercises each error path."""
 
-    async def GetAgentCard(self, request: Any, context: Any) -> agent_pb2.GetAgentCardResponse:
+    async def GetAgentCard(self, request: Any) -> agent_pb2.GetAgentCardResponse:
         return agent_pb2.GetAgentCardResponse(card=agent_pb2.AgentCard(name="echo"))
 
-    async def ExecuteTask(self, request: Any, context: Any) -> agent_pb2.ExecuteTaskResponse:
+    async def ExecuteTask(self, request: Any) -> agent_pb2.ExecuteTaskResponse:
         if not request.task_id:
             raise InvalidArgument(
                 "bad request",
@@ -48,12 +49,12 @@ class EchoAgent:
             raise LeaseMismatch("lease changed", metadata={"agent_id": "a1"})
         return agent_pb2.ExecuteTaskResponse(task=agent_pb2.Task(task_id=request.task_id))
 
-    async def StreamTask(self, request: Any, context: Any) -> AsyncIterator[Any]:
+    async def StreamTask(self, request: Any) -> AsyncIterator[Any]:
         for i in range(3):
             yield agent_pb2.StreamTaskResponse(status_update=agent_pb2.TaskStatus(message=str(i)))
         raise NotFound("stream ended badly")
 
-    async def CancelTask(self, request: Any, context: Any) -> agent_pb2.CancelTaskResponse:
+    async def CancelTask(self, request: Any) -> agent_pb2.CancelTaskResponse:
         if request.task_id == "bug":
             raise RuntimeError("secret detail")
         raise NotFound(request.task_id)
@@ -61,7 +62,7 @@ class EchoAgent:
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[MeshServer, grpc.aio.Channel]]:
-    server = MeshServer(port=0)
+    server = MeshServer(pipeline=insecure_pipeline(), port=0)
     server.add(EchoAgent(), SERVICE)
     await server.start()
     channel = grpc.aio.insecure_channel(server.address)
@@ -86,7 +87,7 @@ async def test_errors_are_the_same_local_and_remote(served: Any, remote: bool) -
     client = (
         RemoteServiceClient(channel, SERVICE)
         if remote
-        else LocalServiceClient(EchoAgent(), SERVICE)
+        else LocalServiceClient(EchoAgent(), SERVICE, insecure_pipeline())
     )
     with pytest.raises(InvalidArgument) as bad:
         await client.call("ExecuteTask", agent_pb2.ExecuteTaskRequest())
@@ -138,7 +139,7 @@ async def test_rich_status_on_the_wire(served: Any) -> None:
 
 async def test_port_clash_fails_loudly(served: Any) -> None:
     server, _ = served
-    other = MeshServer(port=server.port)
+    other = MeshServer(pipeline=insecure_pipeline(), port=server.port)
     other.add(EchoAgent(), SERVICE)
     with pytest.raises(OSError, match="cannot bind gRPC port"):
         await other.start()

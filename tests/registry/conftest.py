@@ -14,6 +14,7 @@ from google.protobuf import duration_pb2
 from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh import LocalServiceClient, MeshServer, RemoteServiceClient, ServiceClient
 from meshwright.mesh.errors import MeshError
+from meshwright.mesh.security import insecure_pipeline
 from meshwright.registry import SERVICE, Registry, RegistryServicer
 from meshwright.registry.v1 import registry_pb2
 
@@ -111,7 +112,7 @@ async def registry(clock: FakeClock) -> AsyncIterator[Registry]:
 @contextlib.asynccontextmanager
 async def serving(registry: Registry) -> AsyncIterator[MeshServer]:
     """``registry`` served on a real MeshServer on port 0, stopped on exit."""
-    srv = MeshServer(port=0)
+    srv = MeshServer(pipeline=insecure_pipeline(), port=0)
     srv.add(RegistryServicer(registry), SERVICE)
     await srv.start()
     try:
@@ -148,4 +149,4 @@ def client(
     """The same tests over gRPC and in-process: same messages, same errors."""
     if request.param == "remote":
         return RemoteServiceClient(channel, SERVICE)
-    return LocalServiceClient(RegistryServicer(registry), SERVICE)
+    return LocalServiceClient(RegistryServicer(registry), SERVICE, insecure_pipeline())

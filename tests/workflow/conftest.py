@@ -14,6 +14,7 @@ from meshwright.economy import Economy, EconomyServicer
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh import MeshServer
 from meshwright.mesh.config import MeshConfig
+from meshwright.mesh.security import insecure_pipeline
 from meshwright.node import Node, start_node
 from meshwright.workflow import EngineConfig
 from meshwright.workflow.v1 import workflow_pb2
@@ -25,7 +26,7 @@ W = workflow_pb2
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
     n = await start_node(
-        MeshConfig(grpc_port=0, http_port=0, grace_s=0),
+        MeshConfig(insecure_no_auth=True, grpc_port=0, http_port=0, grace_s=0),
         gateway=False,
         engine_config=EngineConfig(initial_backoff_s=0.01, agent_wait_s=0.5),
     )
@@ -42,7 +43,9 @@ class Running:
         self.runtimes: list[Any] = []
 
     async def start(self, agent: Agent, node: Node, economy: str | None = None) -> str:
-        rt = await agent.start(registry=node.grpc_address, economy=economy, lease_ttl_s=5)
+        rt = await agent.start(
+            registry=node.grpc_address, economy=economy, lease_ttl_s=5, insecure_no_auth=True
+        )
         await rt.wait_registered(10)
         self.runtimes.append(rt)
         return str(rt.agent_id)
@@ -106,13 +109,13 @@ class Split:
 
 @pytest.fixture
 async def split(agents: Running) -> AsyncIterator[Split]:
-    economy_server = MeshServer(port=0, grace_s=0)
+    economy_server = MeshServer(pipeline=insecure_pipeline(), port=0, grace_s=0)
     economy_server.add(
         EconomyServicer(Economy()), economy_pb2.DESCRIPTOR.services_by_name["EconomyService"]
     )
     await economy_server.start()
     node = await start_node(
-        MeshConfig(grpc_port=0, grace_s=0),
+        MeshConfig(insecure_no_auth=True, grpc_port=0, grace_s=0),
         services=("registry", "workflow"),
         economy_target=economy_server.address,
         gateway=False,

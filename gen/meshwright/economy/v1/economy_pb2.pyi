@@ -3,6 +3,7 @@ import datetime
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from meshwright.mesh.v1 import policy_pb2 as _policy_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -80,7 +81,7 @@ VOTE_CHOICE_NO: VoteChoice
 VOTE_CHOICE_ABSTAIN: VoteChoice
 
 class Account(_message.Message):
-    __slots__ = ("account_id", "display_name", "balance", "staked", "escrowed", "tier", "reward_multiplier_bps", "create_time")
+    __slots__ = ("account_id", "display_name", "balance", "staked", "escrowed", "tier", "reward_multiplier_bps", "create_time", "owner")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +90,7 @@ class Account(_message.Message):
     TIER_FIELD_NUMBER: _ClassVar[int]
     REWARD_MULTIPLIER_BPS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     display_name: str
     balance: int
@@ -97,7 +99,8 @@ class Account(_message.Message):
     tier: StakeTier
     reward_multiplier_bps: int
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, account_id: _Optional[str] = ..., display_name: _Optional[str] = ..., balance: _Optional[int] = ..., staked: _Optional[int] = ..., escrowed: _Optional[int] = ..., tier: _Optional[_Union[StakeTier, str]] = ..., reward_multiplier_bps: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    owner: str
+    def __init__(self, account_id: _Optional[str] = ..., display_name: _Optional[str] = ..., balance: _Optional[int] = ..., staked: _Optional[int] = ..., escrowed: _Optional[int] = ..., tier: _Optional[_Union[StakeTier, str]] = ..., reward_multiplier_bps: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class Transaction(_message.Message):
     __slots__ = ("transaction_id", "kind", "from_account_id", "to_account_id", "amount", "escrow_id", "memo", "create_time")
@@ -142,7 +145,7 @@ class Escrow(_message.Message):
     def __init__(self, escrow_id: _Optional[str] = ..., payer_account_id: _Optional[str] = ..., amount: _Optional[int] = ..., captured: _Optional[int] = ..., released: _Optional[int] = ..., state: _Optional[_Union[EscrowState, str]] = ..., reference: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Proposal(_message.Message):
-    __slots__ = ("proposal_id", "proposer_account_id", "title", "description", "state", "yes_weight", "no_weight", "abstain_weight", "quorum", "voter_count", "create_time", "voting_end_time")
+    __slots__ = ("proposal_id", "proposer_account_id", "title", "description", "state", "yes_weight", "no_weight", "abstain_weight", "quorum", "voter_count", "create_time", "voting_end_time", "close_time", "closed_early_by")
     PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
     PROPOSER_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +158,8 @@ class Proposal(_message.Message):
     VOTER_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     VOTING_END_TIME_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_EARLY_BY_FIELD_NUMBER: _ClassVar[int]
     proposal_id: str
     proposer_account_id: str
     title: str
@@ -167,19 +172,23 @@ class Proposal(_message.Message):
     voter_count: int
     create_time: _timestamp_pb2.Timestamp
     voting_end_time: _timestamp_pb2.Timestamp
-    def __init__(self, proposal_id: _Optional[str] = ..., proposer_account_id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., state: _Optional[_Union[ProposalState, str]] = ..., yes_weight: _Optional[int] = ..., no_weight: _Optional[int] = ..., abstain_weight: _Optional[int] = ..., quorum: _Optional[int] = ..., voter_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., voting_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    close_time: _timestamp_pb2.Timestamp
+    closed_early_by: str
+    def __init__(self, proposal_id: _Optional[str] = ..., proposer_account_id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., state: _Optional[_Union[ProposalState, str]] = ..., yes_weight: _Optional[int] = ..., no_weight: _Optional[int] = ..., abstain_weight: _Optional[int] = ..., quorum: _Optional[int] = ..., voter_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., voting_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_early_by: _Optional[str] = ...) -> None: ...
 
 class CreateAccountRequest(_message.Message):
-    __slots__ = ("account_id", "display_name", "initial_balance", "request_id")
+    __slots__ = ("account_id", "display_name", "initial_balance", "request_id", "owner")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     INITIAL_BALANCE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     display_name: str
     initial_balance: int
     request_id: str
-    def __init__(self, account_id: _Optional[str] = ..., display_name: _Optional[str] = ..., initial_balance: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    owner: str
+    def __init__(self, account_id: _Optional[str] = ..., display_name: _Optional[str] = ..., initial_balance: _Optional[int] = ..., request_id: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class CreateAccountResponse(_message.Message):
     __slots__ = ("account",)

@@ -4,6 +4,7 @@ from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from meshwright.mesh.v1 import policy_pb2 as _policy_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -191,7 +192,7 @@ class TaskRun(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., skill: _Optional[str] = ..., state: _Optional[_Union[TaskRunState, str]] = ..., agent_id: _Optional[str] = ..., attempts: _Optional[int] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., cost: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Workflow(_message.Message):
-    __slots__ = ("workflow_id", "name", "state", "definition", "tasks", "escrow_id", "spent", "error", "template_name", "create_time", "end_time")
+    __slots__ = ("workflow_id", "name", "state", "definition", "tasks", "escrow_id", "spent", "error", "template_name", "create_time", "end_time", "owner")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +204,7 @@ class Workflow(_message.Message):
     TEMPLATE_NAME_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     name: str
     state: WorkflowState
@@ -214,7 +216,8 @@ class Workflow(_message.Message):
     template_name: str
     create_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, workflow_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[WorkflowState, str]] = ..., definition: _Optional[_Union[WorkflowDefinition, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskRun, _Mapping]]] = ..., escrow_id: _Optional[str] = ..., spent: _Optional[int] = ..., error: _Optional[str] = ..., template_name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    owner: str
+    def __init__(self, workflow_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[WorkflowState, str]] = ..., definition: _Optional[_Union[WorkflowDefinition, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskRun, _Mapping]]] = ..., escrow_id: _Optional[str] = ..., spent: _Optional[int] = ..., error: _Optional[str] = ..., template_name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class WorkflowEvent(_message.Message):
     __slots__ = ("sequence", "workflow_id", "type", "time", "task_id", "agent_id", "attempt", "message", "output", "amount", "workflow_state", "progress")

@@ -1,0 +1,259 @@
+"""Hard limits on every input, and rate limits per principal.
+
+``check_request`` walks any request message by its descriptor before domain
+code sees it: every string, bytes, repeated field, map and
+``google.protobuf.Struct``/``Value`` (depth, size, finite numbers) is bounded,
+and an enum value the contract does not define is refused, so whatever is
+stored can always be rendered and read back. Domain validation still applies
+its own tighter rules (id patterns, name lengths) on top.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from google.protobuf import descriptor, message, struct_pb2
+
+from meshwright.mesh.errors import FieldViolation, InvalidArgument, ResourceExhausted
+
+FD = descriptor.FieldDescriptor
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+"""Largest message any meshwright server or client sends or accepts."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InputLimits:
+    """Bounds every request must respect."""
+
+    max_string_chars: int = 4096
+    """A string field (outside Structs), unless ``string_overrides`` names it."""
+    string_overrides: Mapping[str, int] = field(
+        default_factory=lambda: {"description": 16_384, "reason": 1024}
+    )
+    """Per field name, a different string bound."""
+    max_bytes: int = 1024 * 1024
+    """A bytes field."""
+    max_repeated: int = 10_000
+    """Elements of one repeated field."""
+    max_map_entries: int = 1000
+    """Entries of one map field."""
+    max_struct_depth: int = 32
+    """Nesting of Struct/ListValue inside one value."""
+    max_struct_bytes: int = 1024 * 1024
+    """Serialized size of one Struct (a task input or output)."""
+    max_struct_key_chars: int = 256
+    """A key inside a Struct."""
+    max_violations: int = 50
+    """Walking stops after this many problems (the error reports the first ones)."""
+
+
+DEFAULT_LIMITS = InputLimits()
+
+
+class _Walk:
+    __slots__ = ("limits", "violations")
+
+    def __init__(self, limits: InputLimits) -> None:
+        self.limits = limits
+        self.violations: list[FieldViolation] = []
+
+    def add(self, path: str, text: str) -> None:
+        self.violations.append(FieldViolation(path, text))
+
+    @property
+    def full(self) -> bool:
+        return len(self.violations) >= self.limits.max_violations
+
+
+def check_request(request: message.Message, limits: InputLimits = DEFAULT_LIMITS) -> None:
+    """``InvalidArgument`` naming every field (up to a bound) that breaks a limit."""
+    walk = _Walk(limits)
+    _message(request, "", walk)
+    if walk.violations:
+        first = walk.violations[0]
+        raise InvalidArgument(
+            f"invalid request: {first.field}: {first.description}"
+            + (f" (and {len(walk.violations) - 1} more)" if len(walk.violations) > 1 else ""),
+            violations=walk.violations,
+        )
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _message(msg: message.Message, path: str, walk: _Walk) -> None:
+    full = msg.DESCRIPTOR.full_name
+    if full == "google.protobuf.Struct":
+        _struct_root(msg, path, walk)  # type: ignore[arg-type]
+        return
+    if full == "google.protobuf.Value":
+        _struct_root(msg, path, walk)  # type: ignore[arg-type]
+        return
+    for fd, value in msg.ListFields():
+        if walk.full:
+            return
+        fpath = _join(path, fd.name)
+        if (
+            fd.is_repeated
+            and fd.message_type is not None
+            and fd.message_type.GetOptions().map_entry
+        ):
+            _map(fd, value, fpath, walk)
+        elif fd.is_repeated:
+            if len(value) > walk.limits.max_repeated:
+                walk.add(fpath, f"has {len(value)} items; at most {walk.limits.max_repeated}")
+                continue
+            for i, item in enumerate(value):
+                _scalar_or_message(fd, item, f"{fpath}[{i}]", walk)
+                if walk.full:
+                    return
+        else:
+            _scalar_or_message(fd, value, fpath, walk)
+
+
+def _map(fd: FD, value: object, path: str, walk: _Walk) -> None:
+    entries = value  # a mapping
+    if len(entries) > walk.limits.max_map_entries:  # type: ignore[arg-type]
+        walk.add(path, f"has {len(entries)} entries; at most {walk.limits.max_map_entries}")  # type: ignore[arg-type]
+        return
+    key_fd = fd.message_type.fields_by_name["key"]
+    value_fd = fd.message_type.fields_by_name["value"]
+    for k in entries:  # type: ignore[attr-defined]
+        _scalar_or_message(key_fd, k, f"{path}[{k!r:.40}]", walk, name=fd.name)
+        _scalar_or_message(value_fd, entries[k], f"{path}[{k!r:.40}]", walk, name=fd.name)  # type: ignore[index]
+        if walk.full:
+            return
+
+
+def _scalar_or_message(
+    fd: FD, value: object, path: str, walk: _Walk, *, name: str | None = None
+) -> None:
+    t = fd.type
+    if t == FD.TYPE_MESSAGE or t == FD.TYPE_GROUP:
+        _message(value, path, walk)  # type: ignore[arg-type]
+    elif t == FD.TYPE_STRING:
+        limit = walk.limits.string_overrides.get(name or fd.name, walk.limits.max_string_chars)
+        if len(value) > limit:  # type: ignore[arg-type]
+            walk.add(path, f"is {len(value)} characters long; at most {limit}")  # type: ignore[arg-type]
+    elif t == FD.TYPE_BYTES:
+        if len(value) > walk.limits.max_bytes:  # type: ignore[arg-type]
+            walk.add(path, f"is {len(value)} bytes long; at most {walk.limits.max_bytes}")  # type: ignore[arg-type]
+    elif t == FD.TYPE_ENUM:
+        if fd.enum_type.values_by_number.get(value) is None:  # type: ignore[call-overload]
+            names = ", ".join(v.name for v in fd.enum_type.values)
+            walk.add(path, f"unknown enum value {value}; one of {names}")
+    elif t in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            walk.add(path, "must be a finite number")
+
+
+def _struct_root(msg: struct_pb2.Struct | struct_pb2.Value, path: str, walk: _Walk) -> None:
+    size = msg.ByteSize()
+    if size > walk.limits.max_struct_bytes:
+        walk.add(path, f"is {size} bytes; at most {walk.limits.max_struct_bytes}")
+        return
+    stack: list[tuple[object, str, int]] = [(msg, path, 0)]
+    while stack and not walk.full:
+        node, where, depth = stack.pop()
+        if depth > walk.limits.max_struct_depth:
+            walk.add(where, f"nests deeper than {walk.limits.max_struct_depth} levels")
+            return
+        if isinstance(node, struct_pb2.Struct):
+            for key, val in node.fields.items():
+                if len(key) > walk.limits.max_struct_key_chars:
+                    walk.add(
+                        where,
+                        f"has a key of {len(key)} characters; at most "
+                        f"{walk.limits.max_struct_key_chars}",
+                    )
+                    continue
+                stack.append((val, _join(where, key), depth + 1))
+        elif isinstance(node, struct_pb2.ListValue):
+            for i, val in enumerate(node.values):
+                stack.append((val, f"{where}[{i}]", depth + 1))
+        elif isinstance(node, struct_pb2.Value):
+            kind = node.WhichOneof("kind")
+            if kind == "number_value":
+                if not math.isfinite(node.number_value):
+                    walk.add(where, "must be a finite number (NaN and Infinity cannot be stored)")
+            elif kind == "struct_value":
+                stack.append((node.struct_value, where, depth))
+            elif kind == "list_value":
+                stack.append((node.list_value, where, depth))
+            elif kind == "null_value" and node.null_value != 0:
+                walk.add(where, "unknown null value")
+
+
+# -- rate limits ------------------------------------------------------------------
+
+
+class RateLimited(ResourceExhausted):
+    """The caller sent more calls than its rate allows; retry after RetryInfo's delay."""
+
+    reason = "RATE_LIMITED"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimit:
+    """A token bucket per principal."""
+
+    rate_per_s: float = 500.0
+    """Calls per second sustained; 0 turns rate limiting off."""
+    burst: int = 1000
+    """Calls allowed at once after a quiet period."""
+
+
+class RateLimiter:
+    """Token buckets keyed by principal (bounded: the least recently seen are forgotten)."""
+
+    def __init__(
+        self, limit: RateLimit, *, max_keys: int = 100_000, clock: object = time.monotonic
+    ) -> None:
+        if limit.rate_per_s < 0 or limit.burst < 1:
+            raise ValueError("rate_per_s must be >= 0 and burst >= 1")
+        self.limit = limit
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+        self._max_keys = max_keys
+        self._clock = clock
+
+    def take(self, key: str) -> None:
+        """Spend one call of ``key``'s bucket, or raise ``RateLimited`` with a retry delay."""
+        rate = self.limit.rate_per_s
+        if rate <= 0:
+            return
+        now = self._clock()  # type: ignore[operator]
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = [float(self.limit.burst), now]
+            self._buckets[key] = bucket
+            if len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+            bucket[0] = min(float(self.limit.burst), bucket[0] + (now - bucket[1]) * rate)
+            bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return
+        wait = (1.0 - bucket[0]) / rate
+        raise RateLimited(
+            f"rate limit of {rate:g} calls/s exceeded; retry in {wait:.3f}s",
+            retry_after_s=wait,
+        )
+
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MAX_MESSAGE_BYTES",
+    "InputLimits",
+    "RateLimit",
+    "RateLimited",
+    "RateLimiter",
+    "check_request",
+]

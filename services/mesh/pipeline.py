@@ -1,0 +1,225 @@
+"""The one call pipeline every call passes, over gRPC, through the gateway or in-process.
+
+In order: authentication (bearer JWT), rate limit (per principal), input
+limits, authorization (the RPC's declared policy, ownership included), the
+per-call context (caller, deadline, metadata) domain code reads, the deadline
+itself, and error mapping (anything that is not a ``MeshError`` becomes
+INTERNAL, logged here, never leaked). ``MeshServer`` adapts it to grpc.aio;
+``LocalServiceClient`` calls through it in-process, so the embedded
+``meshwright up`` has no shortcut around any step. Telemetry hangs on
+``Pipeline.observers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from google.protobuf import message
+
+from meshwright.mesh._descriptors import MethodInfo
+from meshwright.mesh.auth import (
+    ANONYMOUS_ADMIN,
+    Principal,
+    Role,
+    TokenMissing,
+    TokenVerifier,
+    bearer_token,
+)
+from meshwright.mesh.context import CallContext, serving
+from meshwright.mesh.errors import DeadlineExceeded, Internal, MeshError
+from meshwright.mesh.limits import DEFAULT_LIMITS, InputLimits, RateLimiter, check_request
+from meshwright.mesh.policy import Authorizer, Policy, policy_of
+
+log = logging.getLogger(__name__)
+
+Metadata = Sequence[tuple[str, str]]
+
+
+class CallObserver(Protocol):
+    """Told about every call the pipeline finishes (metrics and tracing hang here)."""
+
+    def finished(
+        self, call: CallContext | None, method: str, error: MeshError | None, seconds: float
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One RPC as one server serves it: its method and the policy in force there."""
+
+    info: MethodInfo
+    policy: Policy
+
+    @classmethod
+    def of(cls, info: MethodInfo, *, mesh: bool = False) -> Endpoint:
+        return cls(info, policy_of(info.descriptor, mesh=mesh))
+
+
+class Pipeline:
+    """Authentication, limits, authorization, context, deadline and errors for every call."""
+
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier | None,
+        authorizer: Authorizer | None = None,
+        limiter: RateLimiter | None = None,
+        limits: InputLimits = DEFAULT_LIMITS,
+    ) -> None:
+        """``verifier`` None turns authentication off: every caller is an anonymous admin
+        (``--insecure-no-auth``; the composition root logs a warning)."""
+        self.verifier = verifier
+        self.authorizer = authorizer or Authorizer()
+        self.limiter = limiter
+        self.limits = limits
+        self.observers: list[CallObserver] = []
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.verifier is not None
+
+    def authenticate(self, metadata: Metadata) -> Principal:
+        """The caller a call's metadata names; ``Unauthenticated`` when it names none."""
+        if self.verifier is None:
+            return ANONYMOUS_ADMIN
+        token = bearer_token(metadata)
+        if token is None:
+            raise TokenMissing("this call needs a bearer token (authorization: Bearer <jwt>)")
+        return self.verifier.verify(token)
+
+    async def admit(
+        self,
+        endpoint: Endpoint,
+        request: message.Message,
+        *,
+        metadata: Metadata,
+        timeout: float | None,
+        peer: str,
+    ) -> CallContext:
+        """Every check before the handler runs; the call's context when all pass."""
+        principal = self.authenticate(metadata)
+        if self.limiter is not None and principal.role is not Role.SERVICE:
+            self.limiter.take(principal.name)
+        check_request(request, self.limits)
+        if self.verifier is not None:  # with auth off nobody is told apart: no policy applies
+            await self.authorizer.authorize(endpoint.policy, principal, request)
+        return CallContext(
+            method=endpoint.info.path,
+            principal=principal,
+            deadline=None if timeout is None else time.monotonic() + timeout,
+            metadata=tuple((k, v) for k, v in metadata if k != "authorization"),
+            peer=peer,
+        )
+
+    async def unary(
+        self,
+        endpoint: Endpoint,
+        handler: Callable[[Any], Awaitable[Any]],
+        request: message.Message,
+        *,
+        metadata: Metadata = (),
+        timeout: float | None = None,
+        peer: str = "local",
+    ) -> Any:
+        """Run a unary handler through every step; raises only ``MeshError``."""
+        t0 = time.perf_counter()
+        call: CallContext | None = None
+        error: MeshError | None = None
+        try:
+            call = await self.admit(
+                endpoint, request, metadata=metadata, timeout=timeout, peer=peer
+            )
+            with serving(call):
+                if timeout is None:
+                    return await handler(request)
+                try:
+                    async with asyncio.timeout(timeout):
+                        return await handler(request)
+                except TimeoutError:
+                    raise DeadlineExceeded(
+                        f"{endpoint.info.name} exceeded its {timeout:.3f}s deadline"
+                    ) from None
+        except MeshError as err:
+            error = err
+            raise
+        except Exception as err:
+            error = _unexpected(endpoint, err)
+            raise error from None
+        finally:
+            self._observe(call, endpoint, error, t0)
+
+    async def stream(
+        self,
+        endpoint: Endpoint,
+        handler: Callable[[Any], AsyncIterator[Any]],
+        request: message.Message,
+        *,
+        metadata: Metadata = (),
+        timeout: float | None = None,
+        peer: str = "local",
+    ) -> AsyncIterator[Any]:
+        """Run a server-streaming handler through every step; raises only ``MeshError``."""
+        t0 = time.perf_counter()
+        call: CallContext | None = None
+        error: MeshError | None = None
+        try:
+            call = await self.admit(
+                endpoint, request, metadata=metadata, timeout=timeout, peer=peer
+            )
+            with serving(call):
+                items = handler(request)
+                try:
+                    while True:
+                        remaining = call.time_remaining()
+                        if remaining is not None and remaining <= 0:
+                            raise DeadlineExceeded(f"{endpoint.info.name} exceeded its deadline")
+                        try:
+                            async with asyncio.timeout(remaining):
+                                item = await anext(items)
+                        except StopAsyncIteration:
+                            return
+                        except TimeoutError:
+                            raise DeadlineExceeded(
+                                f"{endpoint.info.name} exceeded its deadline"
+                            ) from None
+                        yield item
+                finally:
+                    aclose = getattr(items, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+        except MeshError as err:
+            error = err
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            raise
+        except Exception as err:
+            error = _unexpected(endpoint, err)
+            raise error from None
+        finally:
+            self._observe(call, endpoint, error, t0)
+
+    def _observe(
+        self, call: CallContext | None, endpoint: Endpoint, error: MeshError | None, t0: float
+    ) -> None:
+        if not self.observers:
+            return
+        seconds = time.perf_counter() - t0
+        for observer in self.observers:
+            try:
+                observer.finished(call, endpoint.info.path, error, seconds)
+            except Exception:  # an observer must never fail a call
+                log.exception("call observer failed")
+
+
+def _unexpected(endpoint: Endpoint, err: Exception) -> MeshError:
+    # A bug: log it here, and tell the caller no more than that it happened.
+    log.error("unexpected error in %s", endpoint.info.path, exc_info=err)
+    return Internal("internal error")
+
+
+__all__ = ["CallObserver", "Endpoint", "Pipeline"]
