@@ -63,6 +63,11 @@ def caller() -> Principal | None:
     return None if call is None else call.principal
 
 
+def enter(call: CallContext) -> None:
+    """Make ``call`` current in this context for good (a context made for one call)."""
+    _current.set(call)
+
+
 @contextmanager
 def serving(call: CallContext) -> Iterator[CallContext]:
     """Make ``call`` the current call for the block."""
@@ -93,5 +98,6 @@ __all__ = [
     "caller",
     "current_call",
     "detached",
+    "enter",
     "serving",
 ]

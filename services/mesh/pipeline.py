@@ -13,6 +13,7 @@ INTERNAL, logged here, never leaked). ``MeshServer`` adapts it to grpc.aio;
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -30,7 +31,7 @@ from meshwright.mesh.auth import (
     TokenVerifier,
     bearer_token,
 )
-from meshwright.mesh.context import CallContext, serving
+from meshwright.mesh.context import CallContext, enter, serving
 from meshwright.mesh.errors import DeadlineExceeded, Internal, MeshError
 from meshwright.mesh.limits import DEFAULT_LIMITS, InputLimits, RateLimiter, check_request
 from meshwright.mesh.policy import Authorizer, Policy, policy_of
@@ -171,27 +172,32 @@ class Pipeline:
             call = await self.admit(
                 endpoint, request, metadata=metadata, timeout=timeout, peer=peer
             )
-            with serving(call):
-                items = handler(request)
-                try:
-                    while True:
-                        remaining = call.time_remaining()
-                        if remaining is not None and remaining <= 0:
-                            raise DeadlineExceeded(f"{endpoint.info.name} exceeded its deadline")
-                        try:
-                            async with asyncio.timeout(remaining):
-                                item = await anext(items)
-                        except StopAsyncIteration:
-                            return
-                        except TimeoutError:
-                            raise DeadlineExceeded(
-                                f"{endpoint.info.name} exceeded its deadline"
-                            ) from None
-                        yield item
-                finally:
-                    aclose = getattr(items, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
+            # A stream is resumed by whoever iterates it, in their context; each
+            # step runs in a context of its own that holds the call, so domain code
+            # sees it on every resumption (and no contextvar token crosses contexts).
+            ctx = contextvars.copy_context()
+            ctx.run(enter, call)
+            items = ctx.run(handler, request)
+            try:
+                while True:
+                    remaining = call.time_remaining()
+                    if remaining is not None and remaining <= 0:
+                        raise DeadlineExceeded(f"{endpoint.info.name} exceeded its deadline")
+                    step = asyncio.get_running_loop().create_task(anext(items), context=ctx)
+                    try:
+                        async with asyncio.timeout(remaining):
+                            item = await step
+                    except StopAsyncIteration:
+                        return
+                    except TimeoutError:
+                        raise DeadlineExceeded(
+                            f"{endpoint.info.name} exceeded its deadline"
+                        ) from None
+                    yield item
+            finally:
+                aclose = getattr(items, "aclose", None)
+                if aclose is not None:
+                    await asyncio.get_running_loop().create_task(aclose(), context=ctx)
         except MeshError as err:
             error = err
             raise

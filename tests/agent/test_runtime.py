@@ -85,7 +85,7 @@ async def test_heartbeats_report_load(mesh: Mesh) -> None:
 
         request = agent_pb2.ExecuteTaskRequest(task_id="busy", skill="demo.sleep")
         request.input.update({"seconds": 1.0})
-        busy = asyncio.create_task(runtime.servicer.ExecuteTask(request, None))
+        busy = asyncio.create_task(runtime.servicer.ExecuteTask(request))
 
         async def load_reported() -> bool:
             return (await mesh.agent("beater")).load == 1
