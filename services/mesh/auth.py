@@ -169,7 +169,7 @@ def _principal_of(claims: Mapping[str, Any]) -> Principal:
     if not isinstance(sub, str) or not sub or len(sub) > 128:
         raise TokenInvalid("bearer token has no valid subject")
     try:
-        return Principal(Role(role), sub)
+        return Principal(Role(str(role)), sub)
     except ValueError:
         raise TokenInvalid(
             "bearer token has no valid role (admin, service, agent or client)"

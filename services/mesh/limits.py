@@ -122,8 +122,10 @@ def _map(fd: FD, value: object, path: str, walk: _Walk) -> None:
     if len(entries) > walk.limits.max_map_entries:  # type: ignore[arg-type]
         walk.add(path, f"has {len(entries)} entries; at most {walk.limits.max_map_entries}")  # type: ignore[arg-type]
         return
-    key_fd = fd.message_type.fields_by_name["key"]
-    value_fd = fd.message_type.fields_by_name["value"]
+    entry = fd.message_type
+    assert entry is not None
+    key_fd = entry.fields_by_name["key"]
+    value_fd = entry.fields_by_name["value"]
     for k in entries:  # type: ignore[attr-defined]
         _scalar_or_message(key_fd, k, f"{path}[{k!r:.40}]", walk, name=fd.name)
         _scalar_or_message(value_fd, entries[k], f"{path}[{k!r:.40}]", walk, name=fd.name)  # type: ignore[index]
@@ -145,8 +147,10 @@ def _scalar_or_message(
         if len(value) > walk.limits.max_bytes:  # type: ignore[arg-type]
             walk.add(path, f"is {len(value)} bytes long; at most {walk.limits.max_bytes}")  # type: ignore[arg-type]
     elif t == FD.TYPE_ENUM:
-        if fd.enum_type.values_by_number.get(value) is None:  # type: ignore[call-overload]
-            names = ", ".join(v.name for v in fd.enum_type.values)
+        enum = fd.enum_type
+        assert enum is not None
+        if enum.values_by_number.get(value) is None:  # type: ignore[call-overload]
+            names = ", ".join(v.name for v in enum.values)
             walk.add(path, f"unknown enum value {value}; one of {names}")
     elif t in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
         if not math.isfinite(value):  # type: ignore[arg-type]

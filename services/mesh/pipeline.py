@@ -183,7 +183,9 @@ class Pipeline:
                     remaining = call.time_remaining()
                     if remaining is not None and remaining <= 0:
                         raise DeadlineExceeded(f"{endpoint.info.name} exceeded its deadline")
-                    step = asyncio.get_running_loop().create_task(anext(items), context=ctx)
+                    step: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
+                        _next(items), context=ctx
+                    )
                     try:
                         async with asyncio.timeout(remaining):
                             item = await step
@@ -220,6 +222,10 @@ class Pipeline:
                 observer.finished(call, endpoint.info.path, error, seconds)
             except Exception:  # an observer must never fail a call
                 log.exception("call observer failed")
+
+
+async def _next(items: AsyncIterator[Any]) -> Any:
+    return await anext(items)
 
 
 def _unexpected(endpoint: Endpoint, err: Exception) -> MeshError:

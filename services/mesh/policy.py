@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from google.protobuf import descriptor, message
 
@@ -80,22 +81,27 @@ class Policy:
         return role in self.roles
 
 
+_ACCESS: Any = policy_pb2.access
+_MESH_ACCESS: Any = policy_pb2.mesh_access
+
+
 def declared(method: descriptor.MethodDescriptor, *, mesh: bool = False) -> bool:
     """Whether the method carries an access policy (``mesh_access`` counts only with mesh)."""
     opts = method.GetOptions()
-    if mesh and opts.HasExtension(policy_pb2.mesh_access):
+    if mesh and opts.HasExtension(_MESH_ACCESS):
         return True
-    return opts.HasExtension(policy_pb2.access)
+    return bool(opts.HasExtension(_ACCESS))
 
 
 @cache
 def policy_of(method: descriptor.MethodDescriptor, *, mesh: bool = False) -> Policy:
     """The method's policy (``mesh_access`` first when ``mesh``); ValueError if it has none."""
     opts = method.GetOptions()
-    if mesh and opts.HasExtension(policy_pb2.mesh_access):
-        raw = opts.Extensions[policy_pb2.mesh_access]
-    elif opts.HasExtension(policy_pb2.access):
-        raw = opts.Extensions[policy_pb2.access]
+    raw: policy_pb2.AccessPolicy
+    if mesh and opts.HasExtension(_MESH_ACCESS):
+        raw = opts.Extensions[_MESH_ACCESS]
+    elif opts.HasExtension(_ACCESS):
+        raw = opts.Extensions[_ACCESS]
     else:
         raise ValueError(f"{method.full_name} declares no (meshwright.mesh.v1.access) policy")
     path = f"/{method.containing_service.full_name}/{method.name}"
