@@ -19,6 +19,8 @@ NO_AUTH_ENV = {"MESHWRIGHT_INSECURE_NO_AUTH": "1"}
 class TestKeys:
     """A signing key pair on disk and in memory."""
 
+    __test__ = False  # not a test class, despite the name
+
     private_pem: bytes
     public_pem: bytes
     public_key_file: Path
@@ -42,3 +44,6 @@ def test_keys() -> TestKeys:
     write_secret(folder / "key.pem", private)
     write_secret(folder / "key.pub.pem", public)
     return TestKeys(private, public, folder / "key.pub.pem", folder / "key.pem")
+
+
+test_keys.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
