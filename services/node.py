@@ -18,7 +18,12 @@ from meshwright.economy import Economy, EconomyServicer
 from meshwright.economy.v1 import economy_pb2
 from meshwright.gateway import GatewayHandle, create_app, start_gateway
 from meshwright.mesh import policy
-from meshwright.mesh.client import ChannelPool, LocalServiceClient, ServiceClient
+from meshwright.mesh.client import (
+    ChannelPool,
+    LocalServiceClient,
+    RemoteServiceClient,
+    ServiceClient,
+)
 from meshwright.mesh.config import MeshConfig, backend_scheme
 from meshwright.mesh.errors import NotFound
 from meshwright.mesh.security import Security
@@ -140,6 +145,9 @@ async def start_node(
         local(RegistryServicer(node.registry), REGISTRY_SERVICE)
     elif registry_target:
         node.clients["registry"] = node.channels.client(registry_target, REGISTRY_SERVICE)
+        node.fronted.append(
+            RemoteServiceClient(node.channels.get(registry_target), REGISTRY_SERVICE)
+        )
 
     if "economy" in services:
         node.economy = Economy()
@@ -148,6 +156,9 @@ async def start_node(
     elif economy_target:
         economy_client = node.channels.client(economy_target, ECONOMY_SERVICE)
         node.clients["economy"] = economy_client
+        # The gateway fronts remote services too, over the same (TLS) channel,
+        # forwarding each caller's own token.
+        node.fronted.append(RemoteServiceClient(node.channels.get(economy_target), ECONOMY_SERVICE))
 
         async def remote_account_owner(account_id: str) -> str | None:
             try:
