@@ -7,7 +7,9 @@ from collections.abc import Iterable
 
 # Trace context and credentials pass through as they are; anything else only
 # when the client asks with grpc-gateway's ``Grpc-Metadata-<key>`` prefix.
-_PASS_THROUGH = frozenset({"authorization", "traceparent", "tracestate", "baggage", "x-request-id"})
+PASS_THROUGH_HEADERS = frozenset(
+    {"authorization", "traceparent", "tracestate", "baggage", "x-request-id"}
+)
 _PREFIX = "grpc-metadata-"
 _VALID_KEY = re.compile(r"[0-9a-z_.-]+")
 
@@ -19,7 +21,7 @@ def forwarded_metadata(headers: Iterable[tuple[str, str]]) -> list[tuple[str, st
         key = name.lower()
         if key.startswith(_PREFIX):
             key = key[len(_PREFIX) :]
-        elif key not in _PASS_THROUGH:
+        elif key not in PASS_THROUGH_HEADERS:
             continue
         # grpc rejects reserved, binary and malformed keys and non-ASCII values.
         if (
@@ -33,4 +35,4 @@ def forwarded_metadata(headers: Iterable[tuple[str, str]]) -> list[tuple[str, st
     return out
 
 
-__all__ = ["forwarded_metadata"]
+__all__ = ["PASS_THROUGH_HEADERS", "forwarded_metadata"]

@@ -10,6 +10,7 @@ is a ``google.rpc.Status`` body with the HTTP status of one table.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,19 +23,23 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from meshwright.gateway._metadata import forwarded_metadata
+from meshwright.gateway._media import require_json
+from meshwright.gateway._metadata import PASS_THROUGH_HEADERS, forwarded_metadata
 from meshwright.gateway._request import LAST_EVENT_ID, build_request
 from meshwright.gateway.binding import HttpBinding, bindings_of
-from meshwright.gateway.errors import BodyTooLarge, MethodNotAllowed
+from meshwright.gateway.errors import BodyTooLarge, MethodNotAllowed, UnsupportedMediaType
 from meshwright.gateway.routing import RouteMatch, RouteTable
 from meshwright.gateway.sse import EventStream, StreamSet
-from meshwright.gateway.status import error_response
+from meshwright.gateway.status import NO_STORE, error_response
 from meshwright.mesh.client import ServiceClient
 from meshwright.mesh.errors import Internal, MeshError
 
 log = logging.getLogger(__name__)
+
+# An origin as a browser sends it: scheme, host (name or [IPv6]) and port, no path.
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 Builtin = Callable[[Request], Awaitable[Response]]
 
@@ -54,13 +59,17 @@ def create_app(
     clients: Sequence[ServiceClient],
     *,
     cors_origins: Sequence[str] = (),
+    cors_allow_credentials: bool = False,
     heartbeat_s: float = 15.0,
     extra_routes: Sequence[BaseRoute] = (),
     max_body_bytes: int = 4 * 1024 * 1024,
 ) -> Starlette:
     """A Starlette app serving every HTTP-bound RPC of ``clients``' services.
 
-    ``cors_origins`` enables CORS for those origins (``"*"`` for any).
+    CORS is off unless ``cors_origins`` lists the browser origins allowed
+    (``scheme://host[:port]`` each, or ``"*"`` for any);
+    ``cors_allow_credentials`` lets those pages send cookies, and is refused
+    together with ``"*"`` (any page could then act as its visitors).
     ``heartbeat_s`` is the interval of keep-alive comments on idle event
     streams. ``extra_routes`` (e.g. the dashboard's static files) are tried
     before the derived routes. A body over ``max_body_bytes`` is refused with
@@ -91,12 +100,18 @@ def create_app(
     streams = StreamSet()
     middleware = []
     if cors_origins:
+        methods = sorted({r.method for r in table})
         middleware.append(
             Middleware(
                 CORSMiddleware,
-                allow_origins=list(cors_origins),
-                allow_methods=["*"],
-                allow_headers=["*"],
+                allow_origins=_cors_origins(cors_origins, credentials=cors_allow_credentials),
+                allow_methods=methods,
+                allow_headers=sorted(
+                    {*PASS_THROUGH_HEADERS, "content-type", LAST_EVENT_ID.lower()}
+                ),
+                allow_credentials=cors_allow_credentials,
+                # Not CORS-safelisted: a page could not read it otherwise.
+                expose_headers=["Retry-After"],
             )
         )
     dispatcher = _Dispatcher(table, streams, heartbeat_s=heartbeat_s, max_body_bytes=max_body_bytes)
@@ -108,6 +123,26 @@ def create_app(
     app.state.event_streams = streams
     app.state.route_table = table
     return app
+
+
+def _cors_origins(origins: Sequence[str], *, credentials: bool) -> list[str]:
+    """The allowlist as browsers spell origins; ValueError for one that can never match."""
+    out: list[str] = []
+    for origin in origins:
+        origin = origin.strip()
+        if origin == "*":
+            if credentials:
+                raise ValueError(
+                    "CORS origin '*' cannot be combined with credentials: list the origins"
+                )
+            out.append(origin)
+            continue
+        if not _ORIGIN.fullmatch(origin):
+            raise ValueError(
+                f"CORS origin {origin!r} is not scheme://host[:port] (no path, no trailing slash)"
+            )
+        out.append(origin.lower())
+    return out
 
 
 async def _healthz(request: Request) -> Response:
@@ -132,7 +167,17 @@ class _Dispatcher:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self._respond(Request(scope, receive))
-        await response(scope, receive, send)
+
+        async def no_store(msg: Message) -> None:
+            # Every answer here may hold account data for the bearer of one token;
+            # no shared or browser cache may keep it (errors and streams included).
+            if msg["type"] == "http.response.start":
+                headers = [(k, v) for k, v in msg.get("headers", []) if k != b"cache-control"]
+                headers.append((b"cache-control", NO_STORE.encode()))
+                msg = {**msg, "headers": headers}
+            await send(msg)
+
+        await response(scope, receive, no_store)
 
     async def _respond(self, request: Request) -> ASGIApp:
         try:
@@ -150,6 +195,8 @@ class _Dispatcher:
             return await target(request)
         except BodyTooLarge as err:
             return error_response(err, status_code=413)
+        except UnsupportedMediaType as err:
+            return error_response(err, status_code=415)
         except MeshError as err:
             return error_response(err)
         except ClientDisconnect:
@@ -162,6 +209,7 @@ class _Dispatcher:
         self, request: Request, target: RpcTarget, found: RouteMatch[Target]
     ) -> ASGIApp:
         binding = target.binding
+        require_json(request.method, request.headers)
         body = await self._body(request) if binding.body else b""
         rpc_request = build_request(
             binding,

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from meshwright.mesh.errors import FieldViolation, NotFound, ResourceExhausted, Unimplemented
+from meshwright.mesh.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unimplemented,
+)
 
 
 class RouteNotFound(NotFound):
@@ -44,4 +50,16 @@ class BodyTooLarge(ResourceExhausted):
     reason = "REQUEST_TOO_LARGE"
 
 
-__all__ = ["BodyTooLarge", "MethodNotAllowed", "RouteNotFound"]
+class UnsupportedMediaType(InvalidArgument):
+    """A state-changing request whose body is not declared ``application/json`` (HTTP 415).
+
+    Browsers send ``text/plain``, form and multipart bodies cross-origin without
+    a CORS preflight; refusing every other media type means no page on another
+    origin can change state through the gateway without the preflight the CORS
+    allowlist answers.
+    """
+
+    reason = "UNSUPPORTED_MEDIA_TYPE"
+
+
+__all__ = ["BodyTooLarge", "MethodNotAllowed", "RouteNotFound", "UnsupportedMediaType"]

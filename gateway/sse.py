@@ -27,7 +27,7 @@ T = TypeVar("T")
 HEARTBEAT = b": keepalive\n\n"
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
+    (b"cache-control", b"no-store"),
     (b"x-accel-buffering", b"no"),
 ]
 

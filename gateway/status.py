@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -51,15 +52,47 @@ def status_json(err: MeshError) -> dict[str, Any]:
     return message_json(to_status_proto(err))
 
 
+NO_STORE = "no-store"
+"""``Cache-Control`` of every RPC answer: they hold account data, tokens decide who sees it."""
+
+
+def retry_after(seconds: float | None) -> str | None:
+    """The ``Retry-After`` value for a retry delay: whole seconds rounded up, at least 1.
+
+    HTTP only has whole seconds; rounding down would invite a retry that is
+    refused again. None when there is no (finite) delay.
+    """
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return str(max(1, math.ceil(seconds)))
+
+
 def error_response(
     err: MeshError,
     *,
     status_code: int | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    """A JSON response carrying ``err``'s Status, with the table's HTTP status."""
+    """A JSON response carrying ``err``'s Status, with the table's HTTP status.
+
+    An error with a retry delay (a rate limit's RetryInfo) carries it as
+    ``Retry-After`` too, for HTTP clients that do not read Status details.
+    """
     code = http_status(grpc_code(err)) if status_code is None else status_code
-    return JSONResponse(status_json(err), status_code=code, headers=headers)
+    out = {"Cache-Control": NO_STORE}
+    delay = retry_after(err.retry_after_s)
+    if delay is not None:
+        out["Retry-After"] = delay
+    out.update(headers or {})
+    return JSONResponse(status_json(err), status_code=code, headers=out)
 
 
-__all__ = ["HTTP_STATUS", "error_response", "http_status", "message_json", "status_json"]
+__all__ = [
+    "HTTP_STATUS",
+    "NO_STORE",
+    "error_response",
+    "http_status",
+    "message_json",
+    "retry_after",
+    "status_json",
+]

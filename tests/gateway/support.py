@@ -41,6 +41,8 @@ class RestAgent:
     def __init__(self) -> None:
         self.stream_closed: list[str] = []
         self.metadata: dict[str, str] = {}
+        self.executed: list[str] = []
+        """task_id of every ExecuteTask that reached the servicer."""
 
     async def GetAgentCard(self, request: Any) -> agent_pb2.GetAgentCardResponse:
         card = agent_pb2.AgentCard(
@@ -51,6 +53,7 @@ class RestAgent:
         return agent_pb2.GetAgentCardResponse(card=card)
 
     async def ExecuteTask(self, request: Any) -> agent_pb2.ExecuteTaskResponse:
+        self.executed.append(request.task_id)
         if not request.task_id:
             raise InvalidArgument(
                 "bad request",
@@ -60,6 +63,8 @@ class RestAgent:
             raise NotFound(f"no skill {request.skill}")
         if request.skill == "busy":
             raise ResourceExhausted("agent at capacity")
+        if request.skill == "throttled":
+            raise ResourceExhausted("slow down", retry_after_s=float(request.input["after_s"]))
         if request.skill == "lease":
             raise LeaseMismatch("lease changed", metadata={"agent_id": "a1"})
         if request.skill == "crash":

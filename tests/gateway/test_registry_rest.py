@@ -95,6 +95,24 @@ async def test_get_and_delete_agent(http: httpx.AsyncClient) -> None:
     assert "endpoint" in fields
 
 
+async def test_delete_without_a_body_needs_no_content_type(http: httpx.AsyncClient) -> None:
+    # DELETE is always preflighted by browsers, so a body-less one is no CORS-simple
+    # request; a DELETE that does carry a body must declare it JSON like any mutation.
+    await register(http, "a1", "text.echo")
+    r = await http.request(
+        "DELETE", "/v1/agents/a1", content=b"x", headers={"content-type": "text/plain"}
+    )
+    assert r.status_code == 415
+    assert status_of(r.json())["ErrorInfo"]["reason"] == "UNSUPPORTED_MEDIA_TYPE"
+    r = await http.request("DELETE", "/v1/agents/a1", content=b"{}")  # a body, no type
+    assert r.status_code == 415
+    assert (await http.get("/v1/agents/a1")).status_code == 200  # still there
+    r = await http.delete("/v1/agents/a1")
+    assert "content-type" not in r.request.headers
+    assert r.status_code == 200, r.text
+    assert (await http.get("/v1/agents/a1")).status_code == 404
+
+
 async def test_watch_route_is_not_an_agent_id(http: httpx.AsyncClient) -> None:
     await register(http, "a1", "text.echo")
     async with http.stream("GET", "/v1/agents:watch", params={"skill": "text.echo"}) as r:

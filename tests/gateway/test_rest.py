@@ -264,7 +264,9 @@ async def test_oversized_body_is_413_not_read_in_full(stack: Stack) -> None:
         for _ in range(6):
             yield b"x" * (1024 * 1024)
 
-    r = await stack.http.post("/v1/agent/tasks:execute", content=chunks())
+    r = await stack.http.post(
+        "/v1/agent/tasks:execute", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
 
 

@@ -17,7 +17,7 @@ async def test_stream_task_events_in_order_then_end(stack: Stack) -> None:
     )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
-    assert r.headers["cache-control"] == "no-cache"
+    assert r.headers["cache-control"] == "no-store"
     events, _ = parse_sse(r.text)
     assert [e.id for e in events] == ["1", "2", "3", "4", "5"]
     assert [e.data["statusUpdate"]["message"] for e in events[:4]] == ["0", "1", "2", "3"]
@@ -49,7 +49,9 @@ async def test_error_before_the_first_event_is_an_http_error(stack: Stack) -> No
 
     r = await stack.http.get("/v1/workflows/missing:watch")
     assert r.status_code == 404
-    r = await stack.http.post("/v1/agent/tasks:stream", content=b"{oops")
+    r = await stack.http.post(
+        "/v1/agent/tasks:stream", content=b"{oops", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
 
 
