@@ -9,6 +9,7 @@ from meshwright.registry.backend import ChangeListener, RegistryBackend
 from meshwright.registry.errors import (
     AgentNotFound,
     LeaseMismatch,
+    PayoutNotOwn,
     RegistryStopped,
     WatchOverflow,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "LeaseMismatch",
     "Listing",
     "MemoryRegistryBackend",
+    "PayoutNotOwn",
     "Registry",
     "RegistryBackend",
     "RegistryServicer",

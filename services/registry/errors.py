@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshwright.mesh.errors import FailedPrecondition, NotFound, Unavailable
+from meshwright.mesh.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable
 
 
 class AgentNotFound(NotFound):
@@ -31,3 +31,14 @@ class RegistryStopped(Unavailable):
     """The registry is shutting down; watch again elsewhere or later."""
 
     reason = "REGISTRY_STOPPED"
+
+
+class PayoutNotOwn(PermissionDenied):
+    """An agent named a payout account other than its own.
+
+    An agent's pay goes to the account named after it (which it creates and
+    owns); only admins may point a registration at another account, so nobody
+    can redirect an agent's pay by registering it.
+    """
+
+    reason = "PAYOUT_NOT_OWN"

@@ -2,6 +2,9 @@
 
 Knows nothing of gRPC: ``RegistryServicer`` and in-process callers use the
 same methods, which validate their input and raise ``MeshError`` classes.
+The caller comes from the per-call context (``meshwright.mesh.context.caller``):
+an agent acts only on its own id and is paid only into its own account, and a
+lease id is shown only to the agent holding it (see ``_access``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from typing import NamedTuple
 
 from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh import paging
+from meshwright.mesh.auth import Principal
+from meshwright.mesh.context import caller
 from meshwright.mesh.errors import FieldViolation, InvalidArgument
 from meshwright.mesh.validation import check_id
-from meshwright.registry import _validate
+from meshwright.registry import _access, _validate
 from meshwright.registry._convert import to_agent
 from meshwright.registry.backend import RegistryBackend
 from meshwright.registry.errors import AgentNotFound, RegistryStopped
@@ -151,9 +156,13 @@ class Registry:
     ) -> registry_pb2.Agent:
         """Add or replace a registration and grant a fresh lease.
 
-        Raises ``InvalidArgument`` naming every bad field (paths as in
-        ``RegisterAgentRequest``).
+        An agent caller that names no ``agent_id`` registers as its token's
+        subject. Raises ``InvalidArgument`` naming every bad field (paths as in
+        ``RegisterAgentRequest``), ``NotOwner`` when an agent names another
+        agent's id, ``PayoutNotOwn`` when it names another payout account.
         """
+        who = caller()
+        agent_id = _access.own_agent_id(who, agent_id)
         violations = _validate.registration_violations(
             agent_id=agent_id,
             card=card,
@@ -165,6 +174,8 @@ class Registry:
         )
         if violations or card is None:
             raise InvalidArgument("invalid registration", violations=violations)
+        _access.require_self(who, agent_id)
+        _access.require_own_payout(who, agent_id, payout_account_id)
         # The record owns its card: the caller may reuse or mutate its message.
         owned = agent_pb2.AgentCard()
         owned.CopyFrom(card)
@@ -182,26 +193,34 @@ class Registry:
             now=now,
         )
         await self.backend.put(record, now=now)
-        return to_agent(record, record.state_at(now))
+        return _access.shown(to_agent(record, record.state_at(now)), who)
 
     async def heartbeat(
         self, agent_id: str, lease_id: str, *, load: int = 0, draining: bool = False
     ) -> registry_pb2.Agent:
         """Renew a lease and record load and draining.
 
-        Raises ``AgentNotFound`` or ``LeaseMismatch`` (register again on either).
+        Raises ``AgentNotFound`` or ``LeaseMismatch`` (register again on either),
+        ``NotOwner`` when an agent names another agent's id.
         """
         _raise_if(_validate.heartbeat_violations(agent_id, lease_id, load), "invalid heartbeat")
+        who = caller()
+        _access.require_self(who, agent_id)
         now = self._clock()
         record = await self.backend.renew(agent_id, lease_id, now=now, load=load, draining=draining)
-        return to_agent(record, record.state_at(now))
+        return _access.shown(to_agent(record, record.state_at(now)), who)
 
     async def deregister(self, agent_id: str) -> registry_pb2.Agent:
-        """Remove a registration; returns it as it was. Raises ``AgentNotFound``."""
+        """Remove a registration; returns it as it was.
+
+        Raises ``AgentNotFound``, or ``NotOwner`` when an agent names another agent's id.
+        """
         _raise_if(check_id(agent_id, "agent_id"), "invalid agent_id")
+        who = caller()
+        _access.require_self(who, agent_id)
         now = self._clock()
         record = await self.backend.delete(agent_id, now=now)
-        return to_agent(record, record.state_at(now))
+        return _access.shown(to_agent(record, record.state_at(now)), who)
 
     # -- reads ---------------------------------------------------------------
 
@@ -211,7 +230,7 @@ class Registry:
         record = await self.backend.get(agent_id)
         if record is None:
             raise AgentNotFound(f"agent {agent_id!r} is not registered")
-        return to_agent(record, record.state_at(self._clock()))
+        return _access.shown(to_agent(record, record.state_at(self._clock())), caller())
 
     async def list_agents(
         self,
@@ -225,7 +244,8 @@ class Registry:
         now = self._clock()
         query = AgentQuery(now=now, skill=skill_key(skill), tag=tag, state=state)
         listing = await self.backend.list(query)
-        return [to_agent(r, r.state_at(now)) for r in listing.records]
+        who = caller()
+        return [_access.shown(to_agent(r, r.state_at(now)), who) for r in listing.records]
 
     async def list_page(
         self,
@@ -258,14 +278,18 @@ class Registry:
         more = len(records) > size
         records = records[:size]
         token = paging.encode_page_token(records[-1].agent_id) if more else ""
-        return AgentPage([to_agent(r, r.state_at(now)) for r in records], token)
+        who = caller()
+        return AgentPage([_access.shown(to_agent(r, r.state_at(now)), who) for r in records], token)
 
     async def watch(self, *, skill: str = "", tag: str = "") -> AsyncGenerator[AgentEvent, None]:
         """Every matching agent as ADDED, then every matching change as it happens.
 
         Ends with ``WatchOverflow`` if the caller falls ``watch_queue_size``
         events behind, and with ``RegistryStopped`` when the registry stops.
+        Each event's ``agent`` shows the lease id only to its holder (the
+        caller when the watch began); ``record`` is the domain's and keeps it.
         """
+        who = caller()
         if self._stopped:
             raise RegistryStopped("the registry is stopped")
         if self._unsubscribe is None:
@@ -278,9 +302,10 @@ class Registry:
             now = self._clock()
             listing = await self.backend.list(AgentQuery(now=now, skill=watcher.skill, tag=tag))
             for record in listing.records:
-                yield AgentEvent(ADDED, record, record.state_at(now), listing.revision)
+                event = AgentEvent(ADDED, record, record.state_at(now), listing.revision)
+                yield _seen_by(event, who)
             while True:
-                yield await watcher.next(listing.revision)
+                yield _seen_by(await watcher.next(listing.revision), who)
         finally:
             self._hub.discard(watcher)
 
@@ -291,6 +316,10 @@ class Registry:
 
     def _publish(self, change: Change) -> None:
         self._hub.publish(change)
+
+
+def _seen_by(event: AgentEvent, who: Principal | None) -> AgentEvent:
+    return event if _access.sees_lease(who, event.record.agent_id) else event.public()
 
 
 def _raise_if(violations: list[FieldViolation], message: str) -> None:

@@ -23,7 +23,7 @@ from meshwright.registry.v1 import registry_pb2
 class AgentEvent:
     """One change as a watcher sees it."""
 
-    __slots__ = ("_agent", "record", "revision", "state", "type")
+    __slots__ = ("_agent", "_public", "record", "revision", "state", "type")
 
     def __init__(
         self,
@@ -41,6 +41,7 @@ class AgentEvent:
         self.revision = revision
         """The backend revision of the change."""
         self._agent: registry_pb2.Agent | None = None
+        self._public: AgentEvent | None = None
 
     @property
     def agent(self) -> registry_pb2.Agent:
@@ -48,6 +49,21 @@ class AgentEvent:
         if self._agent is None:
             self._agent = to_agent(self.record, self.state)
         return self._agent
+
+    def public(self) -> AgentEvent:
+        """This event as anyone but the lease holder sees it: ``agent.lease_id`` cleared.
+
+        Built once and shared, like ``agent``, by every watcher that may not see the lease.
+        """
+        if self._public is None:
+            agent = registry_pb2.Agent()
+            agent.CopyFrom(self.agent)
+            agent.lease_id = ""
+            public = AgentEvent(self.type, self.record, self.state, self.revision)
+            public._agent = agent
+            public._public = public
+            self._public = public
+        return self._public
 
     def __repr__(self) -> str:
         kind = registry_pb2.AgentEventType.Name(self.type)

@@ -29,6 +29,34 @@ class RegistryServiceStub:
     """RegistryService knows which agents are alive and what each can do.
     Agents register with a lease and renew it by heartbeating; an agent whose
     lease lapses turns AGENT_STATE_INACTIVE and is not offered work.
+
+    Identity: an agent (role agent) acts only as itself: the agent id it
+    registers, heartbeats, drains and deregisters is its token's subject, and
+    its pay goes only into the account named after it. Admins may act on any
+    agent. A lease id is shown only to its holder (the agent principal of that
+    agent id): every other caller reads Agent.lease_id as empty, so nobody can
+    heartbeat an agent into draining with a lease read off ListAgents. With
+    auth turned off (--insecure-no-auth, every caller the anonymous admin)
+    lease ids are shown, as nobody is told apart there.
+
+    Error reasons (google.rpc.ErrorInfo.reason, domain "meshwright.dev") this
+    service sends:
+    AGENT_NOT_FOUND (NOT_FOUND): no agent is registered under that id.
+    LEASE_MISMATCH (FAILED_PRECONDITION): the heartbeat's lease is not the
+    current one; register again.
+    PAYOUT_NOT_OWN (PERMISSION_DENIED): an agent named a payout account
+    other than its own.
+    WATCH_OVERFLOW (UNAVAILABLE): the watcher fell too far behind; watch again.
+    REGISTRY_STOPPED (UNAVAILABLE): the registry is stopping; watch again
+    elsewhere or later.
+    INVALID_ARGUMENT (INVALID_ARGUMENT): bad request fields, each named in a
+    google.rpc.BadRequest field violation.
+    Every other PERMISSION_DENIED reason (ROLE_NOT_ALLOWED, NOT_OWNER,
+    PRIVILEGED_FIELD) and every UNAUTHENTICATED reason (TOKEN_MISSING,
+    TOKEN_MALFORMED, TOKEN_INVALID, TOKEN_EXPIRED) comes from the access policy
+    each RPC declares below (meshwright.mesh.v1.access) and the call pipeline,
+    as do RATE_LIMITED (RESOURCE_EXHAUSTED) and REQUEST_UNDECODABLE
+    (INVALID_ARGUMENT).
     """
 
     def __init__(self, channel):
@@ -73,36 +101,74 @@ class RegistryServiceServicer:
     """RegistryService knows which agents are alive and what each can do.
     Agents register with a lease and renew it by heartbeating; an agent whose
     lease lapses turns AGENT_STATE_INACTIVE and is not offered work.
+
+    Identity: an agent (role agent) acts only as itself: the agent id it
+    registers, heartbeats, drains and deregisters is its token's subject, and
+    its pay goes only into the account named after it. Admins may act on any
+    agent. A lease id is shown only to its holder (the agent principal of that
+    agent id): every other caller reads Agent.lease_id as empty, so nobody can
+    heartbeat an agent into draining with a lease read off ListAgents. With
+    auth turned off (--insecure-no-auth, every caller the anonymous admin)
+    lease ids are shown, as nobody is told apart there.
+
+    Error reasons (google.rpc.ErrorInfo.reason, domain "meshwright.dev") this
+    service sends:
+    AGENT_NOT_FOUND (NOT_FOUND): no agent is registered under that id.
+    LEASE_MISMATCH (FAILED_PRECONDITION): the heartbeat's lease is not the
+    current one; register again.
+    PAYOUT_NOT_OWN (PERMISSION_DENIED): an agent named a payout account
+    other than its own.
+    WATCH_OVERFLOW (UNAVAILABLE): the watcher fell too far behind; watch again.
+    REGISTRY_STOPPED (UNAVAILABLE): the registry is stopping; watch again
+    elsewhere or later.
+    INVALID_ARGUMENT (INVALID_ARGUMENT): bad request fields, each named in a
+    google.rpc.BadRequest field violation.
+    Every other PERMISSION_DENIED reason (ROLE_NOT_ALLOWED, NOT_OWNER,
+    PRIVILEGED_FIELD) and every UNAUTHENTICATED reason (TOKEN_MISSING,
+    TOKEN_MALFORMED, TOKEN_INVALID, TOKEN_EXPIRED) comes from the access policy
+    each RPC declares below (meshwright.mesh.v1.access) and the call pipeline,
+    as do RATE_LIMITED (RESOURCE_EXHAUSTED) and REQUEST_UNDECODABLE
+    (INVALID_ARGUMENT).
     """
 
     def RegisterAgent(self, request, context):
         """RegisterAgent adds an agent or replaces its registration, and grants a
-        lease. Returns INVALID_ARGUMENT naming the field if the card has no name
-        or skills, or the endpoint is missing.
+        lease. An agent that leaves agent_id empty registers as its token's
+        subject. Returns INVALID_ARGUMENT naming the field if the card has no name
+        or skills, or the endpoint is missing; PERMISSION_DENIED with reason
+        NOT_OWNER if an agent names another agent's id (the registration stays
+        as it was), with reason PAYOUT_NOT_OWN if an agent names a payout account
+        other than its own, with reason ROLE_NOT_ALLOWED for clients and
+        services. The response shows the lease id to the agent itself only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeat(self, request, context):
-        """Heartbeat renews an agent's lease and reports its load. Returns NOT_FOUND
-        if the agent is not registered, FAILED_PRECONDITION (reason
-        LEASE_MISMATCH) if lease_id is not the current lease: register again.
+        """Heartbeat renews an agent's lease and reports its load (and draining).
+        Returns NOT_FOUND (reason AGENT_NOT_FOUND) if the agent is not
+        registered, FAILED_PRECONDITION (reason LEASE_MISMATCH) if lease_id is
+        not the current lease: register again; PERMISSION_DENIED (reason
+        NOT_OWNER) if an agent names another agent's id, whatever lease it
+        carries (the other agent's state stays as it was).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeregisterAgent(self, request, context):
-        """DeregisterAgent removes an agent. Returns NOT_FOUND if it is not
-        registered.
+        """DeregisterAgent removes an agent. Returns NOT_FOUND (reason
+        AGENT_NOT_FOUND) if it is not registered, PERMISSION_DENIED (reason
+        NOT_OWNER) if an agent names another agent's id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetAgent(self, request, context):
-        """GetAgent returns one registration. Returns NOT_FOUND if unknown.
+        """GetAgent returns one registration, its lease id empty unless the caller
+        holds the lease. Returns NOT_FOUND (reason AGENT_NOT_FOUND) if unknown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -110,8 +176,9 @@ class RegistryServiceServicer:
 
     def ListAgents(self, request, context):
         """ListAgents returns registrations matching the filters, ordered by
-        agent_id, a page at a time. Returns INVALID_ARGUMENT for a bad page_token
-        or a negative page_size.
+        agent_id, a page at a time; lease ids empty except the caller's own.
+        Returns INVALID_ARGUMENT for a bad page_token, a negative page_size or an
+        unknown state.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -119,7 +186,10 @@ class RegistryServiceServicer:
 
     def WatchAgents(self, request, context):
         """WatchAgents streams registration changes. It first sends every matching
-        agent as AGENT_EVENT_TYPE_ADDED, then changes as they happen.
+        agent as AGENT_EVENT_TYPE_ADDED, then changes as they happen; lease ids
+        empty except the caller's own. Ends with UNAVAILABLE (reason
+        WATCH_OVERFLOW) if the watcher falls too far behind, or (reason
+        REGISTRY_STOPPED) when the registry stops: watch again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,6 +240,34 @@ class RegistryService:
     """RegistryService knows which agents are alive and what each can do.
     Agents register with a lease and renew it by heartbeating; an agent whose
     lease lapses turns AGENT_STATE_INACTIVE and is not offered work.
+
+    Identity: an agent (role agent) acts only as itself: the agent id it
+    registers, heartbeats, drains and deregisters is its token's subject, and
+    its pay goes only into the account named after it. Admins may act on any
+    agent. A lease id is shown only to its holder (the agent principal of that
+    agent id): every other caller reads Agent.lease_id as empty, so nobody can
+    heartbeat an agent into draining with a lease read off ListAgents. With
+    auth turned off (--insecure-no-auth, every caller the anonymous admin)
+    lease ids are shown, as nobody is told apart there.
+
+    Error reasons (google.rpc.ErrorInfo.reason, domain "meshwright.dev") this
+    service sends:
+    AGENT_NOT_FOUND (NOT_FOUND): no agent is registered under that id.
+    LEASE_MISMATCH (FAILED_PRECONDITION): the heartbeat's lease is not the
+    current one; register again.
+    PAYOUT_NOT_OWN (PERMISSION_DENIED): an agent named a payout account
+    other than its own.
+    WATCH_OVERFLOW (UNAVAILABLE): the watcher fell too far behind; watch again.
+    REGISTRY_STOPPED (UNAVAILABLE): the registry is stopping; watch again
+    elsewhere or later.
+    INVALID_ARGUMENT (INVALID_ARGUMENT): bad request fields, each named in a
+    google.rpc.BadRequest field violation.
+    Every other PERMISSION_DENIED reason (ROLE_NOT_ALLOWED, NOT_OWNER,
+    PRIVILEGED_FIELD) and every UNAUTHENTICATED reason (TOKEN_MISSING,
+    TOKEN_MALFORMED, TOKEN_INVALID, TOKEN_EXPIRED) comes from the access policy
+    each RPC declares below (meshwright.mesh.v1.access) and the call pipeline,
+    as do RATE_LIMITED (RESOURCE_EXHAUSTED) and REQUEST_UNDECODABLE
+    (INVALID_ARGUMENT).
     """
 
     @staticmethod
