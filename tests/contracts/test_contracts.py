@@ -106,3 +106,44 @@ def test_the_wheel_holds_only_the_meshwright_namespace(tmp_path: Path) -> None:
         "meshwright/mesh/server.py",
     ):
         assert needed in names
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.full_name)
+def test_every_rpc_declares_an_access_policy(service) -> None:  # type: ignore[no-untyped-def]
+    """A new RPC without a policy fails here (and cannot be served: policy_of refuses it)."""
+    from meshwright.mesh.policy import policy_of
+
+    for method in service.methods:
+        policy = policy_of(method)
+        assert policy.roles, f"{method.full_name}: a policy that lets nobody in"
+        if service.name == "AgentService":
+            assert policy_of(method, mesh=True).roles, f"{method.full_name}: no mesh_access"
+
+
+def test_a_method_without_a_policy_cannot_be_served() -> None:
+    from google.protobuf import descriptor_pb2, descriptor_pool
+
+    from meshwright.mesh.policy import policy_of
+
+    pool = descriptor_pool.DescriptorPool()
+    file = descriptor_pb2.FileDescriptorProto(name="t.proto", package="t.v1", syntax="proto3")
+    file.message_type.add(name="PingRequest")
+    file.message_type.add(name="PingResponse")
+    svc = file.service.add(name="PingService")
+    svc.method.add(name="Ping", input_type=".t.v1.PingRequest", output_type=".t.v1.PingResponse")
+    pool.Add(file)
+    method = pool.FindServiceByName("t.v1.PingService").methods_by_name["Ping"]
+    with pytest.raises(ValueError, match="declares no"):
+        policy_of(method)
+
+
+def test_every_error_reason_is_registered_once_and_documented_in_the_protos() -> None:
+    """Reasons are one table (a duplicate fails at import); each one the servers can send
+    appears in the contract's comments, so clients can rely on it."""
+    import meshwright.gateway  # noqa: F401  (registers the gateway's reasons)
+    import meshwright.node  # noqa: F401  (imports every domain)
+    from meshwright.mesh.errors import MeshError
+
+    text = "\n".join(p.read_text() for p in (ROOT / "protos").rglob("*.proto"))
+    missing = sorted(r for r in MeshError.reasons() if r not in text)
+    assert missing == []
