@@ -104,8 +104,10 @@ class Pipeline:
     ) -> CallContext:
         """Every check before the handler runs; the call's context when all pass."""
         principal = self.authenticate(metadata)
-        if self.limiter is not None and principal.role is not Role.SERVICE:
-            self.limiter.take(principal.name)
+        if self.limiter is not None:
+            key = self._rate_key(principal, peer)
+            if key is not None:
+                self.limiter.take(key)
         check_request(request, self.limits)
         if self.verifier is not None:  # with auth off nobody is told apart: no policy applies
             await self.authorizer.authorize(endpoint.policy, principal, request)
@@ -116,6 +118,16 @@ class Pipeline:
             metadata=tuple((k, v) for k, v in metadata if k != "authorization"),
             peer=peer,
         )
+
+    def _rate_key(self, principal: Principal, peer: str) -> str | None:
+        """Whose bucket a call spends: the principal's; with auth off (nobody is told
+        apart) the peer's. The mesh's own traffic is not limited: service calls, and
+        in-process calls with auth off."""
+        if self.verifier is None:
+            return None if peer == "local" else f"peer:{_host(peer)}"
+        if principal.role is Role.SERVICE:
+            return None
+        return principal.name
 
     async def unary(
         self,
@@ -222,6 +234,11 @@ class Pipeline:
                 observer.finished(call, endpoint.info.path, error, seconds)
             except Exception:  # an observer must never fail a call
                 log.exception("call observer failed")
+
+
+def _host(peer: str) -> str:
+    # "ipv4:127.0.0.1:5123" -> "ipv4:127.0.0.1": one bucket per host, not per connection.
+    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
 
 
 async def _next(items: AsyncIterator[Any]) -> Any:
