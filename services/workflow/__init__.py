@@ -13,7 +13,7 @@ from meshwright.workflow.errors import (
     WorkflowExists,
     WorkflowNotFound,
 )
-from meshwright.workflow.router import SkillNotOffered, SkillRouter
+from meshwright.workflow.router import PaidSkillNeedsWorkflow, SkillNotOffered, SkillRouter
 from meshwright.workflow.servicer import WorkflowServicer
 from meshwright.workflow.store import MemoryWorkflowStore, WorkflowStore
 
@@ -25,6 +25,7 @@ __all__ = [
     "EngineConfig",
     "MemoryWorkflowStore",
     "NoAgentAvailable",
+    "PaidSkillNeedsWorkflow",
     "SkillNotOffered",
     "SkillRouter",
     "TemplateExists",

@@ -1,7 +1,9 @@
 """Structural checks of a workflow definition: ids, dependencies, cycles.
 
 Every problem becomes one field violation, so a caller fixes them all in one
-round trip instead of one per call.
+round trip instead of one per call. Descriptions quote caller text through
+``quote`` (clipped, ASCII-escaped) and a cycle path is abbreviated, so the
+error details stay a few KB whatever the definition holds.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ from meshwright.mesh.validation import duration_s
 from meshwright.workflow.v1 import workflow_pb2
 
 TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-MAX_TASKS = 100_000
+MAX_TASKS = 10_000  # the pipeline bounds every repeated field at 10k anyway
+MAX_NAME_CHARS = 256
+MAX_LABELS = 64
+MAX_LABEL_KEY_CHARS = 63
+MAX_LABEL_VALUE_CHARS = 256
+MAX_DEFINITION_BYTES = 1024 * 1024
+"""Serialized definition (templates expanded): it is stored in, and sent back with, the
+workflow, which must stay well below the 8 MiB message bound with its outputs."""
+CYCLE_SHOWN = 10
+"""Task ids of a long cycle shown before the path is abbreviated."""
+_QUOTED_CHARS = 64
 MAX_ATTEMPTS = 100
 MAX_TIMEOUT_S = 86_400.0  # grpc.aio fails deadlines near 1e10 s at once; a day is plenty
 MAX_BACKOFF_S = 3_600.0
@@ -25,6 +37,19 @@ def check_definition(
     """Violations of ``definition`` that need no outside knowledge."""
     out: list[FieldViolation] = []
     tasks = definition.tasks
+    size = definition.ByteSize()
+    if size > MAX_DEFINITION_BYTES:
+        out.append(
+            FieldViolation(prefix, f"is {size} bytes serialized; at most {MAX_DEFINITION_BYTES}")
+        )
+    if len(definition.name) > MAX_NAME_CHARS:
+        out.append(
+            FieldViolation(
+                f"{prefix}.name",
+                f"is {len(definition.name)} characters long; at most {MAX_NAME_CHARS}",
+            )
+        )
+    out.extend(_check_labels(definition, prefix))
     if not tasks:
         out.append(FieldViolation(f"{prefix}.tasks", "at least one task is required"))
     if len(tasks) > MAX_TASKS:
@@ -52,7 +77,7 @@ def check_definition(
             out.append(
                 FieldViolation(
                     f"{where}.id",
-                    f"duplicate task id {task.id!r} (first at {prefix}.tasks"
+                    f"duplicate task id {quote(task.id)} (first at {prefix}.tasks"
                     f"[{first_index[task.id]}])",
                 )
             )
@@ -66,9 +91,9 @@ def check_definition(
         for k, dep in enumerate(task.depends_on):
             field = f"{prefix}.tasks[{i}].depends_on[{k}]"
             if dep in seen:
-                out.append(FieldViolation(field, f"{dep!r} is listed twice"))
+                out.append(FieldViolation(field, f"{quote(dep)} is listed twice"))
             elif dep not in first_index:
-                out.append(FieldViolation(field, f"unknown task {dep!r}"))
+                out.append(FieldViolation(field, f"unknown task {quote(dep)}"))
             seen.add(dep)
     if not out:
         cycle = find_cycle(definition)
@@ -77,8 +102,46 @@ def check_definition(
             out.append(
                 FieldViolation(
                     f"{prefix}.tasks[{index}].depends_on",
-                    "dependency cycle: " + " -> ".join(cycle) + " (each depends on the next)",
+                    f"dependency cycle: {cycle_path(cycle)} (each depends on the next)",
                 )
+            )
+    return out
+
+
+def quote(text: str, limit: int = _QUOTED_CHARS) -> str:
+    """Caller text for an error message: clipped and ASCII-only, so its size is bounded
+    in bytes (non-ASCII would grow several times over in gRPC's percent-encoded message)."""
+    if len(text) > limit:
+        return ascii(text[:limit]) + "..."
+    return ascii(text)
+
+
+def cycle_path(cycle: list[str]) -> str:
+    """``a -> b -> a``; a long cycle as its first ``CYCLE_SHOWN`` ids, a count, its end."""
+    if len(cycle) <= CYCLE_SHOWN + 2:
+        return " -> ".join(cycle)
+    hidden = len(cycle) - CYCLE_SHOWN - 1
+    return (
+        " -> ".join(cycle[:CYCLE_SHOWN])
+        + f" -> ... ({hidden} more, {len(cycle) - 1} tasks in all) -> "
+        + cycle[-1]
+    )
+
+
+def _check_labels(definition: workflow_pb2.WorkflowDefinition, prefix: str) -> list[FieldViolation]:
+    labels = definition.labels
+    if len(labels) > MAX_LABELS:
+        return [
+            FieldViolation(f"{prefix}.labels", f"has {len(labels)} entries; at most {MAX_LABELS}")
+        ]
+    out: list[FieldViolation] = []
+    for key in sorted(labels):
+        where = f"{prefix}.labels[{quote(key, 32)}]"
+        if not 0 < len(key) <= MAX_LABEL_KEY_CHARS:
+            out.append(FieldViolation(where, f"keys are 1-{MAX_LABEL_KEY_CHARS} characters"))
+        if len(labels[key]) > MAX_LABEL_VALUE_CHARS:
+            out.append(
+                FieldViolation(where, f"values are at most {MAX_LABEL_VALUE_CHARS} characters")
             )
     return out
 

@@ -10,6 +10,7 @@ in-process service object under ``meshwright up``, a gRPC stub otherwise.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
@@ -17,8 +18,11 @@ from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf import struct_pb2
+
 from meshwright.agent.v1 import agent_pb2
 from meshwright.economy.v1 import economy_pb2
+from meshwright.mesh.auth import Principal
 from meshwright.mesh.client import ChannelPool, RemoteServiceClient, ServiceClient
 from meshwright.mesh.context import caller, detached
 from meshwright.mesh.errors import (
@@ -31,15 +35,17 @@ from meshwright.mesh.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from meshwright.mesh.limits import check_request
 from meshwright.mesh.paging import (
     decode_page_token,
     decode_position_token,
     encode_page_token,
     page_size,
 )
+from meshwright.mesh.policy import NotOwner
 from meshwright.mesh.timeutil import timestamp
 from meshwright.mesh.validation import check_id, duration_s
-from meshwright.workflow._dag import check_definition
+from meshwright.workflow._dag import check_definition, quote
 from meshwright.workflow.directory import AgentDirectory, BudgetExhausted, Lease
 from meshwright.workflow.errors import (
     TemplateExists,
@@ -70,6 +76,21 @@ _TERMINAL_EVENT_OF: dict[int, int] = {
 # Errors after which the same agent is not trusted with the retry, and that
 # count toward its circuit breaker.
 _TRANSPORT_ERRORS = (Unavailable, DeadlineExceeded, ResourceExhausted)
+
+# Size bounds: whatever is stored must always be readable back. A workflow (its
+# definition, task runs and outputs) stays below MAX_WORKFLOW_BYTES, so one
+# GetWorkflow or a one-item ListWorkflows page always fits the 8 MiB message bound.
+MAX_OUTPUT_BYTES = 1024 * 1024
+"""An agent's output for one task; a larger one fails the task (and is not paid)."""
+MAX_WORKFLOW_BYTES = 7 * 1024 * 1024
+"""A stored workflow; outputs that would take it past this fail their task."""
+MAX_PAGE_BYTES = 2 * 1024 * 1024
+"""A page of ListWorkflows/ListTemplates (at least one item whatever its size)."""
+MAX_ERROR_CHARS = 200
+"""A task's stored error text (agents' messages are clipped to it)."""
+_TASK_RUN_RESERVE = 512
+"""Bytes set aside per task for what its run records besides the output (agent id,
+error, attempts, times), so the outputs' share is known when the workflow starts."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,6 +134,9 @@ class _Run:
     def closing(self) -> bool:
         return self.finishing is not None
 
+    output_room: int = 0
+    """Bytes the outputs still to be stored may take (of MAX_WORKFLOW_BYTES)."""
+
     def available(self) -> int:
         return self.wf.definition.budget - self.wf.spent - self.reserved
 
@@ -126,6 +150,23 @@ def _retrieve(task: asyncio.Task[object]) -> None:
 def _owner_name() -> str:
     who = caller()
     return "" if who is None else who.name
+
+
+def _sees_all(who: Principal | None) -> bool:
+    """Admins, mesh services and internal work (no caller) see every workflow."""
+    return who is None or who.is_trusted
+
+
+def _fingerprint(request: workflow_pb2.CreateWorkflowRequest) -> str:
+    """Digest of everything a CreateWorkflow asks for except its request_id."""
+    body = workflow_pb2.CreateWorkflowRequest()
+    body.CopyFrom(request)
+    body.request_id = ""
+    return hashlib.sha256(body.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _new_id(prefix: str) -> str:
@@ -153,7 +194,10 @@ class Engine:
         self._channels = channels or ChannelPool()
         self._agent_clients: dict[str, RemoteServiceClient] = {}
         self._runs: dict[str, _Run] = {}
-        self._creating: dict[str, asyncio.Future[workflow_pb2.Workflow]] = {}
+        # (owner, request_id) -> (fingerprint, the creation under way)
+        self._creating: dict[
+            tuple[str, str], tuple[str, asyncio.Future[workflow_pb2.Workflow]]
+        ] = {}
         self._claimed: set[str] = set()
         self._stopping = False
         self._creations: set[asyncio.Task[workflow_pb2.Workflow]] = set()
@@ -196,25 +240,43 @@ class Engine:
         if self._stopping:
             raise Unavailable("the workflow service is shutting down")
         rid = request.request_id
+        owner = _owner_name()
+        fingerprint = _fingerprint(request) if rid else ""
+        scoped = (owner, rid)
         if rid:
-            existing = await self.store.find_request(rid)
+            existing = await self.store.find_request(rid, owner=owner)
             if existing is not None:
-                return await self.get_workflow(existing)
-            pending = self._creating.get(rid)
+                self._same_request(existing.fingerprint, fingerprint)
+                return await self.get_workflow(existing.workflow_id)
+            pending = self._creating.get(scoped)
             if pending is not None:
-                return await asyncio.shield(pending)
+                self._same_request(pending[0], fingerprint)
+                return await asyncio.shield(pending[1])
         # Creation runs as its own task: once the escrow is opened it must end
         # stored and started (or released) even if this caller is cancelled.
-        creating = asyncio.create_task(self._create(request))
+        creating = asyncio.create_task(self._create(request, fingerprint))
         creating.add_done_callback(_retrieve)
         self._creations.add(creating)
         creating.add_done_callback(self._creations.discard)
         if rid:
-            self._creating[rid] = creating
-            creating.add_done_callback(lambda _: self._creating.pop(rid, None))
+            self._creating[scoped] = (fingerprint, creating)
+            creating.add_done_callback(lambda _: self._creating.pop(scoped, None))
         return await asyncio.shield(creating)
 
-    async def _create(self, request: workflow_pb2.CreateWorkflowRequest) -> workflow_pb2.Workflow:
+    @staticmethod
+    def _same_request(first: str, again: str) -> None:
+        # A request_id names one request: replaying it with other content is a
+        # client bug that must not silently answer with the first workflow.
+        if first != again:
+            raise InvalidArgument.field(
+                "request_id",
+                "was used before with a different request (definition, template or "
+                "workflow_id); use a new request_id for a new workflow",
+            )
+
+    async def _create(
+        self, request: workflow_pb2.CreateWorkflowRequest, fingerprint: str
+    ) -> workflow_pb2.Workflow:
         source = request.WhichOneof("source")
         template_name = ""
         if source is None:
@@ -225,7 +287,7 @@ class Engine:
                 raise InvalidArgument.field("template.template_name", "is required")
             template = await self.store.get_template(template_name)
             if template is None:
-                raise TemplateNotFound(f"template {template_name!r} not found")
+                raise TemplateNotFound(f"template {quote(template_name)} not found")
             definition = expand(template, request.template)
         else:
             definition = request.definition
@@ -239,6 +301,7 @@ class Engine:
                 + (f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""),
                 violations=violations,
             )
+        await self._check_payer(definition)
         workflow_id = request.workflow_id or _new_id("wf")
         # Claimed before the first await, so two concurrent creates of one id
         # cannot both escrow; the store check covers ids created earlier.
@@ -246,7 +309,9 @@ class Engine:
             raise WorkflowExists(f"workflow {workflow_id!r} exists already")
         self._claimed.add(workflow_id)
         try:
-            return await self._create_claimed(workflow_id, definition, template_name, request)
+            return await self._create_claimed(
+                workflow_id, definition, template_name, request, fingerprint
+            )
         finally:
             self._claimed.discard(workflow_id)
 
@@ -256,6 +321,7 @@ class Engine:
         definition: workflow_pb2.WorkflowDefinition,
         template_name: str,
         request: workflow_pb2.CreateWorkflowRequest,
+        fingerprint: str,
     ) -> workflow_pb2.Workflow:
         try:
             await self.store.get(workflow_id)
@@ -290,7 +356,7 @@ class Engine:
             )
             wf.escrow_id = reply.escrow.escrow_id
         try:
-            await self.store.create(wf, request.request_id)
+            await self.store.create(wf, request.request_id, fingerprint)
         except MeshError:
             await self._release_escrow(wf)
             raise
@@ -321,10 +387,39 @@ class Engine:
                 out.append(
                     FieldViolation(
                         f"definition.tasks[{i}].skill",
-                        f"no registered agent offers skill {spec.skill!r}",
+                        f"no registered agent offers skill {quote(spec.skill)}",
                     )
                 )
         return out
+
+    async def _check_payer(self, definition: workflow_pb2.WorkflowDefinition) -> None:
+        """The payer must belong to the caller, wherever the definition named it.
+
+        The policy checks the payer fields a request names itself; a payer that
+        comes from a stored template (its definition, or a ``${parameter}``) is
+        known only here, after expansion. So the engine checks the final payer
+        with the same rule (agents and clients pay only from accounts they own),
+        asking the economy it already talks to for the account's owner.
+        """
+        who = caller()
+        if definition.budget <= 0 or who is None or _sees_all(who):
+            return
+        payer = definition.payer_account_id
+        owner: str | None
+        try:
+            reply = await self._economy.call(
+                "GetAccount", economy_pb2.GetAccountRequest(account_id=payer)
+            )
+            owner = str(reply.account.owner)
+        except (NotFound, InvalidArgument):
+            owner = None
+        if owner != who.name:
+            # An unknown account is refused like a foreign one, as the policy does.
+            raise NotOwner(
+                f"definition.payer_account_id: {quote(payer)} does not exist or does not "
+                "belong to the caller",
+                metadata={"field": "definition.payer_account_id"},
+            )
 
     @staticmethod
     def _make_run(wf: workflow_pb2.Workflow) -> _Run:
@@ -335,7 +430,15 @@ class Engine:
             for dep in s.depends_on:
                 dependants[dep].append(s.id)
         waiting = {s.id: len(s.depends_on) for s in wf.definition.tasks}
-        return _Run(wf=wf, specs=specs, runs=runs, waiting_on=waiting, dependants=dependants)
+        room = MAX_WORKFLOW_BYTES - wf.ByteSize() - _TASK_RUN_RESERVE * len(specs)
+        return _Run(
+            wf=wf,
+            specs=specs,
+            runs=runs,
+            waiting_on=waiting,
+            dependants=dependants,
+            output_room=max(0, room),
+        )
 
     # -- scheduling ------------------------------------------------------------
 
@@ -356,7 +459,7 @@ class Engine:
             log.exception("task %s/%s crashed", run.wf.workflow_id, task_id)
             tr = run.runs[task_id]
             tr.state = W.TASK_RUN_STATE_FAILED
-            tr.error = f"internal error: {err}"
+            tr.error = _clip(f"internal error: {err}")
             ok = False
         run.attempts.pop(task_id, None)
         if run.closing:
@@ -431,6 +534,7 @@ class Engine:
             transport_failure = False
             cancelled = False
             ok = False
+            refused = False
             output = None
             run.agent_tasks[task_id] = (lease, request.task_id)
             try:
@@ -445,10 +549,14 @@ class Engine:
                 ok = status.state == agent_pb2.TASK_STATE_COMPLETED
                 output = task.output
                 if not ok:
-                    error = status.message or agent_pb2.TaskState.Name(status.state)
+                    error = _clip(status.message or agent_pb2.TaskState.Name(status.state))
+                else:
+                    refusal = self._refuse_output(run, output)
+                    if refusal:
+                        ok, refused, error = False, True, refusal
             except MeshError as err:
                 transport_failure = isinstance(err, _TRANSPORT_ERRORS)
-                error = f"{err.reason}: {err.message}"
+                error = _clip(f"{err.reason}: {err.message}")
             except asyncio.CancelledError:
                 cancelled = True
                 raise
@@ -470,7 +578,8 @@ class Engine:
                     if lease.price > 0:
                         await self._pay(run, task_id, lease)
                 except MeshError as err:
-                    error = f"payment failed: {err.reason}: {err.message}"
+                    error = _clip(f"payment failed: {err.reason}: {err.message}")
+                    run.output_room += output.ByteSize()  # not stored after all
                     break
                 finally:
                     run.reserved -= lease.price
@@ -493,10 +602,13 @@ class Engine:
                 # The reservation is back; tasks waiting on budget may fit now.
                 for skill in lease.skills:
                     self.directory.wake_all(skill)
+            if refused:
+                break  # another attempt would produce output that cannot be kept either
             exclude.add(lease.agent_id)
             if attempt < max_attempts:
                 await self._retrying(run, task_id, attempt, lease.agent_id, error, backoff)
                 backoff = min(backoff * multiplier, max_backoff)
+        error = _clip(error)
         tr.state = W.TASK_RUN_STATE_FAILED
         tr.error = error
         tr.end_time.CopyFrom(timestamp())
@@ -509,6 +621,32 @@ class Engine:
             message=error,
         )
         return False
+
+    @staticmethod
+    def _refuse_output(run: _Run, output: struct_pb2.Struct) -> str:
+        """Why an agent's output cannot be stored ("" when it can; its room is then taken).
+
+        An output that could not be read back (NaN, too deep) or would make the
+        workflow too large to send fails its task: storing it would break
+        GetWorkflow and ListWorkflows for everyone.
+        """
+        size = output.ByteSize()
+        if size > MAX_OUTPUT_BYTES:
+            return (
+                f"output refused: {size} bytes, more than the {MAX_OUTPUT_BYTES} a task "
+                "output may take"
+            )
+        if size > run.output_room:
+            return (
+                f"output refused: {size} bytes, more than the {run.output_room} the "
+                f"workflow may still store (a workflow stays under {MAX_WORKFLOW_BYTES} bytes)"
+            )
+        try:
+            check_request(output)
+        except InvalidArgument as err:
+            return _clip(f"output refused: {err.message}")
+        run.output_room -= size
+        return ""
 
     async def _stream(
         self,
@@ -548,7 +686,7 @@ class Engine:
                     task_id=task_id,
                     agent_id=lease.agent_id,
                     attempt=attempt,
-                    message=status.message,
+                    message=_clip(status.message),
                     progress=status.progress,
                 )
         raise Unavailable(f"agent {lease.agent_id} ended the stream without a final task")
@@ -558,14 +696,14 @@ class Engine:
     ) -> None:
         tr = run.runs[task_id]
         tr.state = W.TASK_RUN_STATE_READY
-        tr.error = error
+        tr.error = _clip(error)
         await self._emit(
             run,
             W.WORKFLOW_EVENT_TYPE_TASK_RETRYING,
             task_id=task_id,
             agent_id=agent_id,
             attempt=attempt,
-            message=f"{error}; retrying in {wait_s:.2f}s",
+            message=f"{_clip(error)}; retrying in {wait_s:.2f}s",
         )
         await asyncio.sleep(wait_s)
 
@@ -705,19 +843,38 @@ class Engine:
         """A copy of the workflow's current state."""
         if not workflow_id:
             raise InvalidArgument.field("workflow_id", "is required")
+        return self._copy(await self.store.get(workflow_id))
+
+    @staticmethod
+    def _copy(wf: workflow_pb2.Workflow) -> workflow_pb2.Workflow:
+        # Stored workflows change in place while they run: callers get snapshots.
         out = workflow_pb2.Workflow()
-        out.CopyFrom(await self.store.get(workflow_id))
+        out.CopyFrom(wf)
         return out
 
     async def list_workflows(
         self, *, state: int, size: int, token: str
     ) -> tuple[list[workflow_pb2.Workflow], str]:
-        """A page of workflows, newest first, and the next page token."""
+        """A page of workflows, newest first, and the next page token.
+
+        Agents and clients see only the workflows they created (admins, mesh
+        services and internal callers see all). A page holds at most ``size``
+        workflows and ``MAX_PAGE_BYTES`` of them (at least one), so it always fits.
+        """
         limit = page_size(size, default=50, maximum=1000)
         position = decode_position_token(token)
         after = None if position is None else str(position)
-        items, next_key = await self.store.list_workflows(state=state, after_key=after, limit=limit)
-        return items, encode_page_token(next_key) if next_key is not None else ""
+        who = caller()
+        items, next_key = await self.store.list_workflows(
+            state=state,
+            after_key=after,
+            limit=limit,
+            owner=None if _sees_all(who) else _owner_name(),
+            max_bytes=MAX_PAGE_BYTES,
+        )
+        return [self._copy(w) for w in items], (
+            encode_page_token(next_key) if next_key is not None else ""
+        )
 
     async def cancel_workflow(self, workflow_id: str, reason: str) -> workflow_pb2.Workflow:
         """Cancel a live workflow; a finished one is returned unchanged."""
@@ -780,9 +937,15 @@ class Engine:
         limit = page_size(size, default=50, maximum=1000)
         after = decode_page_token(token)
         items = await self.store.list_templates(after_name=after, limit=limit + 1)
-        more = len(items) > limit
-        items = items[:limit]
-        return items, encode_page_token(items[-1].name) if more else ""
+        page: list[workflow_pb2.Template] = []
+        total = 0
+        for item in items[:limit]:
+            total += item.ByteSize() + 8
+            if page and total > MAX_PAGE_BYTES:
+                break  # the next page starts at this template
+            page.append(item)
+        more = len(page) < len(items)
+        return page, encode_page_token(page[-1].name) if more else ""
 
     async def wait(self, workflow_id: str) -> workflow_pb2.Workflow:
         """Block until the workflow is finished; returns it."""

@@ -3,17 +3,34 @@
 A caller that only knows a skill (a REST client, grpcurl, another agent)
 sends ExecuteTask or StreamTask to the mesh; the router picks the best
 active agent offering the skill with the same placement the engine uses and
-forwards the call. Direct calls are not billed: payment happens only inside
-workflows, where a budget is escrowed.
+forwards the call (as the mesh: agents answer only mesh services and admins).
+
+Routed calls are not billed, so nobody may get paid work for free through them:
+
+- admin and service callers are routed to any agent offering the skill;
+- agent and client callers only to agents whose price for the skill is 0. If
+  only paid agents offer it, the call fails with FAILED_PRECONDITION, reason
+  PAID_SKILL_NEEDS_WORKFLOW: run the task in a workflow with a budget, where
+  the price is escrowed from the caller's account and paid on completion.
+
+CancelTask through the router is honoured only for the principal that routed
+the task (and admins); anyone else gets PERMISSION_DENIED (NOT_OWNER). A task
+id not running through the router is NOT_FOUND for everyone: ExecuteTask's
+TASK_ALREADY_ROUTED tells anyone which ids are taken already, so hiding it
+here would protect nothing.
+The rules apply under the ``mesh_access`` policies of agent.proto, which let
+every role call the router at all.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from meshwright.agent.v1 import agent_pb2
+from meshwright.mesh.context import caller
 from meshwright.mesh.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -22,7 +39,9 @@ from meshwright.mesh.errors import (
     MeshError,
     NotFound,
 )
-from meshwright.workflow.directory import UNLIMITED, Lease
+from meshwright.mesh.policy import NotOwner
+from meshwright.workflow._dag import quote
+from meshwright.workflow.directory import UNLIMITED, BudgetExhausted, Lease
 from meshwright.workflow.engine import Engine
 
 A = agent_pb2
@@ -32,6 +51,22 @@ class SkillNotOffered(NotFound):
     """No registered agent offers the skill."""
 
     reason = "SKILL_NOT_OFFERED"
+
+
+class PaidSkillNeedsWorkflow(FailedPrecondition):
+    """Only paid agents offer the skill: run it in a workflow with a budget."""
+
+    reason = "PAID_SKILL_NEEDS_WORKFLOW"
+
+
+@dataclass(slots=True)
+class _Routed:
+    """A task running through the router."""
+
+    by: str
+    """The principal that routed it (``role:subject``; "" for internal calls)."""
+    lease: Lease | None = None
+    """Its agent slot; None while it still waits for an agent."""
 
 
 class TaskAlreadyRouted(AlreadyExists):
@@ -45,8 +80,7 @@ class SkillRouter:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        # task id -> its lease; None while it still waits for an agent
-        self._routed: dict[str, Lease | None] = {}
+        self._routed: dict[str, _Routed] = {}  # by task id
 
     async def GetAgentCard(self, request: A.GetAgentCardRequest) -> Any:
         cheapest: dict[str, A.AgentSkill] = {}
@@ -73,21 +107,32 @@ class SkillRouter:
         if violations:
             raise InvalidArgument("task_id and skill are required", violations=violations)
         if task_id in self._routed:
-            raise TaskAlreadyRouted(f"task {task_id!r} is already running through the mesh")
-        self._routed[task_id] = None  # claimed before the first await
+            raise TaskAlreadyRouted(f"task {quote(task_id)} is already running through the mesh")
+        who = caller()
+        # Routed calls are not billed: only the mesh itself and admins may use paid agents.
+        max_price = UNLIMITED if who is None or who.is_trusted else 0
+        routed = _Routed(by="" if who is None else who.name)
+        self._routed[task_id] = routed  # claimed before the first await
         try:
             if not await self._engine.directory.skill_known(skill):
-                raise SkillNotOffered(f"no registered agent offers skill {skill!r}")
+                raise SkillNotOffered(f"no registered agent offers skill {quote(skill)}")
             lease = await self._engine.directory.acquire(
                 skill,
-                max_price=lambda: UNLIMITED,
+                max_price=lambda: max_price,
                 exclude=set(),
                 timeout_s=self._engine.config.agent_wait_s,
             )
+        except BudgetExhausted:
+            del self._routed[task_id]
+            raise PaidSkillNeedsWorkflow(
+                f"every active agent offering {quote(skill)} charges for it; run the task in "
+                "a workflow (CreateWorkflow) with a budget paid from your account",
+                metadata={"skill": skill},
+            ) from None
         except BaseException:
             del self._routed[task_id]
             raise
-        self._routed[task_id] = lease
+        routed.lease = lease
         return lease
 
     def _release(self, task_id: str, lease: Lease, ok: bool, transport: bool, t0: float) -> None:
@@ -128,12 +173,22 @@ class SkillRouter:
             self._release(request.task_id, lease, ok, transport, t0)
 
     async def CancelTask(self, request: A.CancelTaskRequest) -> Any:
-        if request.task_id not in self._routed:
-            raise NotFound(f"no task {request.task_id!r} is running through the mesh")
-        lease = self._routed[request.task_id]
+        task_id = request.task_id
+        if not task_id:
+            raise InvalidArgument.field("task_id", "is required")
+        routed = self._routed.get(task_id)
+        if routed is None:
+            raise NotFound(f"no task {quote(task_id)} is running through the mesh")
+        who = caller()
+        if who is not None and not who.is_admin and routed.by != who.name:
+            raise NotOwner(
+                f"task_id: {quote(task_id)} was routed by another caller",
+                metadata={"field": "task_id"},
+            )
+        lease = routed.lease
         if lease is None:
             raise FailedPrecondition(
-                f"task {request.task_id!r} is still waiting for an agent; cancel its call instead"
+                f"task {quote(task_id)} is still waiting for an agent; cancel its call instead"
             )
         return await self._engine.agent_client(lease.endpoint).call(
             "CancelTask", request, timeout=5.0

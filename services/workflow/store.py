@@ -16,15 +16,31 @@ from meshwright.workflow.errors import TemplateExists, WorkflowExists, WorkflowN
 from meshwright.workflow.v1 import workflow_pb2
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What one CreateWorkflow request_id created, and the request it came with."""
+
+    workflow_id: str
+    fingerprint: str
+    """Digest of the request minus its request_id: a reuse with other content is refused."""
+
+
 class WorkflowStore(Protocol):
     """Durable state of the workflow service."""
 
-    async def create(self, workflow: workflow_pb2.Workflow, request_id: str) -> None:
-        """Store a new workflow (and its request_id); WorkflowExists if the id is taken."""
+    async def create(
+        self, workflow: workflow_pb2.Workflow, request_id: str, fingerprint: str = ""
+    ) -> None:
+        """Store a new workflow with its request_id (scoped to ``workflow.owner``) and the
+        request's fingerprint, in one step; WorkflowExists if the id is taken."""
         ...
 
-    async def find_request(self, request_id: str) -> str | None:
-        """The workflow id a CreateWorkflow request_id created, if any."""
+    async def find_request(self, request_id: str, *, owner: str) -> RequestRecord | None:
+        """What ``owner``'s CreateWorkflow ``request_id`` created, if anything.
+
+        Request ids are scoped per owner: one caller can neither replay nor probe
+        another's (and two callers choosing the same id do not collide).
+        """
         ...
 
     async def save(self, workflow: workflow_pb2.Workflow) -> None:
@@ -36,9 +52,20 @@ class WorkflowStore(Protocol):
         ...
 
     async def list_workflows(
-        self, *, state: int, after_key: str | None, limit: int
+        self,
+        *,
+        state: int,
+        after_key: str | None,
+        limit: int,
+        owner: str | None = None,
+        max_bytes: int | None = None,
     ) -> tuple[list[workflow_pb2.Workflow], str | None]:
-        """Workflows newest first from after ``after_key``, and the key to resume at."""
+        """Workflows newest first from after ``after_key``, and the key to resume at.
+
+        Only ``owner``'s when given (the filter is applied while scanning, so a page
+        is full whenever more matches exist). A page stops before the workflow that
+        would take its serialized size past ``max_bytes`` (the first always fits).
+        """
         ...
 
     async def append_event(self, event: workflow_pb2.WorkflowEvent) -> int:
@@ -101,12 +128,14 @@ class MemoryWorkflowStore:
         self._number: dict[str, int] = {}  # creation number, the listing key
         self._created = 0
         self._finished: dict[str, None] = {}  # ordered set, oldest finish first
-        self._requests: dict[str, str] = {}
-        self._request_of: dict[str, str] = {}
+        self._requests: dict[tuple[str, str], RequestRecord] = {}  # (owner, request id)
+        self._request_of: dict[str, tuple[str, str]] = {}
         self._logs: dict[str, _Log] = {}
         self._templates: dict[str, workflow_pb2.Template] = {}
 
-    async def create(self, workflow: workflow_pb2.Workflow, request_id: str) -> None:
+    async def create(
+        self, workflow: workflow_pb2.Workflow, request_id: str, fingerprint: str = ""
+    ) -> None:
         wf_id = workflow.workflow_id
         if wf_id in self._workflows:
             raise WorkflowExists(f"workflow {wf_id!r} exists already")
@@ -115,12 +144,13 @@ class MemoryWorkflowStore:
         self._number[wf_id] = self._created
         self._logs[wf_id] = _Log()
         if request_id:
-            self._requests[request_id] = wf_id
-            self._request_of[wf_id] = request_id
+            scoped = (workflow.owner, request_id)
+            self._requests[scoped] = RequestRecord(wf_id, fingerprint)
+            self._request_of[wf_id] = scoped
         self._note_finished(workflow)
 
-    async def find_request(self, request_id: str) -> str | None:
-        return self._requests.get(request_id)
+    async def find_request(self, request_id: str, *, owner: str) -> RequestRecord | None:
+        return self._requests.get((owner, request_id))
 
     async def save(self, workflow: workflow_pb2.Workflow) -> None:
         # The engine mutates the stored object in place; nothing to copy.
@@ -149,19 +179,34 @@ class MemoryWorkflowStore:
         return wf
 
     async def list_workflows(
-        self, *, state: int, after_key: str | None, limit: int
+        self,
+        *,
+        state: int,
+        after_key: str | None,
+        limit: int,
+        owner: str | None = None,
+        max_bytes: int | None = None,
     ) -> tuple[list[workflow_pb2.Workflow], str | None]:
         # Key = creation number, so pages stay stable as new workflows arrive.
         before = int(after_key) if after_key is not None else self._created + 1
         out: list[workflow_pb2.Workflow] = []
+        size = 0
         for wf_id in reversed(self._workflows):
             if self._number[wf_id] >= before:
                 continue
             wf = self._workflows[wf_id]
-            if state == 0 or wf.state == state:
-                if len(out) == limit:
+            if state != 0 and wf.state != state:
+                continue
+            if owner is not None and wf.owner != owner:
+                continue
+            if len(out) == limit:
+                return out, str(self._number[out[-1].workflow_id])
+            if max_bytes is not None:
+                # What the item adds to a repeated field: tag, length, body.
+                size += wf.ByteSize() + 8
+                if out and size > max_bytes:
                     return out, str(self._number[out[-1].workflow_id])
-                out.append(wf)
+            out.append(wf)
         return out, None
 
     async def append_event(self, event: workflow_pb2.WorkflowEvent) -> int:

@@ -13,12 +13,17 @@ from collections.abc import Mapping
 from google.protobuf import struct_pb2
 
 from meshwright.mesh.errors import FieldViolation, InvalidArgument
-from meshwright.workflow._dag import check_definition
+from meshwright.workflow._dag import check_definition, quote
 from meshwright.workflow.v1 import workflow_pb2
 
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 TEMPLATE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+
+
+def field_key(text: str) -> str:
+    """A caller's map key inside a field path: as is when short ASCII, else quoted."""
+    return text if text.isascii() and len(text) <= 64 else quote(text)
 
 
 def references(text: str) -> set[str]:
@@ -66,11 +71,12 @@ def _strings(definition: workflow_pb2.WorkflowDefinition) -> list[tuple[str, str
     """(field path, text) of every string parameters may appear in."""
     out = [("definition.name", definition.name)]
     out.append(("definition.payer_account_id", definition.payer_account_id))
-    out.extend((f"definition.labels[{k}]", v) for k, v in definition.labels.items())
+    out.extend((f"definition.labels[{field_key(k)}]", v) for k, v in definition.labels.items())
     for i, task in enumerate(definition.tasks):
         out.append((f"definition.tasks[{i}].skill", task.skill))
-        for key, value in task.input.fields.items():
-            out.extend((f"definition.tasks[{i}].input.{key}", s) for s in _strings_of_value(value))
+        for name, value in task.input.fields.items():
+            where = f"definition.tasks[{i}].input.{field_key(name)}"
+            out.extend((where, s) for s in _strings_of_value(value))
     return out
 
 
@@ -103,7 +109,10 @@ def check_template(template: workflow_pb2.Template) -> list[FieldViolation]:
     for field, text in _strings(template.definition):
         for name in sorted(references(text) - declared):
             out.append(
-                FieldViolation(f"template.{field}", f"refers to undeclared parameter ${{{name}}}")
+                FieldViolation(
+                    f"template.{field}",
+                    f"refers to undeclared parameter {quote('${' + name + '}')}",
+                )
             )
     # Structure is checked with placeholder values so ids/deps errors surface now.
     out.extend(
@@ -139,8 +148,8 @@ def expand(
     for name in sorted(set(invocation.parameters) - set(declared)):
         violations.append(
             FieldViolation(
-                f"template.parameters[{name}]",
-                f"template {template.name!r} has no parameter {name!r}",
+                f"template.parameters[{field_key(name)}]",
+                f"template {template.name!r} has no parameter {quote(name)}",
             )
         )
     values: dict[str, str] = {}
@@ -148,7 +157,9 @@ def expand(
         if name in invocation.parameters:
             values[name] = invocation.parameters[name]
         elif p.required:
-            violations.append(FieldViolation(f"template.parameters[{name}]", "is required"))
+            violations.append(
+                FieldViolation(f"template.parameters[{field_key(name)}]", "is required")
+            )
         else:
             values[name] = p.default_value
     if violations:

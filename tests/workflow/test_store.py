@@ -44,7 +44,7 @@ async def test_finished_workflows_beyond_the_cap_are_evicted_oldest_first() -> N
         await store.get("wf-2")  # finished first, evicted first
     with pytest.raises(WorkflowNotFound):
         await store.events_after("wf-2", 0)
-    assert await store.find_request("req-2") is None
+    assert await store.find_request("req-2", owner="") is None
     assert (await store.get("wf-0")).workflow_id == "wf-0"
     assert (await store.get("wf-3")).state == W.WORKFLOW_STATE_RUNNING  # live: never evicted
     page, _ = await store.list_workflows(state=0, after_key=None, limit=10)
