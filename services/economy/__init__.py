@@ -11,6 +11,7 @@ from meshwright.economy.errors import (
     ProposalClosed,
     StakeLocked,
     StakeRequired,
+    VotingOpen,
 )
 from meshwright.economy.idempotency import IdempotencyKey
 from meshwright.economy.memory_store import LedgerTotals, MemoryLedgerStore
@@ -68,4 +69,5 @@ __all__ = [
     "TransactionPage",
     "Transferred",
     "VoteChoice",
+    "VotingOpen",
 ]

@@ -73,7 +73,7 @@ def escrow_pb(escrow: Escrow) -> pb.Escrow:
 
 
 def proposal_pb(proposal: Proposal) -> pb.Proposal:
-    return pb.Proposal(
+    msg = pb.Proposal(
         proposal_id=proposal.proposal_id,
         proposer_account_id=proposal.proposer_account_id,
         title=proposal.title,
@@ -86,4 +86,8 @@ def proposal_pb(proposal: Proposal) -> pb.Proposal:
         voter_count=proposal.voter_count,
         create_time=timestamp(proposal.create_time),
         voting_end_time=timestamp(proposal.voting_end_time),
+        closed_early_by=proposal.closed_early_by,
     )
+    if proposal.close_time is not None:
+        msg.close_time.CopyFrom(timestamp(proposal.close_time))
+    return msg

@@ -16,6 +16,7 @@ from meshwright.economy.idempotency import idempotency_key
 from meshwright.economy.ids import new_id
 from meshwright.economy.memory_store import MemoryLedgerStore
 from meshwright.economy.model import (
+    INTERNAL,
     Account,
     Escrow,
     EscrowMoved,
@@ -83,12 +84,23 @@ class Economy:
         It belongs to ``owner`` when given (policy lets only admins and mesh
         services name someone else), else to the caller.
         """
+        violations = check_principal(owner, "owner")
         if not owner:
             who = caller()
             owner = "" if who is None else who.name
+            if check_principal(owner, "owner"):
+                # The verifier takes any 1-128 character subject; an owner must be a
+                # clean "role:subject" (no whitespace) to be compared and shown safely.
+                violations = [
+                    FieldViolation(
+                        "owner",
+                        f"the caller {owner!r} cannot own an account: an owner is "
+                        "'role:subject' with no whitespace, the subject not starting with ':'",
+                    )
+                ]
         _raise_if(
             check_id(account_id, "account_id")
-            + check_principal(owner, "owner")
+            + violations
             + _checks.text(display_name, "display_name", _checks.MAX_NAME)
             + _checks.non_negative(initial_balance, "initial_balance")
             + _checks.request_id(request_id)
@@ -373,9 +385,23 @@ class Economy:
         return governance.as_of(proposal, self._clock())
 
     async def close_proposal(self, proposal_id: str) -> Proposal:
-        """End voting now and decide; a decided proposal comes back unchanged."""
+        """Decide a proposal whose voting window has ended; a decided one comes back unchanged.
+
+        Only an admin (or code outside any call, which is the mesh itself) may
+        close before the window ends; that close is recorded as early, with who
+        did it. Anyone else gets VOTING_OPEN, so nobody can end a vote the moment
+        it leans their way.
+        """
         _raise_if(check_id(proposal_id, "proposal_id"))
-        return await self.store.close_proposal(proposal_id=proposal_id, now=self._clock())
+        who = caller()
+        early_by: str | None = None
+        if who is None:
+            early_by = INTERNAL
+        elif who.is_admin:
+            early_by = who.name
+        return await self.store.close_proposal(
+            proposal_id=proposal_id, now=self._clock(), early_by=early_by
+        )
 
 
 def _seq_from_token(token: str) -> int | None:

@@ -52,6 +52,12 @@ class ProposalClosed(FailedPrecondition):
     reason = "PROPOSAL_CLOSED"
 
 
+class VotingOpen(FailedPrecondition):
+    """The proposal's voting window has not ended, and only an admin may close it early."""
+
+    reason = "VOTING_OPEN"
+
+
 class MintLimitExceeded(ResourceExhausted):
     """Minting more would push the money supply past int64.
 
@@ -69,5 +75,7 @@ __all__ = [
     "InsufficientStake",
     "MintLimitExceeded",
     "ProposalClosed",
+    "StakeLocked",
     "StakeRequired",
+    "VotingOpen",
 ]

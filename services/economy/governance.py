@@ -17,14 +17,24 @@ def outcome(yes: int, no: int, abstain: int, quorum: int) -> ProposalState:
     return ProposalState.REJECTED
 
 
-def decided(proposal: Proposal, *, end_time: float) -> Proposal:
-    """``proposal`` closed at ``end_time`` with its outcome."""
+def voting_open(proposal: Proposal, now: float) -> bool:
+    """Whether the proposal still takes votes at ``now`` (open and inside its window)."""
+    return proposal.state is ProposalState.OPEN and now < proposal.voting_end_time
+
+
+def decided(proposal: Proposal, *, close_time: float, closed_early_by: str = "") -> Proposal:
+    """``proposal`` closed at ``close_time`` with its outcome.
+
+    ``voting_end_time`` stays the window set at creation, so an early close
+    reads as one: ``close_time`` before ``voting_end_time`` and who did it.
+    """
     return dataclasses.replace(
         proposal,
         state=outcome(
             proposal.yes_weight, proposal.no_weight, proposal.abstain_weight, proposal.quorum
         ),
-        voting_end_time=end_time,
+        close_time=close_time,
+        closed_early_by=closed_early_by,
     )
 
 
@@ -32,9 +42,10 @@ def as_of(proposal: Proposal, now: float) -> Proposal:
     """The proposal as it stands at ``now``.
 
     Voting ends lazily: an open proposal past its end is decided when looked
-    at, with no timer. Nothing can change its tally after the end, so the
-    outcome read now is the one a timer would have recorded.
+    at, with no timer, closed at its ``voting_end_time``. Nothing can change its
+    tally after the end, so the outcome read now is the one a timer would have
+    recorded.
     """
     if proposal.state is ProposalState.OPEN and now >= proposal.voting_end_time:
-        return decided(proposal, end_time=proposal.voting_end_time)
+        return decided(proposal, close_time=proposal.voting_end_time)
     return proposal

@@ -22,6 +22,7 @@ from meshwright.economy.errors import (
     ProposalClosed,
     StakeLocked,
     StakeRequired,
+    VotingOpen,
 )
 from meshwright.economy.idempotency import DEFAULT_CAPACITY, IdempotencyCache, IdempotencyKey
 from meshwright.economy.model import (
@@ -41,6 +42,7 @@ from meshwright.economy.model import (
     VoteChoice,
 )
 from meshwright.mesh.errors import AlreadyExists, NotFound
+from meshwright.mesh.timeutil import timestamp
 
 
 @dataclass(slots=True)
@@ -504,10 +506,22 @@ class MemoryLedgerStore:
                 proposals.discard(proposal_id)
         return locked
 
-    async def close_proposal(self, *, proposal_id: str, now: float) -> Proposal:
+    async def close_proposal(
+        self, *, proposal_id: str, now: float, early_by: str | None
+    ) -> Proposal:
         proposal = governance.as_of(self._proposal(proposal_id), now)
         if proposal.state is ProposalState.OPEN:
-            proposal = governance.decided(proposal, end_time=now)
+            if early_by is None:
+                # Otherwise anyone could end a vote the moment it leans their way.
+                raise VotingOpen(
+                    f"voting on proposal {proposal_id!r} is open for "
+                    f"{proposal.voting_end_time - now:.0f}s more; only an admin may close it early",
+                    metadata={
+                        "proposal_id": proposal_id,
+                        "voting_end_time": timestamp(proposal.voting_end_time).ToJsonString(),
+                    },
+                )
+            proposal = governance.decided(proposal, close_time=now, closed_early_by=early_by)
         self._proposals[proposal_id] = proposal
         return proposal
 

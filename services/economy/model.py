@@ -129,6 +129,18 @@ class Proposal:
     voter_count: int
     create_time: float
     voting_end_time: float
+    """The end of the voting window set at creation; an early close does not move it."""
+    close_time: float | None = None
+    """When it was decided: the close call's time, or ``voting_end_time`` when the window ran
+    out. None while open."""
+    closed_early_by: str = ""
+    """Who closed it before its window ended (an admin's principal name, or ``INTERNAL``);
+    empty otherwise."""
+
+
+INTERNAL = "internal"
+"""``closed_early_by`` of a close made by code outside any call (never a principal name,
+which always has a ``role:`` prefix)."""
 
 
 @dataclass(frozen=True, slots=True)

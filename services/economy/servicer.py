@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from meshwright.economy._messages import account_pb, escrow_pb, proposal_pb, transaction_pb
 from meshwright.economy.economy import Economy
+from meshwright.economy.model import Account
 from meshwright.economy.v1 import economy_pb2 as pb
+from meshwright.mesh.context import caller
 from meshwright.mesh.validation import duration_s
 
 ECONOMY_SERVICE = pb.DESCRIPTOR.services_by_name["EconomyService"]
@@ -44,10 +46,16 @@ class EconomyServicer:
             request_id=request.request_id,
         )
         tiers = self.economy.tiers
+        to_account = (
+            account_pb(done.to_account, tiers)
+            if _may_read(done.to_account)
+            # Paying someone must not be a way around GetAccount's ownership check.
+            else pb.Account(account_id=done.to_account.account_id)
+        )
         return pb.TransferResponse(
             transaction=transaction_pb(done.transaction),
             from_account=account_pb(done.from_account, tiers),
-            to_account=account_pb(done.to_account, tiers),
+            to_account=to_account,
         )
 
     async def ListTransactions(
@@ -133,3 +141,9 @@ class EconomyServicer:
     async def CloseProposal(self, request: pb.CloseProposalRequest) -> pb.CloseProposalResponse:
         proposal = await self.economy.close_proposal(request.proposal_id)
         return pb.CloseProposalResponse(proposal=proposal_pb(proposal))
+
+
+def _may_read(account: Account) -> bool:
+    """Whether the caller may see the account's balances (the rule GetAccount's policy applies)."""
+    who = caller()
+    return who is None or who.is_trusted or account.owner == who.name

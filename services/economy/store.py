@@ -181,6 +181,13 @@ class LedgerStore(Protocol):
         """
         ...
 
-    async def close_proposal(self, *, proposal_id: str, now: float) -> Proposal:
-        """End voting now and decide; a decided proposal comes back as is. NOT_FOUND."""
+    async def close_proposal(
+        self, *, proposal_id: str, now: float, early_by: str | None
+    ) -> Proposal:
+        """Decide a proposal whose window has ended; a decided proposal comes back as is.
+
+        Before the window ends it closes only with ``early_by`` (who closes it
+        early, recorded as ``closed_early_by``), else VOTING_OPEN; the check and
+        the close are one atomic step, so the window cannot end in between. NOT_FOUND.
+        """
         ...

@@ -94,7 +94,11 @@ async def test_passes_with_quorum_and_more_yes(voters: Env) -> None:
         "CloseProposal", pb.CloseProposalRequest(proposal_id=p.proposal_id)
     )
     assert closed.proposal.state == pb.PROPOSAL_STATE_PASSED
-    assert closed.proposal.voting_end_time.seconds == int(env.clock.now)  # ended now
+    # Closed now, before its window: the window stays as set, the close is recorded as early
+    # (these tests run auth off, where every caller is the anonymous admin).
+    assert closed.proposal.close_time.seconds == int(env.clock.now)
+    assert closed.proposal.voting_end_time == p.voting_end_time
+    assert closed.proposal.closed_early_by == "admin:anonymous"
 
 
 async def test_rejected_when_no_outweighs_yes_or_ties(voters: Env) -> None:
@@ -172,6 +176,10 @@ async def test_late_vote_is_refused_and_outcome_is_decided_lazily(voters: Env) -
     assert decided.state == pb.PROPOSAL_STATE_PASSED  # 100 yes > 50 no, quorum 0
     assert (decided.no_weight, decided.voter_count) == (50, 2)
     assert decided.voting_end_time == p.voting_end_time
+    # Decided by time passing: closed at its window's end, by nobody early.
+    assert decided.close_time == p.voting_end_time
+    assert decided.closed_early_by == ""
+    assert not p.HasField("close_time")
     # Closing a decided proposal returns it unchanged.
     env.clock.advance(100)
     closed = await env.remote.call(

@@ -30,7 +30,27 @@ class EconomyServiceStub:
     between them, holds stakes, escrows workflow budgets and runs governance
     votes. Every amount is an integer count of minor units; none is a float.
     Mutations carry a request_id: a retry with the same request_id replays the
-    first result instead of applying the change twice.
+    first result instead of applying the change twice; the same request_id with
+    different parameters returns INVALID_ARGUMENT naming request_id.
+
+    Errors are google.rpc.Status values whose ErrorInfo (domain meshwright.dev)
+    carries a reason. Generic failures use the code's name as reason:
+    INVALID_ARGUMENT (with BadRequest field violations), NOT_FOUND,
+    ALREADY_EXISTS. Each RPC below lists the reasons of its own domain.
+
+    Before any RPC runs, the access policy (the meshwright.mesh.v1.access
+    option on each RPC) and the call pipeline answer for every method alike:
+    UNAUTHENTICATED with reason TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_INVALID or
+    TOKEN_EXPIRED for a missing, malformed, wrongly signed or expired bearer
+    token; PERMISSION_DENIED with reason ROLE_NOT_ALLOWED (the caller's role may
+    not call the RPC), NOT_OWNER (a field names an account the caller does not
+    own; an unknown account is refused the same way, so ids of others cannot be
+    probed) or PRIVILEGED_FIELD (a field only admins or mesh services may set);
+    RESOURCE_EXHAUSTED with reason RATE_LIMITED and a RetryInfo; INVALID_ARGUMENT
+    with reason REQUEST_UNDECODABLE for bytes that are not the request message,
+    or INVALID_ARGUMENT for inputs past the mesh's size limits; DEADLINE_EXCEEDED;
+    INTERNAL for a server bug (no details). Admins and mesh services pass the
+    ownership checks unless a field is marked strict.
     """
 
     def __init__(self, channel):
@@ -111,21 +131,48 @@ class EconomyServiceServicer:
     between them, holds stakes, escrows workflow budgets and runs governance
     votes. Every amount is an integer count of minor units; none is a float.
     Mutations carry a request_id: a retry with the same request_id replays the
-    first result instead of applying the change twice.
+    first result instead of applying the change twice; the same request_id with
+    different parameters returns INVALID_ARGUMENT naming request_id.
+
+    Errors are google.rpc.Status values whose ErrorInfo (domain meshwright.dev)
+    carries a reason. Generic failures use the code's name as reason:
+    INVALID_ARGUMENT (with BadRequest field violations), NOT_FOUND,
+    ALREADY_EXISTS. Each RPC below lists the reasons of its own domain.
+
+    Before any RPC runs, the access policy (the meshwright.mesh.v1.access
+    option on each RPC) and the call pipeline answer for every method alike:
+    UNAUTHENTICATED with reason TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_INVALID or
+    TOKEN_EXPIRED for a missing, malformed, wrongly signed or expired bearer
+    token; PERMISSION_DENIED with reason ROLE_NOT_ALLOWED (the caller's role may
+    not call the RPC), NOT_OWNER (a field names an account the caller does not
+    own; an unknown account is refused the same way, so ids of others cannot be
+    probed) or PRIVILEGED_FIELD (a field only admins or mesh services may set);
+    RESOURCE_EXHAUSTED with reason RATE_LIMITED and a RetryInfo; INVALID_ARGUMENT
+    with reason REQUEST_UNDECODABLE for bytes that are not the request message,
+    or INVALID_ARGUMENT for inputs past the mesh's size limits; DEADLINE_EXCEEDED;
+    INTERNAL for a server bug (no details). Admins and mesh services pass the
+    ownership checks unless a field is marked strict.
     """
 
     def CreateAccount(self, request, context):
-        """CreateAccount opens an account, optionally funded by minting
-        initial_balance. Returns ALREADY_EXISTS if the id is taken,
-        INVALID_ARGUMENT for a bad id or a negative balance.
+        """CreateAccount opens an account owned by the caller (or by `owner`),
+        optionally funded by minting initial_balance. Only admins mint: anyone else
+        setting initial_balance gets PERMISSION_DENIED (PRIVILEGED_FIELD), and only
+        admins and mesh services may set owner (PRIVILEGED_FIELD). Returns
+        ALREADY_EXISTS if the id is taken, INVALID_ARGUMENT for a bad account_id,
+        owner (also a caller whose principal cannot be an owner), display_name,
+        request_id or a negative balance, RESOURCE_EXHAUSTED (MINT_LIMIT_EXCEEDED)
+        if minting would push the money supply past int64.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetAccount(self, request, context):
-        """GetAccount returns an account with its balances and tier. Returns
-        NOT_FOUND if unknown.
+        """GetAccount returns an account with its balances, tier and owner. Agents
+        and clients read only accounts they own (PERMISSION_DENIED, NOT_OWNER,
+        also for an unknown id). Returns NOT_FOUND if unknown (to admins and mesh
+        services), INVALID_ARGUMENT for a bad account_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,9 +180,12 @@ class EconomyServiceServicer:
 
     def Transfer(self, request, context):
         """Transfer moves an amount from one account's available balance to
-        another's. Returns NOT_FOUND for an unknown account, INVALID_ARGUMENT for
-        a non-positive amount or a self-transfer, FAILED_PRECONDITION (reason
-        INSUFFICIENT_FUNDS) if the source cannot cover it.
+        another's. Agents and clients spend only from accounts they own
+        (PERMISSION_DENIED, NOT_OWNER); mesh services do not transfer (they pay
+        through escrows). Returns NOT_FOUND for an unknown account,
+        INVALID_ARGUMENT for a bad id, a non-positive amount or a self-transfer,
+        FAILED_PRECONDITION (reason INSUFFICIENT_FUNDS) if the source cannot cover
+        it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,7 +193,9 @@ class EconomyServiceServicer:
 
     def ListTransactions(self, request, context):
         """ListTransactions returns an account's ledger entries, newest first, a
-        page at a time. Returns NOT_FOUND if the account is unknown.
+        page at a time. Agents and clients list only accounts they own
+        (PERMISSION_DENIED, NOT_OWNER). Returns NOT_FOUND if the account is
+        unknown, INVALID_ARGUMENT for a bad account_id, page_size or page_token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,18 +203,23 @@ class EconomyServiceServicer:
 
     def Stake(self, request, context):
         """Stake locks part of the available balance as stake; the stake sets the
-        account's tier and its voting weight. Returns FAILED_PRECONDITION
-        (INSUFFICIENT_FUNDS) if the balance cannot cover it.
+        account's tier and its voting weight. Agents and clients stake only their
+        own accounts (PERMISSION_DENIED, NOT_OWNER). Returns NOT_FOUND if the
+        account is unknown, INVALID_ARGUMENT for a bad id or a non-positive
+        amount, FAILED_PRECONDITION (INSUFFICIENT_FUNDS) if the balance cannot
+        cover it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Unstake(self, request, context):
-        """Unstake returns staked money to the available balance. Returns
-        FAILED_PRECONDITION (INSUFFICIENT_STAKE) if less is staked, and
-        (STAKE_LOCKED) if the stake would fall below what backs the account's
-        votes on proposals still open.
+        """Unstake returns staked money to the available balance. Agents and
+        clients unstake only their own accounts (PERMISSION_DENIED, NOT_OWNER).
+        Returns NOT_FOUND if the account is unknown, INVALID_ARGUMENT for a bad id
+        or a non-positive amount, FAILED_PRECONDITION (INSUFFICIENT_STAKE) if less
+        is staked, and (STAKE_LOCKED) if the stake would fall below what backs the
+        account's votes on proposals still open.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,15 +227,23 @@ class EconomyServiceServicer:
 
     def OpenEscrow(self, request, context):
         """OpenEscrow moves an amount from the payer's available balance into a new
-        escrow. Returns FAILED_PRECONDITION (INSUFFICIENT_FUNDS) if it cannot be
-        covered, ALREADY_EXISTS if escrow_id is taken.
+        escrow. Only the workflow service opens escrows (any other role:
+        PERMISSION_DENIED, ROLE_NOT_ALLOWED), for a payer account whose ownership
+        CreateWorkflow checked. Returns NOT_FOUND if the payer is unknown,
+        INVALID_ARGUMENT for a bad id, reference or a non-positive amount,
+        FAILED_PRECONDITION (INSUFFICIENT_FUNDS) if it cannot be covered,
+        ALREADY_EXISTS if escrow_id is taken.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CaptureEscrow(self, request, context):
-        """CaptureEscrow pays an amount out of an open escrow to a payee. Returns
+        """CaptureEscrow pays an amount out of an open escrow to a payee. Only the
+        workflow service captures (any other role: PERMISSION_DENIED,
+        ROLE_NOT_ALLOWED), so nobody can pay a running workflow's budget to
+        themselves. Returns NOT_FOUND for an unknown escrow or payee,
+        INVALID_ARGUMENT for a bad id, memo or a non-positive amount,
         FAILED_PRECONDITION (ESCROW_CLOSED or ESCROW_EXHAUSTED) if the escrow is
         closed or holds less than the amount.
         """
@@ -188,16 +253,20 @@ class EconomyServiceServicer:
 
     def ReleaseEscrow(self, request, context):
         """ReleaseEscrow refunds what is left in an escrow to the payer and closes
-        it. Releasing a closed escrow returns it unchanged.
+        it. Releasing a closed escrow returns it unchanged. Only the workflow
+        service releases (any other role: PERMISSION_DENIED, ROLE_NOT_ALLOWED).
+        Returns NOT_FOUND if the escrow is unknown, INVALID_ARGUMENT for a bad id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateProposal(self, request, context):
-        """CreateProposal opens a governance vote. Returns NOT_FOUND if the proposer
-        account is unknown, FAILED_PRECONDITION (STAKE_REQUIRED) if it has no
-        stake.
+        """CreateProposal opens a governance vote. Agents and clients propose only
+        with accounts they own (PERMISSION_DENIED, NOT_OWNER). Returns NOT_FOUND
+        if the proposer account is unknown, INVALID_ARGUMENT for a bad id, title,
+        description, voting_period or quorum, FAILED_PRECONDITION
+        (STAKE_REQUIRED) if it has no stake.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -207,24 +276,34 @@ class EconomyServiceServicer:
         """CastVote records a stake-weighted vote; a second vote by the same account
         replaces its first. The stake behind the vote stays locked (Unstake
         refuses to go below it) until the proposal closes, so one stake cannot
-        vote twice through another account. Returns FAILED_PRECONDITION (PROPOSAL_CLOSED) after
-        the voting period, (STAKE_REQUIRED) if the voter has no stake.
+        vote twice through another account. Votes are cast as the caller: the
+        voter account must be the caller's own, for admins too (PERMISSION_DENIED,
+        NOT_OWNER). Returns NOT_FOUND for an unknown proposal or voter,
+        INVALID_ARGUMENT for a bad id or choice, FAILED_PRECONDITION
+        (PROPOSAL_CLOSED) after the voting period or an early close,
+        (STAKE_REQUIRED) if the voter has no stake.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetProposal(self, request, context):
-        """GetProposal returns a proposal with its tally. Returns NOT_FOUND if
-        unknown.
+        """GetProposal returns a proposal with its tally; anyone may read it. A
+        proposal past its voting window is returned decided. Returns NOT_FOUND if
+        unknown, INVALID_ARGUMENT for a bad id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CloseProposal(self, request, context):
-        """CloseProposal ends voting now and decides the outcome. Closing a closed
-        proposal returns it unchanged.
+        """CloseProposal decides a proposal whose voting window has ended; closing a
+        decided proposal returns it unchanged. Only an admin may close before the
+        window ends: the close is recorded (close_time now, closed_early_by the
+        admin) and voting_end_time keeps the window as set. Anyone else closing
+        early gets FAILED_PRECONDITION (VOTING_OPEN, with the proposal_id and
+        voting_end_time in the ErrorInfo metadata), and the proposal stays open.
+        Returns NOT_FOUND if unknown, INVALID_ARGUMENT for a bad id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -311,7 +390,27 @@ class EconomyService:
     between them, holds stakes, escrows workflow budgets and runs governance
     votes. Every amount is an integer count of minor units; none is a float.
     Mutations carry a request_id: a retry with the same request_id replays the
-    first result instead of applying the change twice.
+    first result instead of applying the change twice; the same request_id with
+    different parameters returns INVALID_ARGUMENT naming request_id.
+
+    Errors are google.rpc.Status values whose ErrorInfo (domain meshwright.dev)
+    carries a reason. Generic failures use the code's name as reason:
+    INVALID_ARGUMENT (with BadRequest field violations), NOT_FOUND,
+    ALREADY_EXISTS. Each RPC below lists the reasons of its own domain.
+
+    Before any RPC runs, the access policy (the meshwright.mesh.v1.access
+    option on each RPC) and the call pipeline answer for every method alike:
+    UNAUTHENTICATED with reason TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_INVALID or
+    TOKEN_EXPIRED for a missing, malformed, wrongly signed or expired bearer
+    token; PERMISSION_DENIED with reason ROLE_NOT_ALLOWED (the caller's role may
+    not call the RPC), NOT_OWNER (a field names an account the caller does not
+    own; an unknown account is refused the same way, so ids of others cannot be
+    probed) or PRIVILEGED_FIELD (a field only admins or mesh services may set);
+    RESOURCE_EXHAUSTED with reason RATE_LIMITED and a RetryInfo; INVALID_ARGUMENT
+    with reason REQUEST_UNDECODABLE for bytes that are not the request message,
+    or INVALID_ARGUMENT for inputs past the mesh's size limits; DEADLINE_EXCEEDED;
+    INTERNAL for a server bug (no details). Admins and mesh services pass the
+    ownership checks unless a field is marked strict.
     """
 
     @staticmethod
