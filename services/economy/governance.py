@@ -17,11 +17,6 @@ def outcome(yes: int, no: int, abstain: int, quorum: int) -> ProposalState:
     return ProposalState.REJECTED
 
 
-def voting_open(proposal: Proposal, now: float) -> bool:
-    """Whether the proposal still takes votes at ``now`` (open and inside its window)."""
-    return proposal.state is ProposalState.OPEN and now < proposal.voting_end_time
-
-
 def decided(proposal: Proposal, *, close_time: float, closed_early_by: str = "") -> Proposal:
     """``proposal`` closed at ``close_time`` with its outcome.
 
