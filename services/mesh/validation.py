@@ -6,6 +6,7 @@ import re
 
 from google.protobuf import duration_pb2
 
+from meshwright.mesh.auth import SUBJECT_PATTERN
 from meshwright.mesh.errors import FieldViolation
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
@@ -28,7 +29,7 @@ def check_id(value: str, field: str, *, required: bool = True) -> list[FieldViol
     return []
 
 
-PRINCIPAL_PATTERN = re.compile(r"(admin|service|agent|client):[^\s:][^\s]{0,127}")
+PRINCIPAL_PATTERN = re.compile(r"(admin|service|agent|client):" + SUBJECT_PATTERN.pattern)
 """A principal's name: ``role:subject``."""
 
 

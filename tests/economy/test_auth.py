@@ -296,11 +296,21 @@ async def test_owner_must_be_a_principal_name(mesh: Mesh, owner: str) -> None:
 
 
 async def test_a_caller_that_cannot_be_an_owner_opens_no_account(mesh: Mesh) -> None:
-    # The verifier accepts any 1-128 character subject; one with a space cannot be an owner.
+    # A subject with a space could not be recorded as an owner ("client:mal lory"): the
+    # verifier refuses such a token outright, even when it is properly signed.
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(test_keys().private_pem, password=None)
+    now = int(time.time())
+    claims = {"aud": "meshwright", "sub": "mal lory", "role": "client", "exp": now + 60}
+    token = jwt.encode(claims, key, algorithm="ES256")  # type: ignore[arg-type]
     err = await refused(
-        mesh.as_("client", "mal lory"), "CreateAccount", pb.CreateAccountRequest(account_id="m")
+        mesh.caller(token), "CreateAccount", pb.CreateAccountRequest(account_id="m")
     )
-    assert (err.code, err.fields) == (Code.INVALID_ARGUMENT, ["owner"])
+    assert (err.code, err.reason) == (Code.UNAUTHENTICATED, "TOKEN_INVALID")
     assert await mesh.store.get_account("m") is None
 
 
