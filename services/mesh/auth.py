@@ -15,6 +15,7 @@ one dictionary lookup, not a signature check.
 from __future__ import annotations
 
 import enum
+import math
 import os
 import time
 from collections import OrderedDict
@@ -137,7 +138,7 @@ class TokenVerifier:
                 self._cache.move_to_end(token)
                 return principal
             del self._cache[token]
-        principal, exp = self._decode(token)
+        principal, exp = self._decode(token, now)
         # Never cached past the token's own expiry (plus the allowed skew).
         valid_until = min(now + self._cache_ttl_s, exp + self._leeway_s)
         self._cache[token] = (principal, valid_until)
@@ -145,7 +146,7 @@ class TokenVerifier:
             self._cache.popitem(last=False)
         return principal
 
-    def _decode(self, token: str) -> tuple[Principal, float]:
+    def _decode(self, token: str, now: float) -> tuple[Principal, float]:
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenInvalid("bearer token too long")
         try:
@@ -154,14 +155,32 @@ class TokenVerifier:
                 self._key,
                 algorithms=self._algorithms,
                 audience=self._audience,
-                leeway=self._leeway_s,
-                options={"require": ["exp", "sub", "aud"]},
+                options={
+                    "require": ["exp", "sub", "aud"],
+                    # Checked below against this verifier's clock, the one its cache
+                    # uses: PyJWT would read the wall clock, and a cache entry and a
+                    # fresh check could then disagree about when a token expires.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
-        except jwt.ExpiredSignatureError:
-            raise TokenExpired("bearer token expired") from None
         except jwt.InvalidTokenError as err:
             raise TokenInvalid(f"bearer token rejected: {type(err).__name__}") from None
-        return _principal_of(claims), float(claims["exp"])
+        exp = _numeric_date(claims, "exp")
+        if exp <= now - self._leeway_s:
+            raise TokenExpired("bearer token expired")
+        for name in ("nbf", "iat"):
+            if name in claims and _numeric_date(claims, name) > now + self._leeway_s:
+                raise TokenInvalid(f"bearer token not valid yet ({name})")
+        return _principal_of(claims), exp
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TokenInvalid(f"bearer token's {name} is not a number")
+    return float(value)
 
 
 def _principal_of(claims: Mapping[str, Any]) -> Principal:
