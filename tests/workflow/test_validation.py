@@ -139,3 +139,62 @@ def test_template_parameters_are_checked() -> None:
         "template.parameters[zz]",
         "template.parameters[p]",
     ]
+
+
+def test_names_and_labels_are_bounded_at_the_limit_and_one_past() -> None:
+    from meshwright.workflow._dag import (
+        MAX_LABEL_KEY_CHARS,
+        MAX_LABEL_VALUE_CHARS,
+        MAX_LABELS,
+        MAX_NAME_CHARS,
+    )
+
+    task = [{"id": "a", "skill": "s"}]
+    assert check_definition(definition(name="n" * MAX_NAME_CHARS, tasks=task)) == []
+    assert fields(check_definition(definition(name="n" * (MAX_NAME_CHARS + 1), tasks=task))) == [
+        "definition.name"
+    ]
+    at = {f"k{i}": "v" * MAX_LABEL_VALUE_CHARS for i in range(MAX_LABELS)}
+    assert check_definition(definition(labels=at, tasks=task)) == []
+    past = {**at, "one-more": "v"}
+    assert fields(check_definition(definition(labels=past, tasks=task))) == ["definition.labels"]
+    assert fields(
+        check_definition(definition(labels={"k" * (MAX_LABEL_KEY_CHARS + 1): "v"}, tasks=task))
+    ) == [f"definition.labels['{'k' * 32}'...]"]
+    assert fields(
+        check_definition(definition(labels={"k": "v" * (MAX_LABEL_VALUE_CHARS + 1)}, tasks=task))
+    ) == ["definition.labels['k']"]
+
+
+def test_the_definition_is_bounded_in_bytes() -> None:
+    from meshwright.workflow._dag import MAX_DEFINITION_BYTES
+
+    def of_size(n: int) -> workflow_pb2.WorkflowDefinition:
+        d = definition(tasks=[{"id": "a", "skill": "s"}])
+        d.tasks[0].input["pad"] = "x" * (n - 100)  # then a short name makes up the rest
+        d.name = "n" * (n - d.ByteSize() - 2)  # 2: the name's tag and length
+        return d
+
+    assert of_size(MAX_DEFINITION_BYTES).ByteSize() == MAX_DEFINITION_BYTES
+    assert check_definition(of_size(MAX_DEFINITION_BYTES)) == []
+    assert fields(check_definition(of_size(MAX_DEFINITION_BYTES + 1))) == ["definition"]
+
+
+def test_a_long_cycle_is_abbreviated_and_caller_text_is_clipped_ascii() -> None:
+    ids = [f"t{i}" for i in range(300)]
+    ring = [{"id": t, "skill": "s", "dependsOn": [ids[(i + 1) % 300]]} for i, t in enumerate(ids)]
+    (violation,) = check_definition(definition(tasks=ring))
+    assert violation.description == (
+        "dependency cycle: t0 -> t1 -> t2 -> t3 -> t4 -> t5 -> t6 -> t7 -> t8 -> t9 -> "
+        "... (290 more, 300 tasks in all) -> t0 (each depends on the next)"
+    )
+    short = [
+        {"id": t, "skill": "s", "dependsOn": [f"c{(i + 1) % 11}"]}
+        for i, t in enumerate(f"c{i}" for i in range(11))
+    ]
+    (violation,) = check_definition(definition(tasks=short))
+    assert "..." not in violation.description  # 12 ids in the path: shown in full
+
+    d = definition(tasks=[{"id": "a", "skill": "s", "dependsOn": ["é" * 1000]}])
+    (violation,) = check_definition(d)
+    assert violation.description.isascii() and len(violation.description) < 300
