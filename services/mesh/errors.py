@@ -61,7 +61,12 @@ class MeshError(Exception):
         # THE table of reasons. A reason claimed twice is a bug caught at import.
         if "reason" in cls.__dict__:
             owner = MeshError._by_reason.get(cls.reason)
-            if owner is not None and owner.__qualname__ != cls.__qualname__:
+            # Only the same class created again (a module reloaded) may take its
+            # reason back; a class of the same name in another module may not.
+            if owner is not None and (owner.__module__, owner.__qualname__) != (
+                cls.__module__,
+                cls.__qualname__,
+            ):
                 raise TypeError(
                     f"error reason {cls.reason!r} of {cls.__module__}.{cls.__qualname__} is "
                     f"already claimed by {owner.__module__}.{owner.__qualname__}"
