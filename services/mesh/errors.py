@@ -296,7 +296,13 @@ def from_rpc_error(err: grpc.RpcError) -> MeshError:
     Calls that failed without a rich status (for example a peer that is down)
     become the class of their status code, with the code's name as reason.
     """
-    status = rpc_status.from_call(err)
+    try:
+        status = rpc_status.from_call(err)
+    except ValueError:
+        # The details trailer names another code than the call ended with: a hop
+        # replaced the status (a proxy, or the transport refusing the trailers).
+        # The call's own code is what happened.
+        status = None
     if status is not None:
         return from_status_proto(status)
     code = err.code()
