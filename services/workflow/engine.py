@@ -508,10 +508,10 @@ class Engine:
                     on_unaffordable=lambda: run.reserved > 0,
                 )
             except BudgetExhausted as err:
-                error = err.message
+                error = _clip(f"{err.reason}: {err.message}")
                 break  # no retry can make the budget larger
             except MeshError as err:
-                error = err.message
+                error = _clip(f"{err.reason}: {err.message}")
                 if attempt < max_attempts:
                     await self._retrying(run, task_id, attempt, "", error, backoff)
                     backoff = min(backoff * multiplier, max_backoff)

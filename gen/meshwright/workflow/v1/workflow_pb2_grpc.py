@@ -29,6 +29,29 @@ class WorkflowServiceStub:
     """WorkflowService runs DAGs of tasks on the best available agents, pays them
     from the workflow's escrowed budget and records an ordered event log that
     watchers can follow and resume.
+
+    Error reasons (google.rpc.ErrorInfo.reason, domain "meshwright.dev") it
+    sends: WORKFLOW_NOT_FOUND, TEMPLATE_NOT_FOUND (NOT_FOUND), WORKFLOW_EXISTS,
+    TEMPLATE_EXISTS (ALREADY_EXISTS), NOT_OWNER (PERMISSION_DENIED),
+    INVALID_ARGUMENT with field violations, and what the economy answers while
+    escrowing (INSUFFICIENT_FUNDS). A task that cannot be placed fails with
+    its error text instead: no agent free in time (NO_AGENT_AVAILABLE), every
+    agent costs more than the budget has left (BUDGET_EXHAUSTED).
+
+    The workflow service also serves meshwright.agent.v1.AgentService for the
+    whole mesh (its mesh_access policies), as a skill router: ExecuteTask and
+    StreamTask go to the best active agent offering the skill. Routed calls are
+    not billed, so admins and mesh services are routed to any agent, agents
+    and clients only to agents whose price for the skill is 0. Its reasons:
+    SKILL_NOT_OFFERED (NOT_FOUND): no registered agent offers the skill.
+    PAID_SKILL_NEEDS_WORKFLOW (FAILED_PRECONDITION): only paid agents offer
+    it; run the task in a workflow with a budget (CreateWorkflow).
+    NO_AGENT_AVAILABLE (UNAVAILABLE): no suitable agent was free in time.
+    TASK_ALREADY_ROUTED (ALREADY_EXISTS): a task with that id is running
+    through the mesh.
+    NOT_OWNER (PERMISSION_DENIED): CancelTask of a task another caller routed
+    (only that caller and admins may cancel it); NOT_FOUND if no task with
+    that id runs through the mesh.
     """
 
     def __init__(self, channel):
@@ -78,32 +101,74 @@ class WorkflowServiceServicer:
     """WorkflowService runs DAGs of tasks on the best available agents, pays them
     from the workflow's escrowed budget and records an ordered event log that
     watchers can follow and resume.
+
+    Error reasons (google.rpc.ErrorInfo.reason, domain "meshwright.dev") it
+    sends: WORKFLOW_NOT_FOUND, TEMPLATE_NOT_FOUND (NOT_FOUND), WORKFLOW_EXISTS,
+    TEMPLATE_EXISTS (ALREADY_EXISTS), NOT_OWNER (PERMISSION_DENIED),
+    INVALID_ARGUMENT with field violations, and what the economy answers while
+    escrowing (INSUFFICIENT_FUNDS). A task that cannot be placed fails with
+    its error text instead: no agent free in time (NO_AGENT_AVAILABLE), every
+    agent costs more than the budget has left (BUDGET_EXHAUSTED).
+
+    The workflow service also serves meshwright.agent.v1.AgentService for the
+    whole mesh (its mesh_access policies), as a skill router: ExecuteTask and
+    StreamTask go to the best active agent offering the skill. Routed calls are
+    not billed, so admins and mesh services are routed to any agent, agents
+    and clients only to agents whose price for the skill is 0. Its reasons:
+    SKILL_NOT_OFFERED (NOT_FOUND): no registered agent offers the skill.
+    PAID_SKILL_NEEDS_WORKFLOW (FAILED_PRECONDITION): only paid agents offer
+    it; run the task in a workflow with a budget (CreateWorkflow).
+    NO_AGENT_AVAILABLE (UNAVAILABLE): no suitable agent was free in time.
+    TASK_ALREADY_ROUTED (ALREADY_EXISTS): a task with that id is running
+    through the mesh.
+    NOT_OWNER (PERMISSION_DENIED): CancelTask of a task another caller routed
+    (only that caller and admins may cancel it); NOT_FOUND if no task with
+    that id runs through the mesh.
     """
 
     def CreateWorkflow(self, request, context):
         """CreateWorkflow validates a definition (given inline or made from a
-        template), escrows its budget and starts it. Returns INVALID_ARGUMENT with
-        a field violation per problem (duplicate or empty task ids, unknown
-        dependencies, cycles with their path, skills no agent offers, bad
-        budgets), NOT_FOUND for an unknown template or payer account,
-        FAILED_PRECONDITION (INSUFFICIENT_FUNDS) if the budget cannot be escrowed.
-        Nothing is created when it fails. A repeated request_id returns the
-        workflow the first call created.
+        template), escrows its budget and starts it; the caller becomes its owner.
+        Returns INVALID_ARGUMENT with a field violation per problem (duplicate or
+        empty task ids, unknown dependencies, cycles with their path, abbreviated
+        when long, skills no agent offers, bad budgets, the bounds below; the
+        first 20 violations are sent, ErrorInfo metadata violation_count counts
+        all), NOT_FOUND (TEMPLATE_NOT_FOUND) for an unknown template, ALREADY_EXISTS
+        (WORKFLOW_EXISTS) for a taken workflow_id, FAILED_PRECONDITION
+        (INSUFFICIENT_FUNDS) if the budget cannot be escrowed, PERMISSION_DENIED
+        (NOT_OWNER) if an agent or client caller does not own the payer account,
+        wherever the payer comes from (the request, a stored template or a
+        template parameter; an unknown account is refused the same way).
+        Bounds: at most 10000 tasks, name at most 256 characters, at most 64
+        labels (keys 1-63, values at most 256 characters), the definition at most
+        1 MiB serialized (after template expansion), every number finite (NaN,
+        Infinity and JSON numbers like 1e400 are INVALID_ARGUMENT). Nothing is
+        created when it fails. request_ids are scoped to the caller: a repeated
+        request_id with the same request returns the workflow the first call
+        created; with a different request (definition, template or workflow_id)
+        it is INVALID_ARGUMENT on request_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetWorkflow(self, request, context):
-        """GetWorkflow returns a workflow with its tasks. Returns NOT_FOUND if
-        unknown.
+        """GetWorkflow returns a workflow with its tasks. Only its owner, admins
+        and mesh services may read it: others get PERMISSION_DENIED (NOT_OWNER),
+        as do agents and clients asking for an unknown id. Returns NOT_FOUND
+        (WORKFLOW_NOT_FOUND) if unknown, to admins and services.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkflows(self, request, context):
-        """ListWorkflows returns workflows, newest first, a page at a time.
+        """ListWorkflows returns workflows, newest first, a page at a time: only
+        the caller's own for agents and clients, every workflow for admins and
+        mesh services. A page holds at most page_size workflows and about 2 MiB
+        of them serialized (at least one); next_page_token is set whenever more
+        match. Returns INVALID_ARGUMENT for a state the enum does not define, a
+        negative page_size or a page_token not from this service.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,7 +177,9 @@ class WorkflowServiceServicer:
     def CancelWorkflow(self, request, context):
         """CancelWorkflow stops a running workflow: running tasks are cancelled on
         their agents, nothing new starts, the escrow remainder is refunded.
-        Cancelling a finished workflow returns it unchanged.
+        Cancelling a finished workflow returns it unchanged. Only its owner,
+        admins and mesh services may cancel it: others get PERMISSION_DENIED
+        (NOT_OWNER) and the workflow runs on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,8 +187,9 @@ class WorkflowServiceServicer:
 
     def WatchWorkflow(self, request, context):
         """WatchWorkflow streams the workflow's events in sequence order, starting
-        after after_sequence, and ends after the terminal event. Returns
-        NOT_FOUND if the workflow is unknown.
+        after after_sequence, and ends after the terminal event. Who may watch
+        is who may GetWorkflow (PERMISSION_DENIED, NOT_OWNER, otherwise). Returns
+        NOT_FOUND (WORKFLOW_NOT_FOUND) if the workflow is unknown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,16 +198,18 @@ class WorkflowServiceServicer:
     def CreateTemplate(self, request, context):
         """CreateTemplate stores a reusable definition with ${name} parameters.
         Storing a template identical to the stored one of that name returns the
-        stored one (safe to retry). Returns ALREADY_EXISTS if the name holds a
-        different template, INVALID_ARGUMENT if the definition or a parameter is
-        malformed.
+        stored one (safe to retry). Returns ALREADY_EXISTS (TEMPLATE_EXISTS) if
+        the name holds a different template, INVALID_ARGUMENT if the definition
+        or a parameter is malformed. A payer account in a template is not
+        checked here: CreateWorkflow checks it against whoever runs the template.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListTemplates(self, request, context):
-        """ListTemplates returns templates ordered by name, a page at a time.
+        """ListTemplates returns templates ordered by name, a page at a time (at
+        most page_size templates and about 2 MiB of them, at least one).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -195,6 +265,29 @@ class WorkflowService:
     """WorkflowService runs DAGs of tasks on the best available agents, pays them
     from the workflow's escrowed budget and records an ordered event log that
     watchers can follow and resume.
+
+    Error reasons (google.rpc.ErrorInfo.reason, domain "meshwright.dev") it
+    sends: WORKFLOW_NOT_FOUND, TEMPLATE_NOT_FOUND (NOT_FOUND), WORKFLOW_EXISTS,
+    TEMPLATE_EXISTS (ALREADY_EXISTS), NOT_OWNER (PERMISSION_DENIED),
+    INVALID_ARGUMENT with field violations, and what the economy answers while
+    escrowing (INSUFFICIENT_FUNDS). A task that cannot be placed fails with
+    its error text instead: no agent free in time (NO_AGENT_AVAILABLE), every
+    agent costs more than the budget has left (BUDGET_EXHAUSTED).
+
+    The workflow service also serves meshwright.agent.v1.AgentService for the
+    whole mesh (its mesh_access policies), as a skill router: ExecuteTask and
+    StreamTask go to the best active agent offering the skill. Routed calls are
+    not billed, so admins and mesh services are routed to any agent, agents
+    and clients only to agents whose price for the skill is 0. Its reasons:
+    SKILL_NOT_OFFERED (NOT_FOUND): no registered agent offers the skill.
+    PAID_SKILL_NEEDS_WORKFLOW (FAILED_PRECONDITION): only paid agents offer
+    it; run the task in a workflow with a budget (CreateWorkflow).
+    NO_AGENT_AVAILABLE (UNAVAILABLE): no suitable agent was free in time.
+    TASK_ALREADY_ROUTED (ALREADY_EXISTS): a task with that id is running
+    through the mesh.
+    NOT_OWNER (PERMISSION_DENIED): CancelTask of a task another caller routed
+    (only that caller and admins may cancel it); NOT_FOUND if no task with
+    that id runs through the mesh.
     """
 
     @staticmethod
