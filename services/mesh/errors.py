@@ -195,48 +195,84 @@ def grpc_code(err: MeshError) -> grpc.StatusCode:
 
 
 MAX_VIOLATIONS = 20
-"""Field violations sent with one error; the rest are counted in ``violation_count``."""
-_MAX_TEXT = 300
-_MAX_MESSAGE = 1000
+"""Field violations sent with one error at most; when some are left out (the limit,
+or the byte budget below) ``violation_count`` in ErrorInfo gives the total."""
+TRAILER_BUDGET = 7168
+"""Bytes the serialized status and ``grpc-message`` (the message again, percent-encoded)
+may take together. gRPC clients refuse trailing metadata above 8 KiB (at random between
+the soft and the hard limit); the rest is headroom for header names and accounting."""
+_MAX_TEXT = 150
+_MAX_MESSAGE = 512
+_MAX_KEY = 64
+_MAX_VALUE = 256
 _MAX_METADATA = 8
+_MAX_RETRY_S = 86_400.0
 
 
 def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """``text`` in at most ``limit`` UTF-8 bytes, cut on a character boundary."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "..."
+
+
+def _wire_len(text: str) -> int:
+    # grpc-message is percent-encoded: a byte outside printable ASCII (or '%') takes 3.
+    return sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in text.encode())
 
 
 def to_status_proto(err: MeshError) -> status_pb2.Status:
     """The ``google.rpc.Status`` for an error, with ErrorInfo, BadRequest and RetryInfo.
 
-    Bounded whatever the error holds (first ``MAX_VIOLATIONS`` violations, texts
-    clipped), so the serialized status always fits in the 8 KiB of trailing
-    metadata gRPC clients accept.
+    Bounded whatever the error holds, so the trailers always fit in what gRPC
+    clients accept: texts are clipped, and violations are sent in order while
+    the status stays within ``TRAILER_BUDGET`` (at most ``MAX_VIOLATIONS``).
     """
-    code = grpc_code(err)
-    status = status_pb2.Status(code=code.value[0], message=_clip(err.message, _MAX_MESSAGE))
-    metadata = {_clip(k, 64): _clip(v, 256) for k, v in list(err.metadata.items())[:_MAX_METADATA]}
-    if len(err.violations) > MAX_VIOLATIONS:
-        metadata["violation_count"] = str(len(err.violations))
+    message = _clip(err.message, _MAX_MESSAGE)
+    metadata = {
+        _clip(k, _MAX_KEY): _clip(v, _MAX_VALUE)
+        for k, v in list(err.metadata.items())[:_MAX_METADATA]
+    }
+    violations = [
+        error_details_pb2.BadRequest.FieldViolation(
+            field=_clip(v.field, _MAX_TEXT), description=_clip(v.description, _MAX_TEXT)
+        )
+        for v in err.violations[:MAX_VIOLATIONS]
+    ]
+    budget = TRAILER_BUDGET - _wire_len(message)
+    while True:
+        status = _status(err, message, metadata, violations)
+        # Without violations the status is a few KiB at most: the loop always ends.
+        if status.ByteSize() <= budget or not violations:
+            return status
+        violations.pop()
+
+
+def _status(
+    err: MeshError,
+    message: str,
+    metadata: dict[str, str],
+    violations: list[error_details_pb2.BadRequest.FieldViolation],
+) -> status_pb2.Status:
+    status = status_pb2.Status(code=grpc_code(err).value[0], message=message)
+    if len(violations) < len(err.violations):
+        metadata = {**metadata, "violation_count": str(len(err.violations))}
     info = any_pb2.Any()
     info.Pack(
-        error_details_pb2.ErrorInfo(reason=err.reason, domain=ERROR_DOMAIN, metadata=metadata)
+        error_details_pb2.ErrorInfo(
+            reason=_clip(err.reason, _MAX_KEY), domain=ERROR_DOMAIN, metadata=metadata
+        )
     )
     status.details.append(info)
-    if err.violations:
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=_clip(v.field, _MAX_TEXT), description=_clip(v.description, _MAX_TEXT)
-                )
-                for v in err.violations[:MAX_VIOLATIONS]
-            ]
-        )
+    if violations:
         detail = any_pb2.Any()
-        detail.Pack(bad)
+        detail.Pack(error_details_pb2.BadRequest(field_violations=violations))
         status.details.append(detail)
     if err.retry_after_s is not None:
         retry = error_details_pb2.RetryInfo()
-        retry.retry_delay.FromNanoseconds(int(max(0.0, err.retry_after_s) * 1e9))
+        delay = min(max(0.0, err.retry_after_s), _MAX_RETRY_S)  # NaN -> 0
+        retry.retry_delay.FromNanoseconds(int(delay * 1e9))
         detail = any_pb2.Any()
         detail.Pack(retry)
         status.details.append(detail)
