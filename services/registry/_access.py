@@ -58,9 +58,12 @@ def require_own_payout(who: Principal | None, agent_id: str, payout_account_id: 
 
 
 def sees_lease(who: Principal | None, agent_id: str) -> bool:
-    """Whether ``who`` may see the lease id of ``agent_id``: only its holder may.
+    """Whether ``who`` may read the lease id of ``agent_id`` (GetAgent, ListAgents, watches).
 
-    The holder is the agent principal of that id. Internal callers see it
+    Only the agent principal of that id may: the agent holds its lease. (The
+    RegisterAgent response always carries the lease it grants, to its caller,
+    who is its holder, and a Heartbeat response echoes the lease its caller
+    presented; neither tells anyone something new.) Internal callers see it
     (they are the process). With auth off every caller is the anonymous admin
     and sees it: nobody is told apart there, anyone may heartbeat any agent
     anyway, so hiding it would protect nothing and only break tooling. Checked

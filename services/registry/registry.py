@@ -193,7 +193,9 @@ class Registry:
             now=now,
         )
         await self.backend.put(record, now=now)
-        return _access.shown(to_agent(record, record.state_at(now)), who)
+        # The caller was just granted this lease: it is its holder, so the response
+        # carries it (an admin registering an agent heartbeats it with this lease).
+        return to_agent(record, record.state_at(now))
 
     async def heartbeat(
         self, agent_id: str, lease_id: str, *, load: int = 0, draining: bool = False
@@ -208,7 +210,8 @@ class Registry:
         _access.require_self(who, agent_id)
         now = self._clock()
         record = await self.backend.renew(agent_id, lease_id, now=now, load=load, draining=draining)
-        return _access.shown(to_agent(record, record.state_at(now)), who)
+        # The caller presented the current lease: echoing it tells it nothing new.
+        return to_agent(record, record.state_at(now))
 
     async def deregister(self, agent_id: str) -> registry_pb2.Agent:
         """Remove a registration; returns it as it was.

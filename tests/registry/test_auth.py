@@ -212,12 +212,24 @@ async def test_clients_and_services_do_not_register(as_: Client) -> None:
     assert list(listing.agents) == []
 
 
-async def test_admin_registers_any_agent_and_does_not_see_its_lease(as_: Client) -> None:
-    reply = await as_("admin", "root").call("RegisterAgent", register_request("a1"))
-    assert reply.agent.agent_id == "a1" and reply.agent.lease_id == ""
+async def test_admin_registers_any_agent_and_holds_the_lease_it_was_granted(
+    as_: Client,
+) -> None:
+    admin = as_("admin", "root")
+    reply = await admin.call("RegisterAgent", register_request("a1"))
+    granted = reply.agent.lease_id
+    assert reply.agent.agent_id == "a1" and granted  # its caller holds the new lease
+    beat = await admin.call(
+        "Heartbeat", registry_pb2.HeartbeatRequest(agent_id="a1", lease_id=granted, load=1)
+    )
+    assert beat.agent.lease_id == granted and beat.agent.load == 1
+    # Reads show it to the agent principal only, never to the admin.
+    got = await admin.call("GetAgent", registry_pb2.GetAgentRequest(agent_id="a1"))
+    assert got.agent.lease_id == ""
+    assert (await _get(as_, "a1")).lease_id == granted
     # The agent itself registers again (its id is its own) and gets a lease it can use.
     mine = await _register(as_, "a1")
-    assert mine.lease_id
+    assert mine.lease_id and mine.lease_id != granted
     await as_("agent", "a1").call(
         "Heartbeat", registry_pb2.HeartbeatRequest(agent_id="a1", lease_id=mine.lease_id)
     )

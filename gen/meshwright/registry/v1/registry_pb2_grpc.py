@@ -33,11 +33,14 @@ class RegistryServiceStub:
     Identity: an agent (role agent) acts only as itself: the agent id it
     registers, heartbeats, drains and deregisters is its token's subject, and
     its pay goes only into the account named after it. Admins may act on any
-    agent. A lease id is shown only to its holder (the agent principal of that
-    agent id): every other caller reads Agent.lease_id as empty, so nobody can
-    heartbeat an agent into draining with a lease read off ListAgents. With
-    auth turned off (--insecure-no-auth, every caller the anonymous admin)
-    lease ids are shown, as nobody is told apart there.
+    agent. A lease id is shown only to its holder: the RegisterAgent response
+    carries the lease it grants to its caller, a Heartbeat response echoes the
+    lease its caller presented, and GetAgent, ListAgents and WatchAgents show
+    it only to the agent principal of that agent id. Every other caller reads
+    Agent.lease_id as empty, so nobody can heartbeat an agent into draining
+    with a lease read off ListAgents. With auth turned off (--insecure-no-auth,
+    every caller the anonymous admin) lease ids are shown, as nobody is told
+    apart there.
 
     Error reasons (google.rpc.ErrorInfo.reason, domain "meshwright.dev") this
     service sends:
@@ -105,11 +108,14 @@ class RegistryServiceServicer:
     Identity: an agent (role agent) acts only as itself: the agent id it
     registers, heartbeats, drains and deregisters is its token's subject, and
     its pay goes only into the account named after it. Admins may act on any
-    agent. A lease id is shown only to its holder (the agent principal of that
-    agent id): every other caller reads Agent.lease_id as empty, so nobody can
-    heartbeat an agent into draining with a lease read off ListAgents. With
-    auth turned off (--insecure-no-auth, every caller the anonymous admin)
-    lease ids are shown, as nobody is told apart there.
+    agent. A lease id is shown only to its holder: the RegisterAgent response
+    carries the lease it grants to its caller, a Heartbeat response echoes the
+    lease its caller presented, and GetAgent, ListAgents and WatchAgents show
+    it only to the agent principal of that agent id. Every other caller reads
+    Agent.lease_id as empty, so nobody can heartbeat an agent into draining
+    with a lease read off ListAgents. With auth turned off (--insecure-no-auth,
+    every caller the anonymous admin) lease ids are shown, as nobody is told
+    apart there.
 
     Error reasons (google.rpc.ErrorInfo.reason, domain "meshwright.dev") this
     service sends:
@@ -139,7 +145,7 @@ class RegistryServiceServicer:
         NOT_OWNER if an agent names another agent's id (the registration stays
         as it was), with reason PAYOUT_NOT_OWN if an agent names a payout account
         other than its own, with reason ROLE_NOT_ALLOWED for clients and
-        services. The response shows the lease id to the agent itself only.
+        services. The response carries the new lease id (its caller holds it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,11 +250,14 @@ class RegistryService:
     Identity: an agent (role agent) acts only as itself: the agent id it
     registers, heartbeats, drains and deregisters is its token's subject, and
     its pay goes only into the account named after it. Admins may act on any
-    agent. A lease id is shown only to its holder (the agent principal of that
-    agent id): every other caller reads Agent.lease_id as empty, so nobody can
-    heartbeat an agent into draining with a lease read off ListAgents. With
-    auth turned off (--insecure-no-auth, every caller the anonymous admin)
-    lease ids are shown, as nobody is told apart there.
+    agent. A lease id is shown only to its holder: the RegisterAgent response
+    carries the lease it grants to its caller, a Heartbeat response echoes the
+    lease its caller presented, and GetAgent, ListAgents and WatchAgents show
+    it only to the agent principal of that agent id. Every other caller reads
+    Agent.lease_id as empty, so nobody can heartbeat an agent into draining
+    with a lease read off ListAgents. With auth turned off (--insecure-no-auth,
+    every caller the anonymous admin) lease ids are shown, as nobody is told
+    apart there.
 
     Error reasons (google.rpc.ErrorInfo.reason, domain "meshwright.dev") this
     service sends:
