@@ -101,13 +101,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--agent-id",
         default=env_default("agent_id", None),
-        help="registry id; name plus a random suffix by default (env MESHWRIGHT_AGENT_ID)",
+        help="registry id; the subject of an agent --token by default (and then it must be "
+        "that subject), else the name plus a random suffix (env MESHWRIGHT_AGENT_ID)",
     )
     parser.add_argument(
         "--token",
         default=env_default("token", None),
-        help="this agent's bearer token (role agent; its subject is the agent id) "
-        "(env MESHWRIGHT_TOKEN)",
+        help="this agent's bearer token (role agent; its subject is the agent id), sent on "
+        "its calls to the registry and the economy (env MESHWRIGHT_TOKEN)",
     )
     parser.add_argument(
         "--auth-public-key",

@@ -23,6 +23,8 @@ from meshwright.mesh.errors import (
     FailedPrecondition,
     MeshError,
     NotFound,
+    PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 from meshwright.registry.v1 import registry_pb2
@@ -83,7 +85,7 @@ class Registration:
         self.heartbeats = 0
         """Successful heartbeats so far."""
         self.registered = asyncio.Event()
-        """Set once the first registration succeeded."""
+        """Set once the first registration succeeded (and the payout account was tried)."""
         self._account_done = economy is None
         self._account_warned = False
         self._lock = asyncio.Lock()
@@ -157,10 +159,19 @@ class Registration:
                     self.lease_id = ""
                     delay = 0.0
                 else:
-                    # Log the first failure of a run; the rest would be noise.
-                    level = logging.DEBUG if failing else logging.WARNING
+                    # Log the first failure of a run; the rest would be noise. A refused
+                    # token is an operator's problem (wrong/expired token, agent id not the
+                    # token's subject), not a flaky network: say so louder.
+                    refused = isinstance(err, (PermissionDenied, Unauthenticated))
+                    level = logging.ERROR if refused else logging.WARNING
+                    if failing:
+                        level = logging.DEBUG
                     log.log(
-                        level, "registry call failed (%s): %s; retrying", err.reason, err.message
+                        level,
+                        "registry call failed (%s): %s; retrying%s",
+                        err.reason,
+                        err.message,
+                        " (check this agent's --token)" if refused else "",
                     )
                     failing = True
                     delay = backoff
@@ -177,6 +188,10 @@ class Registration:
         )
         self.lease_id = reply.agent.lease_id
         self.registrations += 1
+        if not self._account_done:
+            # Before announcing the registration (READY): whoever sees the agent
+            # registered finds its payout account open (unless the economy failed).
+            await self._create_account()
         self.registered.set()
         log.info(
             "registered %s at %s (lease %s)",
@@ -199,29 +214,59 @@ class Registration:
         self.heartbeats += 1
 
     async def _create_account(self) -> None:
+        """Open the payout account, as this agent (the economy records it as the owner)."""
         assert self._economy is not None
+        account_id = self._request.payout_account_id or self.agent_id
         try:
             await self._economy.call(
                 "CreateAccount",
                 economy_pb2.CreateAccountRequest(
-                    account_id=self._request.payout_account_id or self.agent_id,
+                    account_id=account_id,
                     display_name=self._request.card.name,
                     request_id=f"agent-account-{self.agent_id}",
                 ),
                 timeout=self._call_timeout_s,
             )
-            log.info("created payout account %s", self.agent_id)
+            log.info("created payout account %s", account_id)
             self._account_done = True
         except AlreadyExists:
             self._account_done = True
+            await self._check_account_owner(account_id)
         except MeshError as err:
-            if not isinstance(err, _TRANSIENT):
-                self._account_done = True  # retrying will not help (e.g. no economy there)
             if not self._account_warned:
                 log.warning(
                     "could not create payout account %s (%s): %s",
-                    self.agent_id,
+                    account_id,
                     err.reason,
                     err.message,
                 )
                 self._account_warned = True
+            if not isinstance(err, _TRANSIENT):
+                self._account_done = True  # retrying will not help (e.g. no economy there)
+                # E.g. someone opened it first reusing our request id: is it still ours?
+                await self._check_account_owner(account_id)
+
+    async def _check_account_owner(self, account_id: str) -> None:
+        """Warn when the payout account exists but is someone else's.
+
+        It exists after a restart (ours) or because someone opened an account
+        under our id first: then our pay would go to them. With auth on the
+        economy refuses to show an account to anyone but its owner, so a refusal
+        here means exactly that.
+        """
+        assert self._economy is not None
+        try:
+            await self._economy.call(
+                "GetAccount",
+                economy_pb2.GetAccountRequest(account_id=account_id),
+                timeout=self._call_timeout_s,
+            )
+            log.info("payout account %s is open already and ours", account_id)
+        except PermissionDenied:
+            log.error(
+                "payout account %s exists but does not belong to this agent: its pay would "
+                "go to whoever opened it; ask an admin to resolve it",
+                account_id,
+            )
+        except MeshError as err:
+            log.debug("could not check payout account %s: %s", account_id, err.message)

@@ -50,10 +50,12 @@ class ServeOptions:
     grace_s: float = 5.0
     """How long in-flight tasks may finish when stopping."""
     agent_id: str | None = None
-    """Registry id; the token's subject, else ``<name>-<random>``, when None."""
+    """Registry id; the token's subject (role agent), else ``<name>-<random>``, when None.
+    With an agent token it must be the token's subject (ValueError otherwise)."""
     token: str | None = None
     """This agent's bearer token (role ``agent``, subject = its agent id): what it calls the
-    registry and the economy with."""
+    registry and the economy with (never the callers' tokens). The economy records the
+    payout account it creates as owned by this token's principal."""
     auth_public_key: str = ""
     """PEM public key that verifies callers' tokens (only the mesh and admins may call)."""
     auth_hs256_secret: str = ""
@@ -68,15 +70,46 @@ class ServeOptions:
 
 def token_subject(token: str | None) -> str | None:
     """The ``sub`` of our own token (read, not verified: the registry verifies it)."""
-    if not token:
+    sub = _claims(token).get("sub")
+    return sub if isinstance(sub, str) and sub else None
+
+
+def token_agent_id(token: str | None) -> str | None:
+    """The agent id our own token binds us to: its subject when its role is ``agent``.
+
+    None for no token or another role (an admin token registers whatever id it
+    is given; its subject is a person, not an agent id).
+    """
+    if _claims(token).get("role") != "agent":
         return None
+    return token_subject(token)
+
+
+def _claims(token: str | None) -> dict[str, object]:
+    if not token:
+        return {}
     import jwt
 
     try:
-        sub = jwt.decode(token, options={"verify_signature": False}).get("sub")
+        claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
-        return None
-    return sub if isinstance(sub, str) and sub else None
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def agent_id_of(options: ServeOptions, agent: Agent) -> str:
+    """The id an agent registers under: the one asked for, else its token's, else a fresh one.
+
+    ValueError when both are given and differ: the registry accepts an agent
+    only under its token's subject, so such an agent could never register.
+    """
+    bound = token_agent_id(options.token)
+    if options.agent_id and bound and options.agent_id != bound:
+        raise ValueError(
+            f"agent_id {options.agent_id!r} is not the subject of this agent's token "
+            f"({bound!r}); an agent registers only as its token's subject"
+        )
+    return options.agent_id or bound or agent.new_agent_id()
 
 
 def agent_pipeline(options: ServeOptions) -> Pipeline:
@@ -109,8 +142,8 @@ class AgentRuntime:
     def __init__(self, agent: Agent, options: ServeOptions) -> None:
         self.agent = agent
         self.options = options
-        self.agent_id = options.agent_id or token_subject(options.token) or agent.new_agent_id()
-        """The id this agent registers under."""
+        self.agent_id = agent_id_of(options, agent)
+        """The id this agent registers under (its token's subject for an agent token)."""
         self.servicer = AgentServicer(agent)
         self.server = MeshServer(
             pipeline=agent_pipeline(options),
@@ -121,6 +154,9 @@ class AgentRuntime:
         )
         self.server.add(self.servicer, SERVICE)
         self.registration: Registration | None = None
+        # Every outgoing call (registry, economy) carries this agent's own token, so the
+        # registry binds the registration to it and the economy records it as the payout
+        # account's owner.
         self._channels = ChannelPool(tls=options.tls, token=options.token)
         self._stop_requested = asyncio.Event()
         self._stopping: asyncio.Task[None] | None = None

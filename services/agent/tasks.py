@@ -209,13 +209,17 @@ class TaskRunner:
         r = self._admit(request, stream=False)
         fut = self._start(r)
         try:
-            await fut
+            # Not ``await fut``: the task swallows its cancellation (it ends CANCELED), so
+            # a cancel of this call passed on to it would return here as if nothing had
+            # happened, and a call past its deadline would answer with a CANCELED task
+            # instead of DEADLINE_EXCEEDED. wait() leaves fut alone; we cancel it ourselves.
+            await asyncio.wait({fut})
         except asyncio.CancelledError:
-            # Cancelled before the skill started, or this call itself was cancelled.
+            # This call was cancelled (the caller went away, its deadline passed).
+            fut.cancel()
             self._close(r)
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise
+            raise
+        # Done, or cancelled (by CancelTask, or before the skill started): r.task says which.
         return r.task
 
     async def stream(self, request: TaskRequest) -> AsyncIterator[agent_pb2.StreamTaskResponse]:

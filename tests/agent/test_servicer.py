@@ -24,6 +24,7 @@ from meshwright.agent import (
 )
 from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh import InvalidArgument, MeshServer, RemoteServiceClient
+from meshwright.mesh.errors import DeadlineExceeded
 from meshwright.mesh.security import insecure_pipeline
 from tests.conftest import eventually
 
@@ -267,7 +268,7 @@ async def test_cancel_stream_ends_with_canceled_final(served: Any) -> None:
 
 async def test_caller_going_away_cancels_the_task(served: Any) -> None:
     servicer, client, _ = served
-    with pytest.raises(Exception):  # noqa: B017 - DEADLINE_EXCEEDED, whatever its class
+    with pytest.raises(DeadlineExceeded):
         await client.call("ExecuteTask", execute("gone", "demo.forever"), timeout=0.3)
     await eventually(lambda: servicer.load == 0)
 

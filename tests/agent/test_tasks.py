@@ -88,6 +88,22 @@ async def test_caller_going_away_from_a_sync_skill_keeps_the_slot_too(
     runner.close()
 
 
+async def test_a_call_past_its_deadline_raises_instead_of_returning_a_canceled_task() -> None:
+    """The skill's task swallows its cancellation (it ends CANCELED); the call's own
+    cancellation must still reach the caller, or a deadline would answer "success"."""
+
+    async def forever(input: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        await asyncio.sleep(60)
+        return {}
+
+    runner = TaskRunner({"forever": Skill(id="forever", fn=forever)})
+    for _ in range(20):  # the race it had was lost only now and then
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await runner.execute(request("t1", "forever"))
+        await eventually(lambda: runner.load == 0, timeout=1)
+
+
 async def test_stream_closed_before_the_task_ran_frees_its_slot(
     release: threading.Event,
 ) -> None:

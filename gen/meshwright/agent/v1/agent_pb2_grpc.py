@@ -29,6 +29,28 @@ class AgentServiceStub:
     """AgentService is served by every agent process. Its concepts follow the A2A
     protocol: an agent card that lists skills, tasks that move through states,
     and streamed status and artifact updates.
+
+    Access: an agent process answers only the mesh (role service) and admins
+    (the access option of each RPC), so nobody gets work done for free by
+    calling an agent directly; the mesh's own AgentService router applies the
+    mesh_access option instead. grpc.health.v1 and server reflection stay open
+    without a token. With auth turned off (--insecure-no-auth) anyone who
+    reaches the port is served.
+
+    Error reasons (google.rpc.ErrorInfo.reason, domain "meshwright.dev") an
+    agent process sends:
+    SKILL_NOT_FOUND (NOT_FOUND): the agent does not offer the skill.
+    TASK_NOT_FOUND (NOT_FOUND): no task with that id is running here.
+    TASK_ALREADY_RUNNING (ALREADY_EXISTS): a task with that id is running.
+    AGENT_AT_CAPACITY (RESOURCE_EXHAUSTED): the agent runs as many tasks as
+    its capacity allows; try another agent or later.
+    INVALID_ARGUMENT (INVALID_ARGUMENT): bad request fields, each named in a
+    google.rpc.BadRequest field violation.
+    PERMISSION_DENIED reasons (ROLE_NOT_ALLOWED for agent and client tokens)
+    and UNAUTHENTICATED reasons (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_INVALID
+    for a wrong signature, audience or claims, TOKEN_EXPIRED) come from the
+    access policy and the call pipeline, as do RATE_LIMITED
+    (RESOURCE_EXHAUSTED) and REQUEST_UNDECODABLE (INVALID_ARGUMENT).
     """
 
     def __init__(self, channel):
@@ -63,6 +85,28 @@ class AgentServiceServicer:
     """AgentService is served by every agent process. Its concepts follow the A2A
     protocol: an agent card that lists skills, tasks that move through states,
     and streamed status and artifact updates.
+
+    Access: an agent process answers only the mesh (role service) and admins
+    (the access option of each RPC), so nobody gets work done for free by
+    calling an agent directly; the mesh's own AgentService router applies the
+    mesh_access option instead. grpc.health.v1 and server reflection stay open
+    without a token. With auth turned off (--insecure-no-auth) anyone who
+    reaches the port is served.
+
+    Error reasons (google.rpc.ErrorInfo.reason, domain "meshwright.dev") an
+    agent process sends:
+    SKILL_NOT_FOUND (NOT_FOUND): the agent does not offer the skill.
+    TASK_NOT_FOUND (NOT_FOUND): no task with that id is running here.
+    TASK_ALREADY_RUNNING (ALREADY_EXISTS): a task with that id is running.
+    AGENT_AT_CAPACITY (RESOURCE_EXHAUSTED): the agent runs as many tasks as
+    its capacity allows; try another agent or later.
+    INVALID_ARGUMENT (INVALID_ARGUMENT): bad request fields, each named in a
+    google.rpc.BadRequest field violation.
+    PERMISSION_DENIED reasons (ROLE_NOT_ALLOWED for agent and client tokens)
+    and UNAUTHENTICATED reasons (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_INVALID
+    for a wrong signature, audience or claims, TOKEN_EXPIRED) come from the
+    access policy and the call pipeline, as do RATE_LIMITED
+    (RESOURCE_EXHAUSTED) and REQUEST_UNDECODABLE (INVALID_ARGUMENT).
     """
 
     def GetAgentCard(self, request, context):
@@ -76,8 +120,11 @@ class AgentServiceServicer:
         """ExecuteTask runs one task to completion and returns it in a terminal
         state. A skill that fails yields a task in TASK_STATE_FAILED, not an RPC
         error. Returns INVALID_ARGUMENT if task_id or skill is missing, NOT_FOUND
-        if the agent does not offer the skill, ALREADY_EXISTS if a task with the
-        same task_id is running, RESOURCE_EXHAUSTED if the agent is at capacity.
+        (reason SKILL_NOT_FOUND) if the agent does not offer the skill,
+        ALREADY_EXISTS (reason TASK_ALREADY_RUNNING) if a task with the same
+        task_id is running, RESOURCE_EXHAUSTED (reason AGENT_AT_CAPACITY) if the
+        agent is at capacity; on an agent process, PERMISSION_DENIED (reason
+        ROLE_NOT_ALLOWED) for agent and client tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -93,8 +140,8 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelTask(self, request, context):
-        """CancelTask asks a running task to stop. Returns NOT_FOUND if no task with
-        that id is running on this agent.
+        """CancelTask asks a running task to stop. Returns NOT_FOUND (reason
+        TASK_NOT_FOUND) if no task with that id is running on this agent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +182,28 @@ class AgentService:
     """AgentService is served by every agent process. Its concepts follow the A2A
     protocol: an agent card that lists skills, tasks that move through states,
     and streamed status and artifact updates.
+
+    Access: an agent process answers only the mesh (role service) and admins
+    (the access option of each RPC), so nobody gets work done for free by
+    calling an agent directly; the mesh's own AgentService router applies the
+    mesh_access option instead. grpc.health.v1 and server reflection stay open
+    without a token. With auth turned off (--insecure-no-auth) anyone who
+    reaches the port is served.
+
+    Error reasons (google.rpc.ErrorInfo.reason, domain "meshwright.dev") an
+    agent process sends:
+    SKILL_NOT_FOUND (NOT_FOUND): the agent does not offer the skill.
+    TASK_NOT_FOUND (NOT_FOUND): no task with that id is running here.
+    TASK_ALREADY_RUNNING (ALREADY_EXISTS): a task with that id is running.
+    AGENT_AT_CAPACITY (RESOURCE_EXHAUSTED): the agent runs as many tasks as
+    its capacity allows; try another agent or later.
+    INVALID_ARGUMENT (INVALID_ARGUMENT): bad request fields, each named in a
+    google.rpc.BadRequest field violation.
+    PERMISSION_DENIED reasons (ROLE_NOT_ALLOWED for agent and client tokens)
+    and UNAUTHENTICATED reasons (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_INVALID
+    for a wrong signature, audience or claims, TOKEN_EXPIRED) come from the
+    access policy and the call pipeline, as do RATE_LIMITED
+    (RESOURCE_EXHAUSTED) and REQUEST_UNDECODABLE (INVALID_ARGUMENT).
     """
 
     @staticmethod
