@@ -1,10 +1,16 @@
-"""What ``meshwright up --demo`` does once the mesh is up."""
+"""What ``meshwright up --demo`` does once the mesh is up.
+
+The demo follows the real flow of a secured mesh: the admin mints the payer's
+funds into an account owned by the client principal, and the client (with its
+own token, through the same pipeline as any remote caller) runs and pays for
+the workflow.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -38,22 +44,46 @@ async def wait_for_agents(
         await asyncio.sleep(0.1)
 
 
-async def run_demo(clients: Mapping[str, ServiceClient], console: Console) -> bool:
+@dataclass(frozen=True, slots=True)
+class DemoClients:
+    """Who does what in the demo."""
+
+    admin_economy: ServiceClient
+    """Economy as the admin: mints the payer's funds, reads the agents' pay."""
+    economy: ServiceClient
+    """Economy as the client that owns the payer account."""
+    workflows: ServiceClient
+    """Workflow service as that client."""
+    owner: str
+    """The client's principal (``client:<sub>``) that owns the payer account; empty with auth
+    off."""
+
+
+async def run_demo(clients: DemoClients, console: Console) -> bool:
     """Fund the demo account, run the demo workflow live, show the bill."""
     from meshwright.cli import demo_definition
 
-    economy, workflows = clients["economy"], clients["workflow"]
+    economy, workflows = clients.economy, clients.workflows
     try:
-        await economy.call(
+        await clients.admin_economy.call(
             "CreateAccount",
             economy_pb2.CreateAccountRequest(
-                account_id=DEMO_ACCOUNT, display_name="Demo payer", initial_balance=DEMO_FUNDS
+                account_id=DEMO_ACCOUNT,
+                display_name="Demo payer",
+                initial_balance=DEMO_FUNDS,
+                owner=clients.owner,
             ),
         )
+        owned = f", owned by {clients.owner}" if clients.owner else ""
+        console.print(escape(f"  admin minted {DEMO_FUNDS} into account {DEMO_ACCOUNT}{owned}"))
     except AlreadyExists:
         pass
     definition = demo_definition()
-    console.rule(f"demo workflow [bold]{definition.name}[/bold], budget {definition.budget}")
+    who = f" as {clients.owner}" if clients.owner else ""
+    console.rule(
+        f"demo workflow [bold]{escape(definition.name)}[/bold], budget {definition.budget}"
+        f"{escape(who)}"
+    )
     reply = await workflows.call(
         "CreateWorkflow", workflow_pb2.CreateWorkflowRequest(definition=definition)
     )
@@ -68,7 +98,9 @@ async def run_demo(clients: Mapping[str, ServiceClient], console: Console) -> bo
         if t.agent_id:
             paid[t.agent_id] += t.cost
     for agent_id, amount in sorted(paid.items()):
-        acct = await economy.call("GetAccount", economy_pb2.GetAccountRequest(account_id=agent_id))
+        acct = await clients.admin_economy.call(
+            "GetAccount", economy_pb2.GetAccountRequest(account_id=agent_id)
+        )
         console.print(escape(f"  paid {amount:>4} to {agent_id} (balance {acct.account.balance})"))
     console.print(
         f"  demo account balance {payer.account.balance} "

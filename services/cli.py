@@ -1,38 +1,59 @@
 """The ``meshwright`` command line.
 
 ``up`` runs the whole mesh on this machine; ``serve`` runs chosen services
-(distributed mode); the other commands are clients of a running mesh.
-Every flag has a ``MESHWRIGHT_*`` environment variable.
+(distributed mode); ``token create`` mints a token; the other commands are
+clients of a running mesh. Every flag has a ``MESHWRIGHT_*`` environment
+variable.
+
+Client commands find their bearer token by themselves, first match wins:
+``--token``; ``--as admin|client`` (that development token file);
+``$MESHWRIGHT_TOKEN``; else the development token file ``meshwright up``
+wrote to the config directory: ``admin.token`` for ``account create
+--balance N`` (only admins mint), ``client.token`` for everything else.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
+import os
+import re
+import shlex
 import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 from rich.console import Console
 from rich.markup import escape as esc
 
 from meshwright.economy.v1 import economy_pb2
-from meshwright.mesh.client import ChannelPool, ServiceClient
+from meshwright.mesh.auth import Role
+from meshwright.mesh.client import ChannelPool, LocalServiceClient, ServiceClient
 from meshwright.mesh.config import MeshConfig, env_default
-from meshwright.mesh.errors import MeshError
+from meshwright.mesh.errors import MeshError, PermissionDenied, Unauthenticated
+from meshwright.mesh.security import config_dir
 from meshwright.mesh.server import install_signal_handlers
+from meshwright.mesh.tls import TlsConfig
 from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow.v1 import workflow_pb2
+
+if TYPE_CHECKING:
+    from meshwright.agent.supervisor import AgentSpec
+    from meshwright.mesh.security import DevCredentials
+    from meshwright.node import Node
 
 W = workflow_pb2
 SAMPLE_AGENTS = (
     "meshwright.agent.samples:sysinfo_agent",
     "meshwright.agent.samples:analyst_agent",
 )
+TOKEN_ROLES = ("admin", "client")
+"""Development token files a client command can pick with ``--as``."""
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -58,13 +79,120 @@ def load_definition(path: str) -> workflow_pb2.WorkflowDefinition:
 # -- up / serve -----------------------------------------------------------------
 
 
+def _security_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Config fields given as flags (None where the flag was not given: the env decides)."""
+    names = (
+        "insecure_no_auth",
+        "auth_public_key",
+        "auth_private_key",
+        "token",
+        "tls_cert",
+        "tls_key",
+        "tls_ca",
+        "rate_limit_rps",
+        "cors_origins",
+    )
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def sample_specs(count: int) -> list[AgentSpec]:
+    """``count`` sample agents, alternating sysinfo and analyst (copies named ``-2``, ...)."""
+    from meshwright.agent.supervisor import AgentSpec
+
+    specs: list[AgentSpec] = []
+    seen: dict[str, int] = {}
+    for i in range(count):
+        target = SAMPLE_AGENTS[i % len(SAMPLE_AGENTS)]
+        base = target.rpartition(":")[2].removesuffix("_agent")
+        seen[base] = seen.get(base, 0) + 1
+        name = base if seen[base] == 1 else f"{base}-{seen[base]}"
+        specs.append(AgentSpec(target=target, name=name))
+    return specs
+
+
+def _tls_env(config: MeshConfig) -> dict[str, str]:
+    """The TLS settings as environment for child agents (which serve and call with them)."""
+    pairs = (("CERT", config.tls_cert), ("KEY", config.tls_key), ("CA", config.tls_ca))
+    return {f"MESHWRIGHT_TLS_{k}": v for k, v in pairs if v}
+
+
+def _as(node: Node, service: str, token: str | None) -> ServiceClient:
+    """A client of an in-process service calling with ``token`` (through the pipeline)."""
+    client = node.clients[service]
+    assert isinstance(client, LocalServiceClient), "meshwright up runs every service here"
+    return client.with_token(token)
+
+
+def _print_auth(config: MeshConfig, node: Node, creds: DevCredentials | None) -> None:
+    """How to call the mesh: where the tokens are, with grpcurl and curl lines to copy."""
+    if creds is None:
+        console.print(
+            "[bold red]auth OFF[/bold red] (--insecure-no-auth): every caller is an admin; "
+            "anyone who can reach these ports can mint money",
+            soft_wrap=True,
+        )
+        return
+    client_file = shlex.quote(str(creds.client_token_file))
+    console.print(
+        f"[bold]meshwright[/bold] auth  ON; development keys and tokens in "
+        f"{esc(str(creds.directory))} (files mode 0600)",
+        soft_wrap=True,
+    )
+    console.print(
+        esc(f"  client token {creds.client_token_file}: the CLI's default identity"),
+        soft_wrap=True,
+    )
+    console.print(
+        esc(f"  admin token  {creds.admin_token_file}: mints money (CLI: --as admin)"),
+        soft_wrap=True,
+    )
+    tls = (
+        f"-cacert {shlex.quote(config.tls_ca)} -cert {shlex.quote(config.tls_cert)} "
+        f"-key {shlex.quote(config.tls_key)}"
+        if config.tls_ca
+        else "-plaintext"
+    )
+    header = f'-H "authorization: Bearer $(cat {client_file})"'
+    console.print(
+        esc(
+            f"  grpcurl {tls} {header} {node.grpc_address} "
+            "meshwright.workflow.v1.WorkflowService/ListWorkflows"
+        ),
+        soft_wrap=True,
+    )
+    if node.http_url:
+        console.print(esc(f"  curl {header} {node.http_url}/v1/workflows"), soft_wrap=True)
+
+
 async def _up(args: argparse.Namespace) -> int:
-    from meshwright._demo import run_demo, wait_for_agents
+    from meshwright._demo import DemoClients, run_demo, wait_for_agents
     from meshwright.agent.supervisor import AgentSupervisor
+    from meshwright.mesh.auth import verifier_from_files
+    from meshwright.mesh.security import DevCredentials, Security
     from meshwright.node import start_node
 
-    config = MeshConfig.from_env(host=args.host, grpc_port=args.grpc_port, http_port=args.http_port)
-    node = await start_node(config, gateway=not args.no_gateway)
+    config = MeshConfig.from_env(
+        host=args.host,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        **_security_overrides(args),
+    )
+    # `up` is its own issuer: it calls as a service token it mints, never as a
+    # MESHWRIGHT_TOKEN the user exported for the client commands.
+    config = dataclasses.replace(config, token="")
+    creds: DevCredentials | None = None
+    if config.insecure_no_auth:
+        security = Security.from_config(config)  # logs the warning
+    else:
+        creds = DevCredentials.ensure(config_dir(config))
+        config = dataclasses.replace(
+            config,
+            auth_public_key=str(creds.public_key),
+            auth_private_key=str(creds.private_key),
+            auth_hs256_secret="",
+        )
+        security = Security.from_config(config, issuer=creds.issuer())
+    node = await start_node(config, gateway=not args.no_gateway, security=security)
     stop = asyncio.Event()
     install_signal_handlers(stop.set)
     try:
@@ -74,8 +202,17 @@ async def _up(args: argparse.Namespace) -> int:
         )
         if node.http_url:
             console.print(f"[bold]meshwright[/bold] REST  {node.http_url}  (gateway, /v1/routes)")
-        specs = [] if args.agents == 0 else [SAMPLE_AGENTS[i % 2] for i in range(args.agents)]
-        async with AgentSupervisor(registry=node.grpc_address, echo=args.agent_logs) as sup:
+        _print_auth(config, node, creds)
+        specs = sample_specs(max(args.agents, 0))
+        supervisor = AgentSupervisor(
+            registry=node.grpc_address,
+            echo=args.agent_logs,
+            env=_tls_env(config),
+            issuer=security.issuer if creds is not None else None,
+            auth_public_key=str(creds.public_key) if creds is not None else "",
+            insecure_no_auth=creds is None,
+        )
+        async with supervisor as sup:
             for spec in specs:
                 await sup.start(spec)
             if specs:
@@ -86,7 +223,20 @@ async def _up(args: argparse.Namespace) -> int:
                         f"  agent [bold]{esc(a.agent_id)}[/bold] at {a.endpoint}: {esc(skills)}"
                     )
             if args.demo:
-                ok = await run_demo(node.clients, console)
+                admin = creds.admin_token if creds is not None else None
+                client = creds.client_token if creds is not None else None
+                owner = ""
+                if creds is not None and client is not None:
+                    owner = (
+                        verifier_from_files(public_key=str(creds.public_key)).verify(client).name
+                    )
+                demo = DemoClients(
+                    admin_economy=_as(node, "economy", admin),
+                    economy=_as(node, "economy", client),
+                    workflows=_as(node, "workflow", client),
+                    owner=owner,
+                )
+                ok = await run_demo(demo, console)
                 if args.exit_after_demo:
                     return 0 if ok else 1
             console.print("[dim]ready; Ctrl-C stops the mesh[/dim]")
@@ -104,7 +254,12 @@ async def _up(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from meshwright.node import start_node
 
-    config = MeshConfig.from_env(host=args.host, grpc_port=args.grpc_port, http_port=args.http_port)
+    config = MeshConfig.from_env(
+        host=args.host,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        **_security_overrides(args),
+    )
     services = [s.strip() for s in args.services.split(",") if s.strip()]
     node = await start_node(
         config,
@@ -125,7 +280,93 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- tokens -----------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``1h``, ``7d`` as seconds (argparse type)."""
+    m = _DURATION.fullmatch(text.strip())
+    seconds = float(m.group(1)) * _UNIT_S[m.group(2)] if m else 0.0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive duration such as 90s, 30m, 1h or 7d"
+        )
+    return seconds
+
+
+def _dev_dir() -> Path:
+    return config_dir(MeshConfig(config_dir=os.environ.get("MESHWRIGHT_CONFIG_DIR", "")))
+
+
+def _token(args: argparse.Namespace) -> int:
+    from meshwright.mesh.auth import issuer_from_file
+
+    key = args.private_key or str(_dev_dir() / "signing-key.pem")
+    if not Path(key).is_file():
+        err_console.print(
+            f"[red]error[/red] no signing key at {esc(key)}: run `meshwright up` once to "
+            "create the development key, or pass --private-key (MESHWRIGHT_AUTH_PRIVATE_KEY)",
+            soft_wrap=True,
+        )
+        return 2
+    token = issuer_from_file(key).issue(args.role, args.subject, ttl_s=args.ttl)
+    print(token)  # alone on stdout, for $(meshwright token create ...)
+    return 0
+
+
 # -- client commands --------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Credentials:
+    """The token a client command calls with, and where it came from (for error hints)."""
+
+    token: str | None
+    source: str
+
+
+def client_credentials(args: argparse.Namespace, *, mint: bool = False) -> Credentials:
+    """``--token``, else ``--as`` (a dev token file), else ``$MESHWRIGHT_TOKEN``, else the
+    dev token file for the command: admin when it mints (``mint``), client otherwise."""
+    if args.token:
+        return Credentials(args.token.strip(), "--token")
+    role = args.as_role
+    if role is None:
+        env = os.environ.get("MESHWRIGHT_TOKEN", "").strip()
+        if env:
+            return Credentials(env, "MESHWRIGHT_TOKEN")
+        role = "admin" if mint else "client"
+    path = _dev_dir() / f"{role}.token"
+    try:
+        token = path.read_text().strip() or None
+    except FileNotFoundError:
+        token = None
+    except OSError as err:
+        raise OSError(f"cannot read {path}: {err.strerror}") from None
+    if token is None and args.as_role is not None:
+        raise OSError(
+            f"no {role} token at {path}: run `meshwright up` once to create the development "
+            "tokens, or pass --token"
+        )
+    return Credentials(token, str(path))
+
+
+def _dev_client_principal() -> str | None:
+    """``client:<sub>`` of the development client token, None without one."""
+    path = _dev_dir() / "client.token"
+    try:
+        caller = _caller(Credentials(path.read_text().strip(), str(path)))
+    except OSError:
+        return None
+    return caller if caller.startswith("client:") else None
+
+
+def _pool(args: argparse.Namespace, creds: Credentials) -> ChannelPool:
+    tls = TlsConfig.maybe(args.tls_cert, args.tls_key, args.tls_ca)
+    return ChannelPool(tls=tls, token=creds.token)
 
 
 def _client(pool: ChannelPool, target: str, module: Any, name: str) -> ServiceClient:
@@ -135,7 +376,7 @@ def _client(pool: ChannelPool, target: str, module: Any, name: str) -> ServiceCl
 async def _workflow(args: argparse.Namespace) -> int:
     from meshwright._console import follow, to_json, workflow_table
 
-    pool = ChannelPool()
+    pool = _pool(args, args.credentials)
     try:
         wfs = _client(pool, args.target, workflow_pb2, "WorkflowService")
         if args.wf_command == "run":
@@ -182,7 +423,7 @@ async def _workflow(args: argparse.Namespace) -> int:
 
 
 async def _agents(args: argparse.Namespace) -> int:
-    pool = ChannelPool()
+    pool = _pool(args, args.credentials)
     try:
         reg = _client(pool, args.target, registry_pb2, "RegistryService")
         page = await reg.call(
@@ -200,14 +441,21 @@ async def _agents(args: argparse.Namespace) -> int:
 async def _account(args: argparse.Namespace) -> int:
     from meshwright._console import to_json
 
-    pool = ChannelPool()
+    pool = _pool(args, args.credentials)
     try:
         eco = _client(pool, args.target, economy_pb2, "EconomyService")
         if args.acct_command == "create":
+            owner = args.owner
+            if owner is None and args.balance and args.credentials.source.endswith("admin.token"):
+                # Minted by the dev admin for the dev client: the account is the user's.
+                owner = _dev_client_principal()
             reply = await eco.call(
                 "CreateAccount",
                 economy_pb2.CreateAccountRequest(
-                    account_id=args.id, initial_balance=args.balance, display_name=args.name
+                    account_id=args.id,
+                    initial_balance=args.balance,
+                    display_name=args.name,
+                    owner=owner or "",
                 ),
             )
         else:
@@ -219,6 +467,101 @@ async def _account(args: argparse.Namespace) -> int:
 
 
 # -- parsing -------------------------------------------------------------------------
+
+
+def _security_flags(sp: argparse.ArgumentParser, *, serve: bool) -> None:
+    """Auth, TLS and limit flags of ``up``/``serve``; unset flags leave it to the env."""
+    sp.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=None,
+        help="turn authentication off: every caller is an admin (logged at start) "
+        "(env MESHWRIGHT_INSECURE_NO_AUTH=1)",
+    )
+    if serve:
+        sp.add_argument(
+            "--auth-public-key",
+            default=None,
+            metavar="FILE",
+            help="PEM public key (EC: ES256, RSA: RS256) that verifies bearer tokens "
+            "(env MESHWRIGHT_AUTH_PUBLIC_KEY)",
+        )
+        sp.add_argument(
+            "--auth-private-key",
+            default=None,
+            metavar="FILE",
+            help="PEM private key: this process mints its own service token with it "
+            "(env MESHWRIGHT_AUTH_PRIVATE_KEY)",
+        )
+        sp.add_argument(
+            "--token",
+            default=None,
+            help="service token this process calls the other services with (env MESHWRIGHT_TOKEN)",
+        )
+    _tls_flags(sp)
+    sp.add_argument(
+        "--rate-limit-rps",
+        type=float,
+        default=None,
+        help="calls per second per principal, 0 turns it off; services are exempt "
+        "(env MESHWRIGHT_RATE_LIMIT_RPS, default 500)",
+    )
+    sp.add_argument(
+        "--cors-origins",
+        default=None,
+        help="comma-separated browser origins the gateway allows; CORS is off when empty "
+        "(env MESHWRIGHT_CORS_ORIGINS)",
+    )
+
+
+def _tls_flags(sp: argparse.ArgumentParser) -> None:
+    for flag, what in (
+        ("cert", "this process's PEM certificate"),
+        ("key", "the PEM private key of --tls-cert"),
+        ("ca", "the PEM CA certificate that signs every peer"),
+    ):
+        sp.add_argument(
+            f"--tls-{flag}",
+            default=None,
+            metavar="FILE",
+            help=f"mutual TLS: {what} (env MESHWRIGHT_TLS_{flag.upper()})",
+        )
+
+
+def _client_flags(sp: argparse.ArgumentParser, *, leaf: bool) -> None:
+    """Flags of every client command; on a leaf parser they are optional overrides of the
+    group's (so ``workflow --target X run`` and ``workflow run --target X`` both work)."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if leaf else value
+
+    sp.add_argument(
+        "--target",
+        default=default(env_default("target", "127.0.0.1:50051")),
+        help="gRPC address of the mesh (env MESHWRIGHT_TARGET)",
+    )
+    sp.add_argument(
+        "--token",
+        default=default(None),
+        help="bearer token to call with (env MESHWRIGHT_TOKEN); by default the development "
+        "token file of `meshwright up`",
+    )
+    sp.add_argument(
+        "--as",
+        dest="as_role",
+        choices=TOKEN_ROLES,
+        default=default(None),
+        help="call with that development token file (admin.token or client.token in "
+        "$MESHWRIGHT_CONFIG_DIR or ~/.config/meshwright); default: admin to mint "
+        "(account create --balance), client otherwise",
+    )
+    for flag in ("cert", "key", "ca"):
+        sp.add_argument(
+            f"--tls-{flag}",
+            default=default(env_default(f"tls_{flag}", "")),
+            metavar="FILE",
+            help=f"mutual TLS (env MESHWRIGHT_TLS_{flag.upper()})",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,8 +590,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--no-gateway", action="store_true", help="do not start the REST gateway")
 
-    up = sub.add_parser("up", help="run the whole mesh here, with sample agents")
+    up = sub.add_parser(
+        "up",
+        help="run the whole mesh here, with sample agents",
+        description="Run every service, the gateway and sample agents here. Auth is on: the "
+        "first run writes a development key pair and admin/client tokens (mode 0600) to "
+        "$MESHWRIGHT_CONFIG_DIR or ~/.config/meshwright.",
+    )
     server_flags(up)
+    _security_flags(up, serve=False)
     up.add_argument(
         "--agents",
         type=int,
@@ -261,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run chosen services (distributed mode)")
     server_flags(serve)
+    _security_flags(serve, serve=True)
     serve.add_argument(
         "--services", default=env_default("services", ",".join(("registry", "economy", "workflow")))
     )
@@ -275,12 +626,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="economy address when not served here (env MESHWRIGHT_ECONOMY_TARGET)",
     )
 
-    target_default = env_default("target", "127.0.0.1:50051")
+    tok = sub.add_parser("token", help="mint bearer tokens")
+    tsub = tok.add_subparsers(dest="token_command", required=True)
+    tcreate = tsub.add_parser(
+        "create",
+        help="print a signed token",
+        description="Print a token signed with the development key of `meshwright up` "
+        "(or --private-key).",
+    )
+    tcreate.add_argument("--role", required=True, choices=[r.value for r in Role])
+    tcreate.add_argument(
+        "--subject", required=True, help="who: a user name, a service name, an agent id"
+    )
+    tcreate.add_argument(
+        "--ttl", type=parse_duration, default=3600.0, help="lifetime: 90s, 30m, 1h, 7d (1h)"
+    )
+    tcreate.add_argument(
+        "--private-key",
+        default=env_default("auth_private_key", None),
+        metavar="FILE",
+        help="PEM signing key (env MESHWRIGHT_AUTH_PRIVATE_KEY); the development key in "
+        "$MESHWRIGHT_CONFIG_DIR or ~/.config/meshwright by default",
+    )
 
     wf = sub.add_parser("workflow", help="create, follow and inspect workflows")
-    wf.add_argument(
-        "--target", default=target_default, help="gRPC address of the mesh (env MESHWRIGHT_TARGET)"
-    )
+    _client_flags(wf, leaf=False)
     wsub = wf.add_subparsers(dest="wf_command", required=True)
     run = wsub.add_parser("run", help="create a workflow from a JSON definition")
     run.add_argument(
@@ -302,24 +672,68 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = wsub.add_parser("cancel", help="cancel a workflow")
     cancel.add_argument("id")
     cancel.add_argument("--reason", default="cancelled from the CLI")
+    for leaf in (run, get, ls, watch, cancel):
+        _client_flags(leaf, leaf=True)
 
     ag = sub.add_parser("agents", help="list registered agents")
-    ag.add_argument("--target", default=target_default)
+    _client_flags(ag, leaf=False)
     ag.add_argument("--skill", default="")
 
     acct = sub.add_parser("account", help="create or show an economy account")
-    acct.add_argument("--target", default=target_default)
+    _client_flags(acct, leaf=False)
     asub = acct.add_subparsers(dest="acct_command", required=True)
-    create = asub.add_parser("create")
+    create = asub.add_parser("create", help="open an account (--balance mints: admin only)")
     create.add_argument("id")
     create.add_argument("--balance", type=int, default=0)
     create.add_argument("--name", default="")
+    create.add_argument(
+        "--owner",
+        default=None,
+        help="principal that owns the account, e.g. client:dev (admins and services only); "
+        "default: the caller, except that an account minted with the development admin "
+        "token belongs to the development client",
+    )
     show = asub.add_parser("get")
     show.add_argument("id")
+    for leaf in (create, show):
+        _client_flags(leaf, leaf=True)
 
     agent = sub.add_parser("agent", help="run an agent process (see `meshwright agent run -h`)")
     agent.add_argument("rest", nargs=argparse.REMAINDER)
     return p
+
+
+def _caller(creds: Credentials) -> str:
+    """``role:subject`` of a token, read without verifying it (for messages only)."""
+    import jwt
+
+    if not creds.token:
+        return "nobody (no token)"
+    try:
+        claims = jwt.decode(creds.token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return "an unreadable token"
+    return f"{claims.get('role', '?')}:{claims.get('sub', '?')}"
+
+
+def _auth_error(err: MeshError, creds: Credentials | None) -> str:
+    """One line for UNAUTHENTICATED / PERMISSION_DENIED, with what to do about it."""
+    code = "UNAUTHENTICATED" if isinstance(err, Unauthenticated) else "PERMISSION_DENIED"
+    line = f"{code} ({err.reason}): {err.message}"
+    if creds is None:
+        return line
+    if isinstance(err, Unauthenticated):
+        if creds.token is None:
+            return (
+                f"{line}; no token was sent: pass --token or set MESHWRIGHT_TOKEN, or run "
+                f"`meshwright up` once to create {creds.source}"
+            )
+        return (
+            f"{line}; the token from {creds.source} was refused (expired, or signed by "
+            "another key): mint one with `meshwright token create`"
+        )
+    hint = "" if _caller(creds).startswith("admin:") else "; --as admin calls as the admin"
+    return f"{line} (calling as {_caller(creds)}, token from {creds.source}{hint})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -342,8 +756,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "agents": _agents,
         "account": _account,
     }
+    creds: Credentials | None = None
     try:
+        if args.command == "token":
+            return _token(args)
+        if args.command in ("workflow", "agents", "account"):
+            mint = args.command == "account" and args.acct_command == "create" and args.balance
+            creds = args.credentials = client_credentials(args, mint=bool(mint))
         return asyncio.run(handlers[args.command](args))
+    except (Unauthenticated, PermissionDenied) as err:
+        err_console.print(f"[red]error[/red] {esc(_auth_error(err, creds))}", soft_wrap=True)
+        return 1
     except MeshError as err:
         err_console.print(f"[red]error[/red] {esc(err.reason)}: {esc(err.message)}")
         for v in err.violations:
@@ -351,12 +774,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except ValueError as err:  # bad settings: a backend URL, a malformed variable
-        err_console.print(f"[red]error[/red] {esc(str(err))}")
+    except ValueError as err:  # bad settings: a backend URL, a malformed variable, a key
+        err_console.print(f"[red]error[/red] {esc(str(err))}", soft_wrap=True)
         return 2
     except (AgentStartError, TimeoutError) as err:  # `up`: a sample agent did not come up
         err_console.print(f"[red]error[/red] {esc(str(err) or type(err).__name__)}")
         return 1
     except OSError as err:
-        err_console.print(f"[red]error[/red] {esc(str(err))}")
+        err_console.print(f"[red]error[/red] {esc(str(err))}", soft_wrap=True)
         return 1

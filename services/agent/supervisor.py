@@ -8,6 +8,14 @@ crashes, and stops it with SIGTERM, then SIGKILL after a grace period.
 Children get a stdin pipe and stop when it closes, so they do not outlive a
 supervisor that was killed.
 
+Identity: the supervisor decides each child's agent id before the first
+launch (its name plus a random suffix) and keeps it across restarts. Given a
+``TokenIssuer`` (``meshwright up`` holds the development signing key), it
+hands every launch a fresh ``agent`` token whose subject is that id in
+``MESHWRIGHT_TOKEN``, and the public key that checks the mesh's calls in
+``MESHWRIGHT_AUTH_PUBLIC_KEY``: through the environment, never the command
+line, where any local user could read them.
+
 States (seed 002): starting → running → stopped | error, and restarting
 between a crash and the next start.
 """
@@ -20,6 +28,8 @@ import dataclasses
 import enum
 import logging
 import os
+import re
+import secrets
 import signal
 import sys
 import time
@@ -29,6 +39,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from meshwright.agent.cli import parse_ready_line
+from meshwright.mesh.auth import Role, TokenIssuer
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +47,12 @@ OutputCallback = Callable[[str, str], None]
 """``fn(agent_name, line)`` for each output line of a child."""
 
 _LINE_LIMIT = 1 << 20
+
+AGENT_TOKEN_TTL_S = 90 * 86_400.0
+"""Life of the token handed to a child; every (re)launch gets a fresh one. Agents cannot
+renew their token, so it is long: a child running longer than this is refused by the mesh."""
+
+_NOT_ID = re.compile(r"[^A-Za-z0-9._:\-]+")
 
 
 class ProcessState(enum.StrEnum):
@@ -64,7 +81,9 @@ class AgentSpec:
     port: int = 0
     """Port the agent binds; 0 picks a free one."""
     agent_id: str | None = None
-    """Registry id; the agent picks one when None (and keeps it across restarts)."""
+    """Registry id; when None the supervisor picks the name plus a random suffix (or, with
+    a token of the caller's own in ``env`` and no issuer, the agent takes its subject), and
+    keeps it across restarts."""
     lease_ttl_s: float | None = None
     """Lease length; the supervisor's (or the agent's default) when None."""
     args: tuple[str, ...] = ()
@@ -170,7 +189,20 @@ class AgentSupervisor:
         echo: bool | OutputCallback = False,
         python: str = sys.executable,
         env: Mapping[str, str] | None = None,
+        issuer: TokenIssuer | None = None,
+        auth_public_key: str = "",
+        insecure_no_auth: bool = False,
+        token_ttl_s: float = AGENT_TOKEN_TTL_S,
     ) -> None:
+        """``issuer``: mint each child an agent token for its own id (``MESHWRIGHT_TOKEN``).
+        ``auth_public_key``: PEM file the children check callers' tokens with
+        (``MESHWRIGHT_AUTH_PUBLIC_KEY``). ``insecure_no_auth``: children serve without
+        checking tokens (``MESHWRIGHT_INSECURE_NO_AUTH=1``); not together with ``issuer``.
+        """
+        if issuer is not None and insecure_no_auth:
+            raise ValueError("an issuer hands out tokens; it makes no sense with auth off")
+        if token_ttl_s <= 0:
+            raise ValueError("token_ttl_s must be positive")
         self.registry = registry
         self.economy = economy
         self.host = host
@@ -186,6 +218,10 @@ class AgentSupervisor:
         self.output_lines = output_lines
         self.python = python
         self.env = dict(env or {})
+        self.issuer = issuer
+        self.auth_public_key = auth_public_key
+        self.insecure_no_auth = insecure_no_auth
+        self.token_ttl_s = token_ttl_s
         self._echo: OutputCallback | None = (
             _echo_to_stderr if echo is True else echo if callable(echo) else None
         )
@@ -249,10 +285,32 @@ class AgentSupervisor:
         if self._busy(spec.label):
             raise ValueError(f"agent process {spec.label!r} is {self._children[spec.label].state}")
         child = _Child(spec, self.output_lines)
+        if not child.agent_id and not self._token_given(spec):
+            # Decided here, not by the child, so its token can name it before it exists.
+            child.agent_id = new_agent_id(child.name)
         self._children[child.name] = child
         child.monitor = asyncio.create_task(self._supervise(child), name=f"supervise-{child.name}")
         await asyncio.shield(child.started)
         return child.status()
+
+    def _token_given(self, spec: AgentSpec) -> bool:
+        """A token of the caller's own in the child's environment: its subject is the id."""
+        if self.issuer is not None:
+            return False
+        return bool({**os.environ, **self.env, **spec.env}.get("MESHWRIGHT_TOKEN"))
+
+    def _child_env(self, child: _Child) -> dict[str, str]:
+        env = {**os.environ, **self.env, **child.spec.env, "PYTHONUNBUFFERED": "1"}
+        if self.issuer is not None:
+            env["MESHWRIGHT_TOKEN"] = self.issuer.issue(
+                Role.AGENT, child.agent_id, ttl_s=self.token_ttl_s
+            )
+            env.pop("MESHWRIGHT_INSECURE_NO_AUTH", None)
+        if self.auth_public_key:
+            env["MESHWRIGHT_AUTH_PUBLIC_KEY"] = self.auth_public_key
+        if self.insecure_no_auth:
+            env["MESHWRIGHT_INSECURE_NO_AUTH"] = "1"
+        return env
 
     def _busy(self, name: str) -> bool:
         child = self._children.get(name)
@@ -375,7 +433,7 @@ class AgentSupervisor:
     async def _launch(self, child: _Child) -> bool:
         """Start one child process; True once it printed READY."""
         child.ready.clear()
-        env = {**os.environ, **self.env, **child.spec.env, "PYTHONUNBUFFERED": "1"}
+        env = self._child_env(child)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self._command(child),
@@ -485,15 +543,23 @@ class AgentSupervisor:
             await proc.wait()
 
 
+def new_agent_id(name: str) -> str:
+    """A fresh registry id: ``name`` (made id-safe) plus a random suffix."""
+    base = _NOT_ID.sub("-", name).strip("-._:")[:100] or "agent"
+    return f"{base}-{secrets.token_hex(4)}"
+
+
 def _echo_to_stderr(name: str, line: str) -> None:
     print(f"{name} | {line}", file=sys.stderr, flush=True)
 
 
 __all__ = [
+    "AGENT_TOKEN_TTL_S",
     "AgentSpec",
     "AgentStartError",
     "AgentSupervisor",
     "OutputCallback",
     "ProcessState",
     "ProcessStatus",
+    "new_agent_id",
 ]
