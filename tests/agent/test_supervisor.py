@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -18,12 +20,20 @@ from meshwright.agent import (
     AgentSupervisor,
     ProcessState,
 )
+from meshwright.agent.supervisor import _Child, new_agent_id
 from meshwright.agent.v1 import agent_pb2
+from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh import RemoteServiceClient
+from meshwright.mesh.auth import Role
+from meshwright.mesh.config import MeshConfig
+from meshwright.mesh.errors import PermissionDenied, Unauthenticated
+from meshwright.mesh.pipeline import Pipeline
+from meshwright.mesh.security import Security
+from meshwright.node import Node, start_node
 from meshwright.registry.v1 import registry_pb2
 from tests.agent.conftest import Mesh
 from tests.conftest import eventually
-from tests.support_auth import NO_AUTH_ENV
+from tests.support_auth import NO_AUTH_ENV, test_keys
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -162,3 +172,135 @@ async def test_close_while_a_crashed_agent_is_relaunching_stops_it(
                 monitor.cancel()
                 with contextlib.suppress(BaseException):
                     await monitor
+
+
+# -- identity: the supervisor hands each child its own agent token -------------------
+
+
+@pytest.fixture
+async def secured() -> AsyncIterator[Node]:
+    """A whole node with auth on (registry and economy check every token)."""
+    keys = test_keys()
+    security = Security(
+        Pipeline(verifier=keys.verifier()), keys.token("service", "mesh"), None, keys.issuer()
+    )
+    node = await start_node(
+        MeshConfig(grpc_port=0, http_port=0, grace_s=0, sweep_interval_s=0.1),
+        security=security,
+        gateway=False,
+    )
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+def _secured_supervisor(node: Node, **kw: Any) -> AgentSupervisor:
+    keys = test_keys()
+    return AgentSupervisor(
+        node.grpc_address,
+        lease_ttl_s=1.0,
+        issuer=keys.issuer(),
+        auth_public_key=str(keys.public_key_file),
+        **kw,
+    )
+
+
+async def _execute(endpoint: str, token: str | None) -> dict[str, Any]:
+    channel = grpc.aio.insecure_channel(endpoint)
+    try:
+        request = agent_pb2.ExecuteTaskRequest(task_id="t", skill="text.upper")
+        request.input.update({"text": "hi"})
+        reply = await RemoteServiceClient(channel, SERVICE, token=token).call(
+            "ExecuteTask", request
+        )
+        return dict(reply.task.output)
+    finally:
+        await channel.close()
+
+
+async def test_each_child_registers_with_its_own_agent_token(secured: Node) -> None:
+    keys = test_keys()
+    async with _secured_supervisor(secured) as sup:
+        one = await sup.start(AgentSpec(target=ANALYST, name="analyst"))
+        two = await sup.start(AgentSpec(target=ANALYST, name="analyst-b"))
+        # Ids decided before launch: name plus a random suffix, one each.
+        assert re.fullmatch(r"analyst-[0-9a-f]{8}", one.agent_id), one.agent_id
+        assert re.fullmatch(r"analyst-b-[0-9a-f]{8}", two.agent_id), two.agent_id
+        registry = secured.clients["registry"]
+        page = await registry.call("ListAgents", registry_pb2.ListAgentsRequest())
+        assert {a.agent_id for a in page.agents} == {one.agent_id, two.agent_id}
+        # Each payout account belongs to its agent principal: the token named that agent.
+        economy = secured.clients["economy"]
+        for status in (one, two):
+            got = await economy.call(
+                "GetAccount", economy_pb2.GetAccountRequest(account_id=status.agent_id)
+            )
+            assert got.account.owner == f"agent:{status.agent_id}"
+        # Children check callers with the public key they were given: anonymous and
+        # client callers are refused, the mesh (service) is served.
+        assert one.endpoint
+        with pytest.raises(Unauthenticated):
+            await _execute(one.endpoint, None)
+        with pytest.raises(PermissionDenied):
+            await _execute(one.endpoint, keys.token("client", "someone"))
+        assert await _execute(one.endpoint, keys.token("service", "mesh")) == {"text": "HI"}
+
+
+async def test_a_restarted_child_keeps_its_id_and_gets_a_fresh_token(secured: Node) -> None:
+    async with _secured_supervisor(secured, max_restarts=2, restart_backoff_s=0.1) as sup:
+        first = await sup.start(ANALYST, name="phoenix")
+        assert first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+        await sup.wait_state("phoenix", ProcessState.RESTARTING, timeout=5)
+        again = await sup.wait_state("phoenix", ProcessState.RUNNING, timeout=15)
+        assert again.agent_id == first.agent_id and again.pid != first.pid
+        reply = await secured.clients["registry"].call(
+            "GetAgent", registry_pb2.GetAgentRequest(agent_id=again.agent_id)
+        )
+        assert reply.agent.state == registry_pb2.AGENT_STATE_ACTIVE
+        assert reply.agent.endpoint == again.endpoint
+
+
+async def test_without_a_token_a_child_is_refused_by_a_secured_mesh(secured: Node) -> None:
+    # The same supervisor minus the issuer: the child has the public key but no token.
+    keys = test_keys()
+    async with AgentSupervisor(
+        secured.grpc_address, auth_public_key=str(keys.public_key_file), ready_timeout_s=2
+    ) as sup:
+        with pytest.raises(AgentStartError):
+            await sup.start(ANALYST, name="nobody")
+        assert sup.status("nobody").state == ProcessState.ERROR
+        assert any("TOKEN_MISSING" in line for line in sup.output("nobody"))
+
+
+def test_child_environment_carries_token_key_or_the_no_auth_switch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = test_keys()
+    monkeypatch.setenv("MESHWRIGHT_TOKEN", "a-users-client-token")
+    monkeypatch.setenv("MESHWRIGHT_INSECURE_NO_AUTH", "1")
+    sup = AgentSupervisor("127.0.0.1:1", issuer=keys.issuer(), auth_public_key="/k.pem")
+    child = _Child.__new__(_Child)  # only spec and agent_id are read
+    child.spec = AgentSpec(target=ANALYST)
+    child.agent_id = "analyst-0123abcd"
+    env = sup._child_env(child)
+    principal = keys.verifier().verify(env["MESHWRIGHT_TOKEN"])
+    assert (principal.role, principal.subject) == (Role.AGENT, "analyst-0123abcd")
+    assert env["MESHWRIGHT_AUTH_PUBLIC_KEY"] == "/k.pem"
+    assert "MESHWRIGHT_INSECURE_NO_AUTH" not in env  # an inherited switch cannot turn it off
+
+    open_sup = AgentSupervisor("127.0.0.1:1", insecure_no_auth=True)
+    env = open_sup._child_env(child)
+    assert env["MESHWRIGHT_INSECURE_NO_AUTH"] == "1"
+
+    with pytest.raises(ValueError, match="auth off"):
+        AgentSupervisor("127.0.0.1:1", issuer=keys.issuer(), insecure_no_auth=True)
+
+
+def test_new_agent_ids_are_id_safe_and_unique() -> None:
+    ids = {new_agent_id("sysinfo") for _ in range(50)}
+    assert len(ids) == 50
+    assert all(re.fullmatch(r"sysinfo-[0-9a-f]{8}", i) for i in ids)
+    assert re.fullmatch(r"my-agent-[0-9a-f]{8}", new_agent_id("my agent!"))
+    assert re.fullmatch(r"agent-[0-9a-f]{8}", new_agent_id("!!!"))

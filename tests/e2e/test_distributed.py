@@ -21,12 +21,12 @@ from meshwright.mesh.client import ChannelPool
 from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow.v1 import workflow_pb2
 from tests.e2e.conftest import wait_active
-from tests.support_auth import NO_AUTH_ENV
+from tests.support_auth import test_keys
 
 W = workflow_pb2
 
 
-async def serve(*args: str) -> tuple[asyncio.subprocess.Process, str]:
+async def serve(*args: str, env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -38,12 +38,15 @@ async def serve(*args: str) -> tuple[asyncio.subprocess.Process, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **env},
     )
     assert proc.stdout is not None
     line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
     found = re.search(r"on (127\.0\.0\.1:\d+)", line)
-    assert found, line
+    if not found:  # leave no process behind
+        proc.kill()
+        rest, _ = await proc.communicate()
+        raise AssertionError(line + rest.decode())
     return proc, found.group(1)
 
 
@@ -55,7 +58,13 @@ async def stop(proc: asyncio.subprocess.Process) -> int:
 
 @pytest.fixture
 async def split_mesh() -> AsyncIterator[tuple[str, str]]:
-    core, core_addr = await serve("--services", "registry,economy")
+    """Two processes with auth on, as deployed: every process verifies with the public key;
+    the workflow service calls the others with the service token it is given (env)."""
+    keys = test_keys()
+    public = str(keys.public_key_file)
+    core, core_addr = await serve(
+        "--services", "registry,economy", "--auth-public-key", public, env={}
+    )
     flows = None
     try:
         flows, flows_addr = await serve(
@@ -65,6 +74,9 @@ async def split_mesh() -> AsyncIterator[tuple[str, str]]:
             core_addr,
             "--economy-target",
             core_addr,
+            "--auth-public-key",
+            public,
+            env={"MESHWRIGHT_TOKEN": keys.token("service", "workflow")},
         )
         yield core_addr, flows_addr
     finally:
@@ -75,20 +87,29 @@ async def split_mesh() -> AsyncIterator[tuple[str, str]]:
 
 async def test_a_workflow_runs_across_processes(split_mesh: tuple[str, str]) -> None:
     core_addr, flows_addr = split_mesh
-    pool = ChannelPool()
+    keys = test_keys()
+    admin = ChannelPool(token=keys.token("admin", "ops"))
+    pool = ChannelPool(token=keys.token("client", "payer"))
     try:
         registry = pool.client(
             core_addr, registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
         )
         economy = pool.client(core_addr, economy_pb2.DESCRIPTOR.services_by_name["EconomyService"])
         flows = pool.client(flows_addr, W.DESCRIPTOR.services_by_name["WorkflowService"])
-        async with AgentSupervisor(core_addr, env=NO_AUTH_ENV) as sup:
+        async with AgentSupervisor(
+            core_addr, issuer=keys.issuer(), auth_public_key=str(keys.public_key_file)
+        ) as sup:
             await sup.start("meshwright.agent.samples:sysinfo_agent")
             await sup.start("meshwright.agent.samples:analyst_agent")
             await wait_active(registry, 2)
-            await economy.call(
+            # The admin mints the client's funds; the client runs and pays.
+            await admin.client(
+                core_addr, economy_pb2.DESCRIPTOR.services_by_name["EconomyService"]
+            ).call(
                 "CreateAccount",
-                economy_pb2.CreateAccountRequest(account_id="split-payer", initial_balance=30),
+                economy_pb2.CreateAccountRequest(
+                    account_id="split-payer", initial_balance=30, owner="client:payer"
+                ),
             )
             d = json_format.ParseDict(
                 {
@@ -117,3 +138,4 @@ async def test_a_workflow_runs_across_processes(split_mesh: tuple[str, str]) -> 
             assert got.account.balance == 25
     finally:
         await pool.close()
+        await admin.close()
