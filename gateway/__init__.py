@@ -6,7 +6,7 @@ it under uvicorn in the running event loop.
 
 from meshwright.gateway.app import create_app
 from meshwright.gateway.binding import HttpBinding, bindings_of
-from meshwright.gateway.errors import MethodNotAllowed, RouteNotFound
+from meshwright.gateway.errors import MethodNotAllowed, RouteNotFound, UnsupportedMediaType
 from meshwright.gateway.routing import Route, RouteMatch, RouteTable
 from meshwright.gateway.serve import GatewayHandle, start_gateway
 from meshwright.gateway.sse import EventStream, StreamSet
@@ -26,6 +26,7 @@ __all__ = [
     "RouteTable",
     "StreamSet",
     "TemplateError",
+    "UnsupportedMediaType",
     "bindings_of",
     "create_app",
     "http_status",

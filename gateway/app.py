@@ -5,6 +5,12 @@ so a new RPC is reachable over REST without a line here. Requests become the
 RPC's request message (path variables, query parameters, JSON body), responses
 become JSON, server-streaming RPCs become Server-Sent Events, and every error
 is a ``google.rpc.Status`` body with the HTTP status of one table.
+
+As a browser-facing door: a state-changing request must declare its body
+``application/json`` (415 otherwise), so no CORS-simple request can change
+state; CORS is off unless origins are listed; the caller's ``Authorization``
+goes to the RPC; every answer is ``Cache-Control: no-store``; an error with a
+retry delay (a rate limit) carries ``Retry-After``.
 """
 
 from __future__ import annotations
