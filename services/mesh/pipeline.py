@@ -150,13 +150,20 @@ class Pipeline:
             with serving(call):
                 if timeout is None:
                     return await handler(request)
+                late = DeadlineExceeded(
+                    f"{endpoint.info.name} exceeded its {timeout:.3f}s deadline"
+                )
                 try:
                     async with asyncio.timeout(timeout):
-                        return await handler(request)
+                        reply = await handler(request)
                 except TimeoutError:
-                    raise DeadlineExceeded(
-                        f"{endpoint.info.name} exceeded its {timeout:.3f}s deadline"
-                    ) from None
+                    raise late from None
+                # A handler that swallowed the deadline's cancellation still answers late:
+                # the caller has given up, so no half-true "success" is sent back.
+                remaining = call.time_remaining()
+                if remaining is not None and remaining <= 0:
+                    raise late
+                return reply
         except MeshError as err:
             error = err
             raise
