@@ -150,19 +150,16 @@ class Pipeline:
             with serving(call):
                 if timeout is None:
                     return await handler(request)
-                late = DeadlineExceeded(
-                    f"{endpoint.info.name} exceeded its {timeout:.3f}s deadline"
-                )
                 try:
                     async with asyncio.timeout(timeout):
                         reply = await handler(request)
                 except TimeoutError:
-                    raise late from None
+                    raise _late(endpoint, timeout) from None
                 # A handler that swallowed the deadline's cancellation still answers late:
                 # the caller has given up, so no half-true "success" is sent back.
                 remaining = call.time_remaining()
                 if remaining is not None and remaining <= 0:
-                    raise late
+                    raise _late(endpoint, timeout)
                 return reply
         except MeshError as err:
             error = err
@@ -241,6 +238,10 @@ class Pipeline:
                 observer.finished(call, endpoint.info.path, error, seconds)
             except Exception:  # an observer must never fail a call
                 log.exception("call observer failed")
+
+
+def _late(endpoint: Endpoint, timeout: float) -> DeadlineExceeded:
+    return DeadlineExceeded(f"{endpoint.info.name} exceeded its {timeout:.3f}s deadline")
 
 
 def _host(peer: str) -> str:
