@@ -33,7 +33,11 @@ class AgentServiceStub:
     Access: an agent process answers only the mesh (role service) and admins
     (the access option of each RPC), so nobody gets work done for free by
     calling an agent directly; the mesh's own AgentService router applies the
-    mesh_access option instead. grpc.health.v1 and server reflection stay open
+    mesh_access option instead: on the mesh, agent and client callers are routed
+    only to agents charging 0 for the skill (else FAILED_PRECONDITION
+    PAID_SKILL_NEEDS_WORKFLOW: run it in a workflow with a budget), admins and
+    services to any; see WorkflowService for the router's other reasons.
+    grpc.health.v1 and server reflection stay open
     without a token. With auth turned off (--insecure-no-auth) anyone who
     reaches the port is served.
 
@@ -89,7 +93,11 @@ class AgentServiceServicer:
     Access: an agent process answers only the mesh (role service) and admins
     (the access option of each RPC), so nobody gets work done for free by
     calling an agent directly; the mesh's own AgentService router applies the
-    mesh_access option instead. grpc.health.v1 and server reflection stay open
+    mesh_access option instead: on the mesh, agent and client callers are routed
+    only to agents charging 0 for the skill (else FAILED_PRECONDITION
+    PAID_SKILL_NEEDS_WORKFLOW: run it in a workflow with a budget), admins and
+    services to any; see WorkflowService for the router's other reasons.
+    grpc.health.v1 and server reflection stay open
     without a token. With auth turned off (--insecure-no-auth) anyone who
     reaches the port is served.
 
@@ -186,7 +194,11 @@ class AgentService:
     Access: an agent process answers only the mesh (role service) and admins
     (the access option of each RPC), so nobody gets work done for free by
     calling an agent directly; the mesh's own AgentService router applies the
-    mesh_access option instead. grpc.health.v1 and server reflection stay open
+    mesh_access option instead: on the mesh, agent and client callers are routed
+    only to agents charging 0 for the skill (else FAILED_PRECONDITION
+    PAID_SKILL_NEEDS_WORKFLOW: run it in a workflow with a budget), admins and
+    services to any; see WorkflowService for the router's other reasons.
+    grpc.health.v1 and server reflection stay open
     without a token. With auth turned off (--insecure-no-auth) anyone who
     reaches the port is served.
 
