@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import math
 import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -38,6 +39,9 @@ ASYMMETRIC_ALGORITHMS = ("ES256", "RS256")
 DEFAULT_LEEWAY_S = 30.0
 """Clock skew tolerated on ``exp``/``nbf``/``iat``."""
 MAX_TOKEN_BYTES = 4096
+SUBJECT_PATTERN = re.compile(r"[^\s:][^\s]{0,127}")
+"""A token subject: 1-128 characters, no whitespace, not starting with ':' (owners are
+recorded as ``role:subject``, so every valid subject makes a valid owner name)."""
 
 
 class TokenMissing(Unauthenticated):
@@ -185,7 +189,7 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
 
 def _principal_of(claims: Mapping[str, Any]) -> Principal:
     role, sub = claims.get("role"), claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > 128:
+    if not isinstance(sub, str) or not SUBJECT_PATTERN.fullmatch(sub):
         raise TokenInvalid("bearer token has no valid subject")
     try:
         return Principal(Role(str(role)), sub)
@@ -206,8 +210,10 @@ class TokenIssuer:
     def issue(self, role: Role | str, subject: str, *, ttl_s: float = 3600.0) -> str:
         """A signed token for ``role``/``subject`` valid for ``ttl_s`` seconds."""
         role = Role(role)
-        if not subject or len(subject) > 128:
-            raise ValueError("subject must be 1-128 characters")
+        if not SUBJECT_PATTERN.fullmatch(subject):
+            raise ValueError(
+                "subject must be 1-128 characters, no whitespace, not starting with ':'"
+            )
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
         now = int(self._clock())
