@@ -1,15 +1,39 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs, then runs every check CI runs:
-# buf lint, gen/ up to date, buf breaking vs the previous commit, ruff, mypy, pytest.
+# The README's second command, and what CI runs: every check and test.
+#   bash scripts/test.sh [pytest arguments]
+# Creates/updates the project's virtual environment .venv (see scripts/_venv.sh)
+# with meshwright and its dev tools (grpcio-tools, buf, grpcurl, pytest, ruff,
+# mypy), then runs from it: buf lint, gen/ up to date, buf breaking vs the
+# previous commit, ruff, mypy, pytest. The same steps as `make lint gen-check
+# breaking check test`, run directly so a machine without make passes too.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/_venv.sh
+source "$(dirname "$0")/_venv.sh"
+ensure_venv dev
+cd "$MW_ROOT"
+# The venv's tools (buf, grpcurl, ruff) come first for every step and test.
+export VIRTUAL_ENV="$MW_VENV" PATH="$MW_VENV/bin:$PATH"
+PY="$VENV_PY"
+in_git() { git rev-parse --is-inside-work-tree >/dev/null 2>&1; }
 
-python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
-
-echo "== buf lint";            make --no-print-directory lint
-echo "== gen/ is up to date";  make --no-print-directory gen-check
-echo "== buf breaking";        make --no-print-directory breaking
-echo "== ruff + mypy";         make --no-print-directory check
+echo "== python: $("$PY" -c 'import sys; print(sys.version.split()[0], sys.executable)')"
+echo "== buf lint"
+"$PY" scripts/protodeps.py
+buf lint
+echo "== gen/ is up to date"
+"$PY" scripts/gen.py
+if in_git; then
+  git diff --exit-code --stat -- gen
+  test -z "$(git status --porcelain -- gen)" || { git status --porcelain -- gen; exit 1; }
+  echo "== buf breaking"
+  "$PY" scripts/breaking.py
+else
+  echo "(not a git checkout: the gen/ diff check and buf breaking are skipped)"
+fi
+echo "== ruff + mypy"
+"$PY" -m ruff check services gateway tests bench scripts
+"$PY" -m ruff format --check services gateway tests bench scripts
+"$PY" scripts/typecheck.py
 echo "== pytest"
 # pytest exits 5 when it collected no test: that is a failure here too.
-python -m pytest -p no:cacheprovider "$@"
+"$PY" -m pytest -p no:cacheprovider "$@"
