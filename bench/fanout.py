@@ -13,17 +13,20 @@ import argparse
 import asyncio
 import resource
 import statistics
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 from meshwright.agent.supervisor import AgentSupervisor
-from meshwright.economy.v1 import economy_pb2
+from meshwright.mesh.auth import Role
 from meshwright.mesh.config import MeshConfig
+from meshwright.mesh.security import DevCredentials
 from meshwright.node import start_node
 from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow.v1 import workflow_pb2
 
-NO_AUTH_ENV = {"MESHWRIGHT_INSECURE_NO_AUTH": "1"}
+WORKFLOW = workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"]
 W = workflow_pb2
 
 
@@ -44,11 +47,24 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    node = await start_node(
-        MeshConfig(insecure_no_auth=True, grpc_port=0, http_port=0), gateway=False
+    # Auth on, as `meshwright up` runs: dev keys in a private temp dir, agents with tokens.
+    keys = DevCredentials.ensure(Path(tempfile.mkdtemp(prefix="meshwright-bench-")))
+    config = MeshConfig(
+        insecure_no_auth=args.insecure_no_auth,
+        auth_public_key=str(keys.public_key),
+        auth_private_key=str(keys.private_key),
+        grpc_port=0,
+        http_port=0,
     )
+    node = await start_node(config, gateway=False)
+    issuer = None if args.insecure_no_auth else keys.issuer()
     try:
-        async with AgentSupervisor(node.grpc_address, env=NO_AUTH_ENV) as sup:
+        async with AgentSupervisor(
+            node.grpc_address,
+            issuer=issuer,
+            auth_public_key="" if issuer is None else str(keys.public_key),
+            insecure_no_auth=args.insecure_no_auth,
+        ) as sup:
             for i in range(args.agents):
                 await sup.start("meshwright.agent.samples:analyst_agent", name=f"analyst-{i}")
             while True:
@@ -61,13 +77,13 @@ async def main(args: argparse.Namespace) -> None:
                 await asyncio.sleep(0.05)
             capacity = sum(a.capacity for a in page.agents)
             budget = args.tasks  # every sample text skill costs 1
-            await node.clients["economy"].call(
-                "CreateAccount",
-                economy_pb2.CreateAccountRequest(
-                    account_id="bench", initial_balance=budget * args.runs
-                ),
+            assert node.economy is not None  # minted in-process: only admins mint over RPC
+            await node.economy.create_account(
+                "bench", owner="client:bench", initial_balance=budget * args.runs
             )
-            wfs = node.clients["workflow"]
+            client = None if issuer is None else issuer.issue(Role.CLIENT, "bench")
+            wfs = node.fronted[[c.service for c in node.fronted].index(WORKFLOW)]
+            wfs = wfs.with_token(client)  # type: ignore[attr-defined]
             for run in range(args.runs):
                 definition = fanout(args.tasks, args.skill, "bench", budget)
                 t0 = time.perf_counter()
@@ -130,4 +146,7 @@ if __name__ == "__main__":
     p.add_argument("--agents", type=int, default=2)
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--skill", default="text.upper")
+    p.add_argument(
+        "--insecure-no-auth", action="store_true", help="run with authentication off (to compare)"
+    )
     asyncio.run(main(p.parse_args()))

@@ -40,8 +40,9 @@ class InputLimits:
     """A bytes field."""
     max_repeated: int = 10_000
     """Elements of one repeated field."""
-    max_map_entries: int = 1000
-    """Entries of one map field."""
+    max_map_entries: int = 10_000
+    """Entries of one map field: as many as a workflow has tasks, since a join task gets one
+    upstream output per dependency (``upstream_outputs``)."""
     max_struct_depth: int = 32
     """Nesting of Struct/ListValue inside one value."""
     max_struct_bytes: int = 1024 * 1024

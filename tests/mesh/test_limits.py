@@ -124,14 +124,23 @@ def test_each_repeated_item_is_checked() -> None:
     assert violations(A.AgentSkill(tags=["t", "x" * 4097])) == ["tags[1]"]
 
 
-def test_map_1000_passes_and_1001_is_refused() -> None:
-    ok = A.ExecuteTaskRequest(metadata={f"k{i}": "v" for i in range(1000)})
+def test_map_10000_passes_and_10001_is_refused() -> None:
+    # A join over every other task of a 10,000-task workflow gets 9,999 upstream outputs.
+    ok = A.ExecuteTaskRequest(metadata={f"k{i}": "v" for i in range(10_000)})
     assert violations(ok) == []
     with pytest.raises(InvalidArgument) as err:
-        check_request(A.ExecuteTaskRequest(metadata={f"k{i}": "v" for i in range(1001)}))
+        check_request(A.ExecuteTaskRequest(metadata={f"k{i}": "v" for i in range(10_001)}))
     assert [(v.field, v.description) for v in err.value.violations] == [
-        ("metadata", "has 1001 entries; at most 1000")
+        ("metadata", "has 10001 entries; at most 10000")
     ]
+
+
+def test_a_join_over_two_thousand_upstream_outputs_passes() -> None:
+    # Found by bench/fanout.py: a 1,000-entry map bound failed the fan-out's join task.
+    join = A.ExecuteTaskRequest(task_id="join", skill="text.wordcount")
+    for i in range(1998):
+        join.upstream_outputs[f"t{i:05d}"].update({"text": f"t{i:05d}"})
+    assert violations(join) == []
 
 
 def test_map_keys_and_values_are_checked() -> None:
