@@ -316,7 +316,8 @@ def test_random_paths_and_methods_never_answer_500(mesh: Mesh, http: httpx.Clien
         body: bytes,
     ) -> None:
         sent = list(headers) + ([("content-type", content_type)] if content_type else [])
-        url = path + ("?" + quote(query, safe="=&") if query else "")
+        # A leading "//" would make httpx read the rest as a host, not a path.
+        url = "/" + path.lstrip("/") + ("?" + quote(query, safe="=&") if query else "")
         r = http.request(method, url, content=body or None, headers=sent)
         assert_status_body(r, (method, url, content_type, headers, body))
 
