@@ -34,7 +34,7 @@ from rich.markup import escape as esc
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh.auth import Role
 from meshwright.mesh.client import ChannelPool, LocalServiceClient, ServiceClient
-from meshwright.mesh.config import MeshConfig, env_default
+from meshwright.mesh.config import MeshConfig, add_tls_flags, env_default
 from meshwright.mesh.errors import MeshError, PermissionDenied, Unauthenticated
 from meshwright.mesh.security import config_dir
 from meshwright.mesh.server import install_signal_handlers
@@ -498,7 +498,7 @@ def _security_flags(sp: argparse.ArgumentParser, *, serve: bool) -> None:
             default=None,
             help="service token this process calls the other services with (env MESHWRIGHT_TOKEN)",
         )
-    _tls_flags(sp)
+    add_tls_flags(sp, default=lambda _: None)  # unset: MeshConfig reads the env
     sp.add_argument(
         "--rate-limit-rps",
         type=float,
@@ -512,20 +512,6 @@ def _security_flags(sp: argparse.ArgumentParser, *, serve: bool) -> None:
         help="comma-separated browser origins the gateway allows; CORS is off when empty "
         "(env MESHWRIGHT_CORS_ORIGINS)",
     )
-
-
-def _tls_flags(sp: argparse.ArgumentParser) -> None:
-    for flag, what in (
-        ("cert", "this process's PEM certificate"),
-        ("key", "the PEM private key of --tls-cert"),
-        ("ca", "the PEM CA certificate that signs every peer"),
-    ):
-        sp.add_argument(
-            f"--tls-{flag}",
-            default=None,
-            metavar="FILE",
-            help=f"mutual TLS: {what} (env MESHWRIGHT_TLS_{flag.upper()})",
-        )
 
 
 def _client_flags(sp: argparse.ArgumentParser, *, leaf: bool) -> None:
@@ -555,13 +541,7 @@ def _client_flags(sp: argparse.ArgumentParser, *, leaf: bool) -> None:
         "$MESHWRIGHT_CONFIG_DIR or ~/.config/meshwright); default: admin to mint "
         "(account create --balance), client otherwise",
     )
-    for flag in ("cert", "key", "ca"):
-        sp.add_argument(
-            f"--tls-{flag}",
-            default=default(env_default(f"tls_{flag}", "")),
-            metavar="FILE",
-            help=f"mutual TLS (env MESHWRIGHT_TLS_{flag.upper()})",
-        )
+    add_tls_flags(sp, default=lambda name: default(env_default(name, "")))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from meshwright.agent.agent import Agent
 from meshwright.agent.runtime import AgentRuntime
-from meshwright.mesh.config import env_default
+from meshwright.mesh.config import add_tls_flags, env_default, env_flag
 from meshwright.mesh.tls import TlsConfig
 
 READY_PREFIX = "READY "
@@ -118,20 +118,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
-        default=str(env_default("insecure_no_auth", "")).lower() in ("1", "true", "yes", "on"),
+        default=env_flag("insecure_no_auth"),
         help="serve without checking tokens: anyone reaching the port gets work done "
         "(env MESHWRIGHT_INSECURE_NO_AUTH)",
     )
-    for flag, what in (
-        ("cert", "this agent's PEM certificate"),
-        ("key", "its PEM private key"),
-        ("ca", "the PEM CA that signs the mesh's certificates"),
-    ):
-        parser.add_argument(
-            f"--tls-{flag}",
-            default=env_default(f"tls_{flag}", ""),
-            help=f"mutual TLS: {what} (env MESHWRIGHT_TLS_{flag.upper()})",
-        )
+    add_tls_flags(parser)
     parser.add_argument(
         "--stop-on-stdin-eof",
         action="store_true",

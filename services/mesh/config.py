@@ -8,8 +8,9 @@ same interfaces).
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlparse
@@ -106,6 +107,34 @@ def env_default(name: str, fallback: Any) -> Any:
     """The value of ``MESHWRIGHT_<NAME>`` or ``fallback`` (for argparse defaults)."""
     raw = os.environ.get(ENV_PREFIX + name.upper())
     return fallback if raw is None or raw == "" else raw
+
+
+def env_flag(name: str) -> bool:
+    """Whether ``MESHWRIGHT_<NAME>`` is set to a true value (1, true, yes, on)."""
+    raw = os.environ.get(ENV_PREFIX + name.upper())
+    return False if raw is None or raw == "" else bool(_coerce(name, "bool", raw))
+
+
+def add_tls_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    default: Callable[[str], Any] = lambda name: env_default(name, ""),
+) -> None:
+    """``--tls-cert/--tls-key/--tls-ca``, the same on every command that serves or calls.
+
+    ``default(setting)`` gives each flag's default (the env variable's value by default).
+    """
+    for flag, what in (
+        ("cert", "this process's PEM certificate"),
+        ("key", "the PEM private key of --tls-cert"),
+        ("ca", "the PEM CA certificate that signs every peer"),
+    ):
+        parser.add_argument(
+            f"--tls-{flag}",
+            default=default(f"tls_{flag}"),
+            metavar="FILE",
+            help=f"mutual TLS: {what} (env MESHWRIGHT_TLS_{flag.upper()})",
+        )
 
 
 def backend_scheme(url: str, *, setting: str, supported: tuple[str, ...]) -> str:
