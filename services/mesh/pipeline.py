@@ -101,9 +101,14 @@ class Pipeline:
         metadata: Metadata,
         timeout: float | None,
         peer: str,
+        principal: Principal | None = None,
     ) -> CallContext:
-        """Every check before the handler runs; the call's context when all pass."""
-        principal = self.authenticate(metadata)
+        """Every check before the handler runs; the call's context when all pass.
+
+        ``principal``: the caller, when the transport authenticated it already.
+        """
+        if principal is None:
+            principal = self.authenticate(metadata)
         if self.limiter is not None:
             key = self._rate_key(principal, peer)
             if key is not None:
@@ -138,6 +143,7 @@ class Pipeline:
         metadata: Metadata = (),
         timeout: float | None = None,
         peer: str = "local",
+        principal: Principal | None = None,
     ) -> Any:
         """Run a unary handler through every step; raises only ``MeshError``."""
         t0 = time.perf_counter()
@@ -145,7 +151,12 @@ class Pipeline:
         error: MeshError | None = None
         try:
             call = await self.admit(
-                endpoint, request, metadata=metadata, timeout=timeout, peer=peer
+                endpoint,
+                request,
+                metadata=metadata,
+                timeout=timeout,
+                peer=peer,
+                principal=principal,
             )
             with serving(call):
                 if timeout is None:
@@ -179,6 +190,7 @@ class Pipeline:
         metadata: Metadata = (),
         timeout: float | None = None,
         peer: str = "local",
+        principal: Principal | None = None,
     ) -> AsyncIterator[Any]:
         """Run a server-streaming handler through every step; raises only ``MeshError``."""
         t0 = time.perf_counter()
@@ -186,7 +198,12 @@ class Pipeline:
         error: MeshError | None = None
         try:
             call = await self.admit(
-                endpoint, request, metadata=metadata, timeout=timeout, peer=peer
+                endpoint,
+                request,
+                metadata=metadata,
+                timeout=timeout,
+                peer=peer,
+                principal=principal,
             )
             # A stream is resumed by whoever iterates it, in their context; each
             # step runs in a context of its own that holds the call, so domain code

@@ -69,14 +69,19 @@ def _unary_handler(
 ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
     async def handler(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         try:
+            metadata = tuple(context.invocation_metadata() or ())
+            # Who calls before what they sent: an anonymous caller learns nothing
+            # but UNAUTHENTICATED, whatever bytes it sends.
+            principal = pipeline.authenticate(metadata)
             request = _decode(endpoint.info, raw)
             return await pipeline.unary(
                 endpoint,
                 fn,
                 request,
-                metadata=tuple(context.invocation_metadata() or ()),
+                metadata=metadata,
                 timeout=_timeout(context),
                 peer=context.peer(),
+                principal=principal,
             )
         except MeshError as err:
             await context.abort_with_status(to_grpc_status(err))
@@ -89,14 +94,17 @@ def _stream_handler(
 ) -> Callable[[bytes, grpc.aio.ServicerContext], AsyncIterator[Any]]:
     async def handler(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
+            metadata = tuple(context.invocation_metadata() or ())
+            principal = pipeline.authenticate(metadata)
             request = _decode(endpoint.info, raw)
             async for item in pipeline.stream(
                 endpoint,
                 fn,
                 request,
-                metadata=tuple(context.invocation_metadata() or ()),
+                metadata=metadata,
                 timeout=_timeout(context),
                 peer=context.peer(),
+                principal=principal,
             ):
                 yield item
         except MeshError as err:

@@ -482,6 +482,19 @@ async def test_undecodable_request_is_invalid_argument(raw: bytes) -> None:
     assert rec.calls == []
 
 
+async def test_an_anonymous_caller_sending_garbage_is_unauthenticated() -> None:
+    # Authentication comes before decoding: without a token, bytes tell nothing back.
+    rec = Recorder()
+    async with serve(rec, auth_pipeline()) as (_, channel):
+        err = await raw_call(channel, b"\xff\xff\xff")
+        assert err.code() == Code.UNAUTHENTICATED and reason_of(err) == "TOKEN_MISSING"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in channel.unary_stream(STREAM)(b"\xff\xff\xff", timeout=5):
+                pass
+        assert caught.value.code() == Code.UNAUTHENTICATED
+    assert rec.calls == []
+
+
 async def test_a_valid_raw_request_is_served() -> None:
     async with serve(Recorder(), auth_pipeline()) as (_, channel):
         raw = A.ExecuteTaskRequest(task_id="t", skill="x").SerializeToString()
