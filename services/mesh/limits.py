@@ -10,6 +10,7 @@ its own tighter rules (id patterns, name lengths) on top.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import OrderedDict
@@ -76,6 +77,10 @@ class _Walk:
 
 def check_request(request: message.Message, limits: InputLimits = DEFAULT_LIMITS) -> None:
     """``InvalidArgument`` naming every field (up to a bound) that breaks a limit."""
+    if not _has_value_checks(request.DESCRIPTOR) and request.ByteSize() <= _smallest_bound(limits):
+        # Fast path (a payment, a lookup): no string, bytes field, list or map can be
+        # longer than the whole message, and no field of it has a value to check.
+        return
     walk = _Walk(limits)
     _message(request, "", walk)
     if walk.violations:
@@ -85,6 +90,42 @@ def check_request(request: message.Message, limits: InputLimits = DEFAULT_LIMITS
             + (f" (and {len(walk.violations) - 1} more)" if len(walk.violations) > 1 else ""),
             violations=walk.violations,
         )
+
+
+@functools.cache
+def _has_value_checks(msg: descriptor.Descriptor) -> bool:
+    """Whether a message (or one inside it) has fields checked by value, not only by
+    length: enums, floats, Structs."""
+    seen: set[str] = set()
+    stack = [msg]
+    while stack:
+        d = stack.pop()
+        if d.full_name in seen:
+            continue
+        seen.add(d.full_name)
+        if d.full_name.startswith("google.protobuf.") and d.full_name in _STRUCT_TYPES:
+            return True
+        for fd in d.fields:
+            if fd.type in (FD.TYPE_ENUM, FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
+                return True
+            if fd.message_type is not None:
+                stack.append(fd.message_type)
+    return False
+
+
+_STRUCT_TYPES = frozenset(
+    {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
+)
+
+
+def _smallest_bound(limits: InputLimits) -> int:
+    return min(
+        limits.max_string_chars,
+        *limits.string_overrides.values(),
+        limits.max_bytes,
+        limits.max_repeated,
+        limits.max_map_entries,
+    )
 
 
 def _join(prefix: str, name: str) -> str:

@@ -496,3 +496,19 @@ def test_map_key_and_value_violations_stop_at_max_violations() -> None:
     # Two entries whose key and value are both too long: four problems, three reported.
     bad = A.ExecuteTaskRequest(metadata={f"{i}" + "k" * 4097: "v" * 4097 for i in range(2)})
     assert len(violations(bad, limits)) == 3
+
+
+def test_the_fast_path_skips_only_messages_with_nothing_to_check_by_value() -> None:
+    from meshwright.economy.v1 import economy_pb2
+    from meshwright.mesh.limits import _has_value_checks
+
+    # Ids, amounts, memos: nothing to check but lengths, which the size bounds.
+    assert not _has_value_checks(economy_pb2.CaptureEscrowRequest.DESCRIPTOR)
+    # Structs (task inputs), enums (state filters): always walked.
+    assert _has_value_checks(A.ExecuteTaskRequest.DESCRIPTOR)
+    assert _has_value_checks(workflow_pb2.ListWorkflowsRequest.DESCRIPTOR)
+    # A small message without value checks passes; one string past the smallest
+    # bound (the 1024-character "reason") is still refused although the message is small.
+    check_request(economy_pb2.CaptureEscrowRequest(escrow_id="e", memo="m" * 1024))
+    with pytest.raises(InvalidArgument):
+        check_request(workflow_pb2.CancelWorkflowRequest(workflow_id="w", reason="r" * 1025))
