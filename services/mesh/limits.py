@@ -57,22 +57,41 @@ class InputLimits:
 DEFAULT_LIMITS = InputLimits()
 
 
+# A field path, built without string formatting while walking (most requests are
+# fine, so most paths are never shown): (parent, segment), segment a field name,
+# a list index (int) or a map key (tuple of one key); None is the request itself.
+_Path = tuple[object, object] | None
+
+
+def _render(path: _Path) -> str:
+    parts: list[str] = []
+    while path is not None:
+        parent, seg = path
+        if isinstance(seg, int):
+            parts.append(f"[{seg}]")
+        elif isinstance(seg, tuple):
+            parts.append(f"[{seg[0]!r:.40}]")
+        else:
+            parts.append(f".{seg}" if parent is not None else str(seg))
+        path = parent  # type: ignore[assignment]
+    return "".join(reversed(parts))
+
+
 class _Walk:
-    __slots__ = ("limits", "violations")
+    __slots__ = ("full", "limits", "violations")
 
     def __init__(self, limits: InputLimits) -> None:
         self.limits = limits
         self.violations: list[FieldViolation] = []
+        self.full = False
+        """Whether ``max_violations`` problems are in (walking stops)."""
 
-    def add(self, path: str, text: str) -> None:
+    def add(self, path: _Path, text: str) -> None:
         # Some walks add several problems between two checks of ``full`` (a map
         # entry's key and value, a Struct's keys): the bound holds here for all.
         if not self.full:
-            self.violations.append(FieldViolation(path, text))
-
-    @property
-    def full(self) -> bool:
-        return len(self.violations) >= self.limits.max_violations
+            self.violations.append(FieldViolation(_render(path), text))
+            self.full = len(self.violations) >= self.limits.max_violations
 
 
 def check_request(request: message.Message, limits: InputLimits = DEFAULT_LIMITS) -> None:
@@ -82,7 +101,7 @@ def check_request(request: message.Message, limits: InputLimits = DEFAULT_LIMITS
         # longer than the whole message, and no field of it has a value to check.
         return
     walk = _Walk(limits)
-    _message(request, "", walk)
+    _message(request, None, walk)
     if walk.violations:
         first = walk.violations[0]
         raise InvalidArgument(
@@ -128,22 +147,35 @@ def _smallest_bound(limits: InputLimits) -> int:
     )
 
 
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
+_NUMBERS_AND_BOOLS = frozenset(
+    {
+        FD.TYPE_INT32,
+        FD.TYPE_INT64,
+        FD.TYPE_UINT32,
+        FD.TYPE_UINT64,
+        FD.TYPE_SINT32,
+        FD.TYPE_SINT64,
+        FD.TYPE_FIXED32,
+        FD.TYPE_FIXED64,
+        FD.TYPE_SFIXED32,
+        FD.TYPE_SFIXED64,
+        FD.TYPE_BOOL,
+    }
+)
+"""Field types with nothing to check: every value of them can be stored and sent."""
 
 
-def _message(msg: message.Message, path: str, walk: _Walk) -> None:
+def _message(msg: message.Message, path: _Path, walk: _Walk) -> None:
     full = msg.DESCRIPTOR.full_name
-    if full == "google.protobuf.Struct":
-        _struct_root(msg, path, walk)  # type: ignore[arg-type]
-        return
-    if full == "google.protobuf.Value":
+    if full == "google.protobuf.Struct" or full == "google.protobuf.Value":
         _struct_root(msg, path, walk)  # type: ignore[arg-type]
         return
     for fd, value in msg.ListFields():
         if walk.full:
             return
-        fpath = _join(path, fd.name)
+        if fd.type in _NUMBERS_AND_BOOLS:
+            continue
+        fpath = (path, fd.name)
         if (
             fd.is_repeated
             and fd.message_type is not None
@@ -155,14 +187,14 @@ def _message(msg: message.Message, path: str, walk: _Walk) -> None:
                 walk.add(fpath, f"has {len(value)} items; at most {walk.limits.max_repeated}")
                 continue
             for i, item in enumerate(value):
-                _scalar_or_message(fd, item, f"{fpath}[{i}]", walk)
+                _scalar_or_message(fd, item, (fpath, i), walk)
                 if walk.full:
                     return
         else:
             _scalar_or_message(fd, value, fpath, walk)
 
 
-def _map(fd: FD, value: object, path: str, walk: _Walk) -> None:
+def _map(fd: FD, value: object, path: _Path, walk: _Walk) -> None:
     entries = value  # a mapping
     if len(entries) > walk.limits.max_map_entries:  # type: ignore[arg-type]
         walk.add(path, f"has {len(entries)} entries; at most {walk.limits.max_map_entries}")  # type: ignore[arg-type]
@@ -172,14 +204,15 @@ def _map(fd: FD, value: object, path: str, walk: _Walk) -> None:
     key_fd = entry.fields_by_name["key"]
     value_fd = entry.fields_by_name["value"]
     for k in entries:  # type: ignore[attr-defined]
-        _scalar_or_message(key_fd, k, f"{path}[{k!r:.40}]", walk, name=fd.name)
-        _scalar_or_message(value_fd, entries[k], f"{path}[{k!r:.40}]", walk, name=fd.name)  # type: ignore[index]
+        where = (path, (k,))
+        _scalar_or_message(key_fd, k, where, walk, name=fd.name)
+        _scalar_or_message(value_fd, entries[k], where, walk, name=fd.name)  # type: ignore[index]
         if walk.full:
             return
 
 
 def _scalar_or_message(
-    fd: FD, value: object, path: str, walk: _Walk, *, name: str | None = None
+    fd: FD, value: object, path: _Path, walk: _Walk, *, name: str | None = None
 ) -> None:
     t = fd.type
     if t == FD.TYPE_MESSAGE or t == FD.TYPE_GROUP:
@@ -202,30 +235,34 @@ def _scalar_or_message(
             walk.add(path, "must be a finite number")
 
 
-def _struct_root(msg: struct_pb2.Struct | struct_pb2.Value, path: str, walk: _Walk) -> None:
+def _struct_root(msg: struct_pb2.Struct | struct_pb2.Value, path: _Path, walk: _Walk) -> None:
     size = msg.ByteSize()
     if size > walk.limits.max_struct_bytes:
         walk.add(path, f"is {size} bytes; at most {walk.limits.max_struct_bytes}")
         return
-    stack: list[tuple[object, str, int]] = [(msg, path, 0)]
+    limits = walk.limits
+    stack: list[tuple[object, _Path, int]] = [(msg, path, 0)]
     while stack and not walk.full:
         node, where, depth = stack.pop()
-        if depth > walk.limits.max_struct_depth:
-            walk.add(where, f"nests deeper than {walk.limits.max_struct_depth} levels")
+        if depth > limits.max_struct_depth:
+            walk.add(where, f"nests deeper than {limits.max_struct_depth} levels")
             return
         if isinstance(node, struct_pb2.Struct):
             for key, val in node.fields.items():
-                if len(key) > walk.limits.max_struct_key_chars:
+                if len(key) > limits.max_struct_key_chars:
                     walk.add(
                         where,
                         f"has a key of {len(key)} characters; at most "
-                        f"{walk.limits.max_struct_key_chars}",
+                        f"{limits.max_struct_key_chars}",
                     )
                     continue
-                stack.append((val, _join(where, key), depth + 1))
+                kind = val.WhichOneof("kind")
+                if kind == "string_value" or kind == "bool_value":
+                    continue  # nothing to check: the Struct's size bounds them
+                stack.append((val, (where, key), depth + 1))
         elif isinstance(node, struct_pb2.ListValue):
             for i, val in enumerate(node.values):
-                stack.append((val, f"{where}[{i}]", depth + 1))
+                stack.append((val, (where, i), depth + 1))
         elif isinstance(node, struct_pb2.Value):
             kind = node.WhichOneof("kind")
             if kind == "number_value":
