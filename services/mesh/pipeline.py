@@ -144,8 +144,13 @@ class Pipeline:
         timeout: float | None = None,
         peer: str = "local",
         principal: Principal | None = None,
+        transport_deadline: bool = False,
     ) -> Any:
-        """Run a unary handler through every step; raises only ``MeshError``."""
+        """Run a unary handler through every step; raises only ``MeshError``.
+
+        ``transport_deadline``: the transport enforces the deadline itself (gRPC
+        cancels the handler when it passes), so no timer of ours is needed.
+        """
         t0 = time.perf_counter()
         call: CallContext | None = None
         error: MeshError | None = None
@@ -161,11 +166,14 @@ class Pipeline:
             with serving(call):
                 if timeout is None:
                     return await handler(request)
-                try:
-                    async with asyncio.timeout(timeout):
-                        reply = await handler(request)
-                except TimeoutError:
-                    raise _late(endpoint, timeout) from None
+                if transport_deadline:
+                    reply = await handler(request)
+                else:
+                    try:
+                        async with asyncio.timeout(timeout):
+                            reply = await handler(request)
+                    except TimeoutError:
+                        raise _late(endpoint, timeout) from None
                 # A handler that swallowed the deadline's cancellation still answers late:
                 # the caller has given up, so no half-true "success" is sent back.
                 remaining = call.time_remaining()

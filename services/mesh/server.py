@@ -82,6 +82,7 @@ def _unary_handler(
                 timeout=_timeout(context),
                 peer=context.peer(),
                 principal=principal,
+                transport_deadline=True,  # grpc cancels the handler at the deadline
             )
         except MeshError as err:
             await context.abort_with_status(to_grpc_status(err))
