@@ -147,6 +147,10 @@ class Security:
             return cls(Pipeline(verifier=None, limiter=limiter), None, tls, issuer)
         if issuer is None and config.auth_private_key:
             issuer = issuer_from_file(config.auth_private_key)
+        if issuer is None and config.auth_hs256_secret and not config.auth_public_key:
+            # The explicit single-process option: whoever holds the secret can sign, so
+            # this process mints its own service token with it.
+            issuer = TokenIssuer(config.auth_hs256_secret.encode(), algorithm="HS256")
         if verifier is None:
             verifier = verifier_from_files(
                 public_key=config.auth_public_key, hs256_secret=config.auth_hs256_secret
