@@ -729,6 +729,8 @@ class Engine:
                     economy_pb2.CreateAccountRequest(
                         account_id=lease.payout_account_id,
                         display_name=f"payout of agent {lease.agent_id}",
+                        # The agent's, not the mesh's: it must be able to spend its pay.
+                        owner=f"agent:{lease.agent_id}",
                     ),
                 )
             except AlreadyExists:

@@ -199,6 +199,8 @@ async def test_a_missing_payout_account_is_opened_at_payment(node: Node, agents:
     assert wf.state == W.WORKFLOW_STATE_SUCCEEDED
     got = await economy.call("GetAccount", economy_pb2.GetAccountRequest(account_id=agent_id))
     assert got.account.balance == 3
+    # Opened by the mesh, owned by the agent: it can spend what it earned.
+    assert got.account.owner == f"agent:{agent_id}"
 
 
 def progress_agent() -> Agent:
