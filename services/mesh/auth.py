@@ -131,6 +131,11 @@ class TokenVerifier:
         self._cache_ttl_s = cache_ttl_s
         self._clock = clock
 
+    def is_cached(self, token: str) -> bool:
+        """Whether ``verify`` would answer from its cache (no signature check)."""
+        hit = self._cache.get(token)
+        return hit is not None and self._clock() < hit[1]
+
     def verify(self, token: str) -> Principal:
         """The principal a token names, or ``Unauthenticated`` (never says which check failed
         beyond a short reason, and never echoes the token)."""

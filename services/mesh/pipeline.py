@@ -70,6 +70,7 @@ class Pipeline:
         verifier: TokenVerifier | None,
         authorizer: Authorizer | None = None,
         limiter: RateLimiter | None = None,
+        verify_limiter: RateLimiter | None = None,
         limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
         """``verifier`` None turns authentication off: every caller is an anonymous admin
@@ -77,6 +78,8 @@ class Pipeline:
         self.verifier = verifier
         self.authorizer = authorizer or Authorizer()
         self.limiter = limiter
+        self.verify_limiter = verify_limiter
+        """Signature checks per remote host (tokens not in the verifier's cache)."""
         self.limits = limits
         self.observers: list[CallObserver] = []
 
@@ -84,13 +87,25 @@ class Pipeline:
     def auth_enabled(self) -> bool:
         return self.verifier is not None
 
-    def authenticate(self, metadata: Metadata) -> Principal:
-        """The caller a call's metadata names; ``Unauthenticated`` when it names none."""
+    def authenticate(self, metadata: Metadata, peer: str = "local") -> Principal:
+        """The caller a call's metadata names; ``Unauthenticated`` when it names none.
+
+        A token not verified before costs a signature check; a remote peer gets
+        only as many of those as ``verify_limiter`` allows per host
+        (``RATE_LIMITED``), so a flood of forged tokens cannot buy CPU. Cached
+        tokens are not counted.
+        """
         if self.verifier is None:
             return ANONYMOUS_ADMIN
         token = bearer_token(metadata)
         if token is None:
             raise TokenMissing("this call needs a bearer token (authorization: Bearer <jwt>)")
+        if (
+            self.verify_limiter is not None
+            and peer != "local"
+            and not self.verifier.is_cached(token)
+        ):
+            self.verify_limiter.take(_host(peer))
         return self.verifier.verify(token)
 
     async def admit(
@@ -108,7 +123,7 @@ class Pipeline:
         ``principal``: the caller, when the transport authenticated it already.
         """
         if principal is None:
-            principal = self.authenticate(metadata)
+            principal = self.authenticate(metadata, peer)
         if self.limiter is not None:
             key = self._rate_key(principal, peer)
             if key is not None:

@@ -158,7 +158,17 @@ class Security:
         token = config.token or None
         if token is None and issuer is not None:
             token = issuer.issue(Role.SERVICE, service_subject, ttl_s=DEV_TOKEN_TTL_S)
-        return cls(Pipeline(verifier=verifier, limiter=limiter), token, tls, issuer)
+        # Fresh tokens per host are rare (each is verified once, then cached); the
+        # budget only stops floods of forged ones, so it is ten times the call rate.
+        verify_limiter = (
+            RateLimiter(
+                RateLimit(rate_per_s=10 * config.rate_limit_rps, burst=10 * config.rate_limit_burst)
+            )
+            if config.rate_limit_rps > 0
+            else None
+        )
+        pipeline = Pipeline(verifier=verifier, limiter=limiter, verify_limiter=verify_limiter)
+        return cls(pipeline, token, tls, issuer)
 
 
 def insecure_pipeline() -> Pipeline:

@@ -72,7 +72,7 @@ def _unary_handler(
             metadata = tuple(context.invocation_metadata() or ())
             # Who calls before what they sent: an anonymous caller learns nothing
             # but UNAUTHENTICATED, whatever bytes it sends.
-            principal = pipeline.authenticate(metadata)
+            principal = pipeline.authenticate(metadata, context.peer())
             request = _decode(endpoint.info, raw)
             return await pipeline.unary(
                 endpoint,
@@ -96,7 +96,7 @@ def _stream_handler(
     async def handler(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
             metadata = tuple(context.invocation_metadata() or ())
-            principal = pipeline.authenticate(metadata)
+            principal = pipeline.authenticate(metadata, context.peer())
             request = _decode(endpoint.info, raw)
             async for item in pipeline.stream(
                 endpoint,

@@ -574,8 +574,13 @@ def test_security_uses_the_configured_token_and_rate_limit() -> None:
     assert sec.token == "given" and sec.issuer is None
     assert sec.pipeline.limiter is not None
     assert (sec.pipeline.limiter.limit.rate_per_s, sec.pipeline.limiter.limit.burst) == (7, 3)
+    assert sec.pipeline.verify_limiter is not None
+    assert sec.pipeline.verify_limiter.limit.burst == 30  # ten times the call budget
     off = Security.from_config(MeshConfig(auth_hs256_secret=SECRET, rate_limit_rps=0))
-    assert off.pipeline.limiter is None and off.token is None
+    assert off.pipeline.limiter is None and off.pipeline.verify_limiter is None
+    # With only a shared secret, the process mints its own service token with it.
+    assert off.token is not None
+    assert off.pipeline.authenticate([("authorization", f"Bearer {off.token}")]).role == "service"
     token = jwt.encode(claims(exp=2**40), SECRET, algorithm="HS256")
     assert off.pipeline.authenticate([("authorization", f"Bearer {token}")]).subject == "alice"
 

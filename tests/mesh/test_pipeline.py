@@ -1012,3 +1012,32 @@ def test_field_value_follows_paths() -> None:
     assert field_value(req, ("status_update", "message")) == "m"
     assert field_value(A.StreamTaskResponse(), ("task", "task_id")) is None  # unset on the way
     assert field_value(req, ("final",)) is False
+
+
+async def test_signature_checks_per_remote_peer_are_rate_limited() -> None:
+    # Forged tokens each cost a signature check: a peer gets `burst` of them, then
+    # RATE_LIMITED; a token verified before (cached) still passes from that peer.
+    limiter = RateLimiter(RateLimit(rate_per_s=0.001, burst=3))
+    good = bearer("service", "mesh")
+    async with serve(Recorder(), auth_pipeline(verify_limiter=limiter)) as (_, channel):
+        request = A.GetAgentCardRequest().SerializeToString()
+        path = "/meshwright.agent.v1.AgentService/GetAgentCard"
+        await channel.unary_unary(path)(request, metadata=good, timeout=5)  # 1: verified
+        forged = [bearer("admin", f"x{i}")[0][1][:-4] + "AAAA" for i in range(3)]
+        codes = []
+        for header in forged:
+            err = await raw_call(channel, request, [("authorization", header)], path=path)
+            codes.append((err.code(), reason_of(err)))
+        assert codes == [
+            (Code.UNAUTHENTICATED, "TOKEN_INVALID"),
+            (Code.UNAUTHENTICATED, "TOKEN_INVALID"),
+            (Code.RESOURCE_EXHAUSTED, "RATE_LIMITED"),
+        ]
+        await channel.unary_unary(path)(request, metadata=good, timeout=5)  # cached: passes
+
+
+def test_in_process_calls_spend_no_signature_budget() -> None:
+    limiter = RateLimiter(RateLimit(rate_per_s=0.001, burst=1))
+    pipeline = auth_pipeline(verify_limiter=limiter)
+    for i in range(3):  # three fresh tokens in-process: never limited
+        pipeline.authenticate(bearer("client", f"c{i}"))
