@@ -13,6 +13,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from google.protobuf.descriptor import ServiceDescriptor
+
 from meshwright.agent.v1 import agent_pb2
 from meshwright.economy import Economy, EconomyServicer
 from meshwright.economy.v1 import economy_pb2
@@ -120,21 +122,13 @@ async def start_node(
     channels = ChannelPool(tls=security.tls, token=security.token)
     node = Node(config=config, security=security, server=server, channels=channels)
 
-    def local(servicer: object, service: object, *, mesh: bool = False) -> None:
-        name = {
-            REGISTRY_SERVICE: "registry",
-            ECONOMY_SERVICE: "economy",
-            WORKFLOW_SERVICE: "workflow",
-            AGENT_SERVICE: "agent",
-        }[service]  # type: ignore[index]
-        server.add(servicer, service, mesh=mesh)  # type: ignore[arg-type]
-        client = LocalServiceClient(
-            servicer,
-            service,  # type: ignore[arg-type]
-            pipeline,
-            token=security.token,
-            mesh=mesh,
-        )
+    def local(
+        name: str, servicer: object, service: ServiceDescriptor, *, mesh: bool = False
+    ) -> None:
+        """Serve ``servicer`` here; the node calls it in-process as itself, the gateway
+        with each caller's own token (both through the pipeline)."""
+        server.add(servicer, service, mesh=mesh)
+        client = LocalServiceClient(servicer, service, pipeline, token=security.token, mesh=mesh)
         node.clients[name] = client
         node.fronted.append(client.with_token(None))
 
@@ -142,7 +136,7 @@ async def start_node(
         node.registry = Registry(
             default_lease_ttl_s=config.lease_ttl_s, sweep_interval_s=config.sweep_interval_s
         )
-        local(RegistryServicer(node.registry), REGISTRY_SERVICE)
+        local("registry", RegistryServicer(node.registry), REGISTRY_SERVICE)
     elif registry_target:
         node.clients["registry"] = node.channels.client(registry_target, REGISTRY_SERVICE)
         node.fronted.append(
@@ -151,7 +145,7 @@ async def start_node(
 
     if "economy" in services:
         node.economy = Economy()
-        local(EconomyServicer(node.economy), ECONOMY_SERVICE)
+        local("economy", EconomyServicer(node.economy), ECONOMY_SERVICE)
         pipeline.authorizer.register(policy.ACCOUNT, node.economy.owner_of)
     elif economy_target:
         economy_client = node.channels.client(economy_target, ECONOMY_SERVICE)
@@ -184,10 +178,10 @@ async def start_node(
             channels=node.channels,
             config=engine_config,
         )
-        local(WorkflowServicer(node.engine), WORKFLOW_SERVICE)
+        local("workflow", WorkflowServicer(node.engine), WORKFLOW_SERVICE)
         pipeline.authorizer.register(policy.WORKFLOW, node.engine.owner_of)
         # The mesh also answers AgentService itself, routing by skill.
-        local(SkillRouter(node.engine), AGENT_SERVICE, mesh=True)
+        local("agent", SkillRouter(node.engine), AGENT_SERVICE, mesh=True)
 
     try:
         if node.registry is not None:
