@@ -18,6 +18,12 @@ F = TypeVar("F", bound=SkillFn)
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:\-]+")
 
 
+def new_agent_id(name: str) -> str:
+    """A fresh registry id: ``name`` (made id-safe) plus a random suffix."""
+    base = _NOT_ID.sub("-", name).strip("-._:")[:100] or "agent"
+    return f"{base}-{secrets.token_hex(4)}"
+
+
 class Agent:
     """An agent definition: identity, capacity and skills.
 
@@ -102,8 +108,7 @@ class Agent:
 
     def new_agent_id(self) -> str:
         """A fresh registry id: the name plus a random suffix."""
-        base = _NOT_ID.sub("-", self.name).strip("-._:")[:100] or "agent"
-        return f"{base}-{secrets.token_hex(4)}"
+        return new_agent_id(self.name)
 
     async def start(self, registry: str | None = None, **options: Any) -> AgentRuntime:
         """Serve this agent and register it; returns the running handle (``await rt.stop()``).

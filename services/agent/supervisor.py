@@ -28,8 +28,6 @@ import dataclasses
 import enum
 import logging
 import os
-import re
-import secrets
 import signal
 import sys
 import time
@@ -38,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from meshwright.agent.agent import new_agent_id
 from meshwright.agent.cli import parse_ready_line
 from meshwright.mesh.auth import Role, TokenIssuer
 
@@ -51,8 +50,6 @@ _LINE_LIMIT = 1 << 20
 AGENT_TOKEN_TTL_S = 90 * 86_400.0
 """Life of the token handed to a child; every (re)launch gets a fresh one. Agents cannot
 renew their token, so it is long: a child running longer than this is refused by the mesh."""
-
-_NOT_ID = re.compile(r"[^A-Za-z0-9._:\-]+")
 
 
 class ProcessState(enum.StrEnum):
@@ -541,12 +538,6 @@ class AgentSupervisor:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-
-
-def new_agent_id(name: str) -> str:
-    """A fresh registry id: ``name`` (made id-safe) plus a random suffix."""
-    base = _NOT_ID.sub("-", name).strip("-._:")[:100] or "agent"
-    return f"{base}-{secrets.token_hex(4)}"
 
 
 def _echo_to_stderr(name: str, line: str) -> None:
