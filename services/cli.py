@@ -164,6 +164,15 @@ def _print_auth(config: MeshConfig, node: Node, creds: DevCredentials | None) ->
         console.print(esc(f"  curl {header} {node.http_url}/v1/workflows"), soft_wrap=True)
 
 
+def _store_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The workflow store settings given as flags (None: the env or the default)."""
+    return {
+        "store_url": args.store,
+        "workflow_retention_s": args.workflow_retention,
+        "workflow_lease_ttl_s": args.workflow_lease_ttl,
+    }
+
+
 async def _up(args: argparse.Namespace) -> int:
     from meshwright._demo import DemoClients, run_demo, wait_for_agents
     from meshwright.agent.supervisor import AgentSupervisor
@@ -175,6 +184,7 @@ async def _up(args: argparse.Namespace) -> int:
         host=args.host,
         grpc_port=args.grpc_port,
         http_port=args.http_port,
+        **_store_overrides(args),
         **_security_overrides(args),
     )
     # `up` is its own issuer: it calls as a service token it mints, never as a
@@ -243,8 +253,8 @@ async def _up(args: argparse.Namespace) -> int:
             await stop.wait()
             console.print("stopping...")
             if node.engine is not None:
-                # Workflows first (cancelled, refunded, their tasks cancelled on
-                # the agents), so none waits for agents that are going away.
+                # Workflows first: handed off (attempts under way finish within a
+                # grace), so none waits for agents that are going away.
                 await node.engine.stop()
     finally:
         await node.stop()
@@ -258,6 +268,7 @@ async def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         grpc_port=args.grpc_port,
         http_port=args.http_port,
+        **_store_overrides(args),
         **_security_overrides(args),
     )
     services = [s.strip() for s in args.services.split(",") if s.strip()]
@@ -569,6 +580,29 @@ def build_parser() -> argparse.ArgumentParser:
             help="REST gateway port, 0 picks one (env MESHWRIGHT_HTTP_PORT)",
         )
         sp.add_argument("--no-gateway", action="store_true", help="do not start the REST gateway")
+        sp.add_argument(
+            "--store",
+            default=env_default("store_url", "memory://"),
+            metavar="URL",
+            help="workflow store: memory:// (in-process) or redis://host:6379/0, shared by "
+            "replicas and kept across restarts (env MESHWRIGHT_STORE_URL)",
+        )
+        sp.add_argument(
+            "--workflow-retention",
+            type=parse_duration,
+            default=None,
+            metavar="DURATION",
+            help="keep finished workflows this long, e.g. 7d (env "
+            "MESHWRIGHT_WORKFLOW_RETENTION_S, seconds; default 7d)",
+        )
+        sp.add_argument(
+            "--workflow-lease-ttl",
+            type=parse_duration,
+            default=None,
+            metavar="DURATION",
+            help="a replica's lease on each workflow it runs; another replica takes a run "
+            "over this long after its owner died (env MESHWRIGHT_WORKFLOW_LEASE_TTL_S; 10s)",
+        )
 
     up = sub.add_parser(
         "up",

@@ -32,7 +32,14 @@ from meshwright.mesh.security import Security
 from meshwright.mesh.server import MeshServer
 from meshwright.registry import Registry, RegistryServicer
 from meshwright.registry.v1 import registry_pb2
-from meshwright.workflow import Engine, EngineConfig, SkillRouter, WorkflowServicer
+from meshwright.workflow import (
+    Engine,
+    EngineConfig,
+    MemoryWorkflowStore,
+    SkillRouter,
+    WorkflowServicer,
+    WorkflowStore,
+)
 from meshwright.workflow.v1 import workflow_pb2
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,7 @@ class Node:
     registry: Registry | None = None
     economy: Economy | None = None
     engine: Engine | None = None
+    workflow_store: WorkflowStore | None = None
     gateway: GatewayHandle | None = None
     clients: dict[str, ServiceClient] = field(default_factory=dict)
     """Clients of each service calling as this process (its service token)."""
@@ -83,10 +91,21 @@ class Node:
             await self.gateway.stop()
         if self.engine is not None:
             await self.engine.stop()
+        if self.workflow_store is not None:
+            await self.workflow_store.close()
         if self.registry is not None:
             await self.registry.stop()
         await self.server.stop()
         await self.channels.close()
+
+
+def open_workflow_store(url: str, scheme: str, *, retention_s: float) -> WorkflowStore:
+    """The workflow store a ``store_url`` names (redis is imported only for redis://)."""
+    if scheme == "memory":
+        return MemoryWorkflowStore(retention_s=retention_s)
+    from meshwright.workflow.redis_store import RedisWorkflowStore
+
+    return RedisWorkflowStore.from_url(url, retention_s=retention_s)
 
 
 async def start_node(
@@ -109,7 +128,9 @@ async def start_node(
     if unknown:
         raise ValueError(f"unknown services {sorted(unknown)}; choose from {ALL_SERVICES}")
     backend_scheme(config.registry_url, setting="registry_url", supported=("memory",))
-    backend_scheme(config.store_url, setting="store_url", supported=("memory",))
+    store_scheme = backend_scheme(
+        config.store_url, setting="store_url", supported=("memory", "redis", "rediss")
+    )
     security = security or Security.from_config(config)
     pipeline = security.pipeline
     server = MeshServer(
@@ -172,16 +193,21 @@ async def start_node(
                 f"the workflow service needs {' and '.join(missing)}: run them here or pass "
                 + " and ".join(f"--{d}-target" for d in missing)
             )
+        node.workflow_store = open_workflow_store(
+            config.store_url, store_scheme, retention_s=config.workflow_retention_s
+        )
         node.engine = Engine(
             registry=node.clients["registry"],
             economy=node.clients["economy"],
+            store=node.workflow_store,
             channels=node.channels,
-            config=engine_config,
+            config=engine_config or EngineConfig(lease_ttl_s=config.workflow_lease_ttl_s),
         )
         local("workflow", WorkflowServicer(node.engine), WORKFLOW_SERVICE)
         pipeline.authorizer.register(policy.WORKFLOW, node.engine.owner_of)
         # The mesh also answers AgentService itself, routing by skill.
-        local("agent", SkillRouter(node.engine), AGENT_SERVICE, mesh=True)
+        router = SkillRouter(node.engine.dispatcher, agent_wait_s=node.engine.config.agent_wait_s)
+        local("agent", router, AGENT_SERVICE, mesh=True)
 
     try:
         if node.registry is not None:

@@ -2,8 +2,8 @@
 
 Every setting has a ``MESHWRIGHT_*`` environment variable; a command-line flag
 wins over the variable, the variable over the default. Backends are chosen by
-URL (``memory://`` today; ``redis://`` and ``consul://`` slot in behind the
-same interfaces).
+URL (``--store memory://`` or ``redis://host:port/db``; ``consul://`` slots in
+behind the registry's interface).
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ class MeshConfig:
     registry_url: str = "memory://"
     """Registry backend: ``memory://`` (in-process)."""
     store_url: str = "memory://"
-    """State store of the economy and workflow services: ``memory://``."""
+    """State store of the workflow service: ``memory://`` (in-process, lost on exit) or
+    ``redis://[:password@]host:port/db`` (``rediss://`` for TLS), which replicas share and
+    which survives restarts. (The economy keeps its ledger in memory either way.)"""
+    workflow_retention_s: float = 7 * 24 * 3600.0
+    """How long a finished workflow, its events and request id are kept, in seconds."""
+    workflow_lease_ttl_s: float = 10.0
+    """Lease of a workflow replica on each run it owns, in seconds: another replica takes a
+    run over this long after its owner died."""
     lease_ttl_s: float = 10.0
     """Default agent lease length in seconds."""
     sweep_interval_s: float = 1.0

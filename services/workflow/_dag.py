@@ -29,6 +29,10 @@ _QUOTED_CHARS = 64
 MAX_ATTEMPTS = 100
 MAX_TIMEOUT_S = 86_400.0  # grpc.aio fails deadlines near 1e10 s at once; a day is plenty
 MAX_BACKOFF_S = 3_600.0
+MAX_WORKFLOW_TIMEOUT_S = 30 * 86_400.0
+MAX_NON_RETRYABLE = 32
+MAX_REASON_CHARS = 64
+REASON = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
 def check_definition(
@@ -56,6 +60,12 @@ def check_definition(
         out.append(FieldViolation(f"{prefix}.tasks", f"at most {MAX_TASKS} tasks are allowed"))
     if definition.budget < 0:
         out.append(FieldViolation(f"{prefix}.budget", "must not be negative"))
+    if not 0 <= duration_s(definition.timeout) <= MAX_WORKFLOW_TIMEOUT_S:
+        out.append(
+            FieldViolation(
+                f"{prefix}.timeout", f"must be between 0 and {MAX_WORKFLOW_TIMEOUT_S:.0f}s"
+            )
+        )
     if definition.budget > 0 and not definition.payer_account_id:
         out.append(
             FieldViolation(f"{prefix}.payer_account_id", "is required when budget is positive")
@@ -167,6 +177,23 @@ def _check_task_options(task: workflow_pb2.TaskSpec, where: str) -> list[FieldVi
         out.append(
             FieldViolation(f"{where}.retry.backoff_multiplier", "must be 0 or between 1 and 100")
         )
+    reasons = retry.non_retryable_reasons
+    if len(reasons) > MAX_NON_RETRYABLE:
+        out.append(
+            FieldViolation(
+                f"{where}.retry.non_retryable_reasons",
+                f"has {len(reasons)} entries; at most {MAX_NON_RETRYABLE}",
+            )
+        )
+    else:
+        for k, reason in enumerate(reasons):
+            if len(reason) > MAX_REASON_CHARS or not REASON.fullmatch(reason):
+                out.append(
+                    FieldViolation(
+                        f"{where}.retry.non_retryable_reasons[{k}]",
+                        f"must be 1-{MAX_REASON_CHARS} characters of UPPER_SNAKE_CASE",
+                    )
+                )
     if not 0 <= duration_s(task.timeout) <= MAX_TIMEOUT_S:
         out.append(
             FieldViolation(f"{where}.timeout", f"must be between 0 and {MAX_TIMEOUT_S:.0f}s")

@@ -1,10 +1,20 @@
-"""The workflow engine: validates DAGs, places tasks on agents, pays them.
+"""The workflow engine: the domain object behind WorkflowService.
 
-One ``_Run`` per live workflow holds the scheduling state; every state change
-is recorded twice — in the workflow snapshot and as an event appended to the
-workflow's log — so watchers can follow (and resume) in order. Registry and
-economy are reached through ``ServiceClient``s typed by their contracts: the
-in-process service object under ``meshwright up``, a gRPC stub otherwise.
+Its lifecycle side lives here (create, read, list, cancel, watch, templates,
+start and stop); the rest has a module each:
+
+- ``store`` / ``memory_store`` / ``redis_store``: the records, the source of truth;
+- ``run``: one owned workflow rebuilt from its records, and its group commit;
+- ``scheduler``: ready tasks, attempts, payment, the ending;
+- ``retry``: the retry policy; ``dispatch``: agents (placement, slots, calls);
+- ``payments``: escrow moves; ``events``: the event log and watching it;
+- ``ownership``: leases with fencing tokens, orphan takeover, cancel signals.
+
+Any number of replicas may share one store. Each live workflow is run by the
+replica holding its lease; any replica answers reads, watches and cancels
+for any workflow (a cancel is recorded in the store; the owner acts on it).
+``stop`` hands this replica's runs off (attempts under way finish, within a
+grace) instead of cancelling them.
 """
 
 from __future__ import annotations
@@ -14,28 +24,14 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
-from typing import Any
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
-from google.protobuf import struct_pb2
-
-from meshwright.agent.v1 import agent_pb2
-from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh.auth import Principal
-from meshwright.mesh.client import ChannelPool, RemoteServiceClient, ServiceClient
+from meshwright.mesh.client import ChannelPool, ServiceClient
 from meshwright.mesh.context import caller, detached
-from meshwright.mesh.errors import (
-    AlreadyExists,
-    DeadlineExceeded,
-    FieldViolation,
-    InvalidArgument,
-    MeshError,
-    NotFound,
-    ResourceExhausted,
-    Unavailable,
-)
-from meshwright.mesh.limits import check_request
+from meshwright.mesh.errors import FieldViolation, InvalidArgument, MeshError, Unavailable
 from meshwright.mesh.paging import (
     decode_page_token,
     decode_position_token,
@@ -44,58 +40,40 @@ from meshwright.mesh.paging import (
 )
 from meshwright.mesh.policy import NotOwner
 from meshwright.mesh.timeutil import timestamp
-from meshwright.mesh.validation import check_id, duration_s
+from meshwright.mesh.validation import check_id
 from meshwright.workflow._dag import check_definition, quote
-from meshwright.workflow.directory import AgentDirectory, BudgetExhausted, Lease
-from meshwright.workflow.errors import (
-    TemplateExists,
-    TemplateNotFound,
-    WorkflowExists,
-    WorkflowNotFound,
+from meshwright.workflow.dispatch import AgentDispatcher, BreakerPolicy
+from meshwright.workflow.errors import TemplateExists, TemplateNotFound, WorkflowNotFound
+from meshwright.workflow.events import event, follow
+from meshwright.workflow.ownership import LeaseKeeper, new_replica_id
+from meshwright.workflow.payments import Payments
+from meshwright.workflow.retry import RetryDefaults
+from meshwright.workflow.run import Committer, Run
+from meshwright.workflow.scheduler import Scheduler
+from meshwright.workflow.store import (
+    TERMINAL_STATES,
+    Change,
+    LeaseLost,
+    RequestExists,
+    WorkflowStore,
 )
-from meshwright.workflow.store import TERMINAL_STATES, MemoryWorkflowStore, WorkflowStore
 from meshwright.workflow.templates import check_template, expand
 from meshwright.workflow.v1 import workflow_pb2
 
 log = logging.getLogger(__name__)
 
-AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
 W = workflow_pb2
-TERMINAL_EVENTS = frozenset(
-    {
-        W.WORKFLOW_EVENT_TYPE_WORKFLOW_SUCCEEDED,
-        W.WORKFLOW_EVENT_TYPE_WORKFLOW_FAILED,
-        W.WORKFLOW_EVENT_TYPE_WORKFLOW_CANCELLED,
-    }
-)
-_TERMINAL_EVENT_OF: dict[int, int] = {
-    W.WORKFLOW_STATE_SUCCEEDED: W.WORKFLOW_EVENT_TYPE_WORKFLOW_SUCCEEDED,
-    W.WORKFLOW_STATE_FAILED: W.WORKFLOW_EVENT_TYPE_WORKFLOW_FAILED,
-    W.WORKFLOW_STATE_CANCELLED: W.WORKFLOW_EVENT_TYPE_WORKFLOW_CANCELLED,
-}
-# Errors after which the same agent is not trusted with the retry, and that
-# count toward its circuit breaker.
-_TRANSPORT_ERRORS = (Unavailable, DeadlineExceeded, ResourceExhausted)
 
-# Size bounds: whatever is stored must always be readable back. A workflow (its
-# definition, task runs and outputs) stays below MAX_WORKFLOW_BYTES, so one
-# GetWorkflow or a one-item ListWorkflows page always fits the 8 MiB message bound.
-MAX_OUTPUT_BYTES = 1024 * 1024
-"""An agent's output for one task; a larger one fails the task (and is not paid)."""
-MAX_WORKFLOW_BYTES = 7 * 1024 * 1024
-"""A stored workflow; outputs that would take it past this fail their task."""
 MAX_PAGE_BYTES = 2 * 1024 * 1024
 """A page of ListWorkflows/ListTemplates (at least one item whatever its size)."""
-MAX_ERROR_CHARS = 200
-"""A task's stored error text (agents' messages are clipped to it)."""
-_TASK_RUN_RESERVE = 512
-"""Bytes set aside per task for what its run records besides the output (agent id,
-error, attempts, times), so the outputs' share is known when the workflow starts."""
+_OWNER_CACHE = 100_000
+"""Workflow owners remembered for policy checks (an owner never changes)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
-    """Defaults the engine applies where a definition leaves a knob unset."""
+    """Defaults the engine applies where a definition leaves a knob unset, and how it
+    shares workflows with other replicas."""
 
     max_attempts: int = 3
     """Attempts per task, first included."""
@@ -111,34 +89,33 @@ class EngineConfig:
     """How long a ready task waits for an agent offering its skill to be free."""
     watch_heartbeat_s: float = 15.0
     """How often an idle watch re-checks the workflow's state."""
-
-
-@dataclass
-class _Run:
-    """Scheduling state of one live workflow."""
-
-    wf: workflow_pb2.Workflow
-    specs: dict[str, workflow_pb2.TaskSpec]
-    runs: dict[str, workflow_pb2.TaskRun]
-    waiting_on: dict[str, int]
-    dependants: dict[str, list[str]]
-    reserved: int = 0
-    finished_tasks: int = 0
-    attempts: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    agent_tasks: dict[str, tuple[Lease, str]] = field(default_factory=dict)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    finishing: asyncio.Task[None] | None = None
-    """The ending under way (or done); set once, by the first caller of _finish."""
+    lease_ttl_s: float = 10.0
+    """Lease of a replica on each workflow it runs (renewed every third of it); another
+    replica takes a workflow over once its lease lapsed."""
+    orphan_scan_s: float = 1.0
+    """How often a replica looks for workflows whose lease lapsed."""
+    handoff_grace_s: float = 5.0
+    """On stop: how long attempts under way may take to finish before the runs are handed
+    off as they are."""
+    economy_timeout_s: float = 10.0
+    """Deadline of each call to the economy."""
+    cancel_wait_s: float = 10.0
+    """How long CancelWorkflow on a replica that does not own the workflow waits for the
+    owner to end it."""
+    replica_id: str = ""
+    """This replica's name in leases; host-pid-random when empty."""
+    breaker: BreakerPolicy | None = None
+    """Circuit breaker of agents; the dispatcher's default when None."""
 
     @property
-    def closing(self) -> bool:
-        return self.finishing is not None
-
-    output_room: int = 0
-    """Bytes the outputs still to be stored may take (of MAX_WORKFLOW_BYTES)."""
-
-    def available(self) -> int:
-        return self.wf.definition.budget - self.wf.spent - self.reserved
+    def retry(self) -> RetryDefaults:
+        return RetryDefaults(
+            max_attempts=self.max_attempts,
+            initial_backoff_s=self.initial_backoff_s,
+            backoff_multiplier=self.backoff_multiplier,
+            max_backoff_s=self.max_backoff_s,
+            task_timeout_s=self.task_timeout_s,
+        )
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:
@@ -165,10 +142,6 @@ def _fingerprint(request: workflow_pb2.CreateWorkflowRequest) -> str:
     return hashlib.sha256(body.SerializeToString(deterministic=True)).hexdigest()
 
 
-def _clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _new_id(prefix: str) -> str:
     # Time-ordered so ids sort roughly by creation, random tail for uniqueness.
     return f"{prefix}-{int(time.time() * 1000):x}{os.urandom(3).hex()}"
@@ -182,53 +155,202 @@ class Engine:
         *,
         registry: ServiceClient,
         economy: ServiceClient,
-        store: WorkflowStore | None = None,
-        channels: ChannelPool | None = None,
+        store: WorkflowStore,
+        channels: ChannelPool,
         config: EngineConfig | None = None,
     ) -> None:
-        self.config = config or EngineConfig()
-        self.store: WorkflowStore = store or MemoryWorkflowStore()
-        self.directory = AgentDirectory(registry, on_endpoint_gone=self._endpoint_gone)
-        self._economy = economy
-        self._own_channels = channels is None
-        self._channels = channels or ChannelPool()
-        self._agent_clients: dict[str, RemoteServiceClient] = {}
-        self._runs: dict[str, _Run] = {}
-        # (owner, request_id) -> (fingerprint, the creation under way)
+        self.config = cfg = config or EngineConfig()
+        self.store = store
+        self.replica = cfg.replica_id or new_replica_id()
+        self.dispatcher = AgentDispatcher(registry, channels, breaker=cfg.breaker)
+        self.payments = Payments(economy, timeout_s=cfg.economy_timeout_s)
+        self.scheduler = Scheduler(
+            dispatcher=self.dispatcher, payments=self.payments, config=cfg, on_done=self._run_done
+        )
+        self.leases = LeaseKeeper(
+            store,
+            replica=self.replica,
+            ttl_s=cfg.lease_ttl_s,
+            scan_s=cfg.orphan_scan_s,
+            on_orphan=self._adopt,
+            on_lost=self._lost,
+            on_cancel=self._cancel_requested,
+        )
+        self._runs: dict[str, Run] = {}
+        self._owners: OrderedDict[str, str] = OrderedDict()
+        # (owner, request_id) -> (fingerprint, the creation under way here): a retry
+        # arriving at this replica while the first is still creating joins it.
         self._creating: dict[
             tuple[str, str], tuple[str, asyncio.Future[workflow_pb2.Workflow]]
         ] = {}
-        self._claimed: set[str] = set()
         self._stopping = False
+        self._started = False
         self._creations: set[asyncio.Task[workflow_pb2.Workflow]] = set()
-        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Start mirroring the registry."""
-        await self.directory.start()
+        """Mirror the registry, then keep leases and adopt orphaned workflows."""
+        await self.dispatcher.start()
+        await self.leases.start()
+        self._started = True
 
     async def stop(self) -> None:
-        """Cancel live workflows (refunding their escrow) and stop."""
+        """Hand this replica's workflows off and stop; none is cancelled or refunded.
+
+        Attempts under way get ``handoff_grace_s`` to finish and be recorded;
+        then each lease is released, so another replica (or this one, restarted)
+        resumes the run at once from what is stored.
+        """
         self._stopping = True
-        if self._creations:  # creations under way end stored, then are cancelled below
+        if self._creations:  # creations under way end stored, then are handed off
             await asyncio.wait(list(self._creations))
-        for run in list(self._runs.values()):
-            await self._cancel(run, "engine shutting down")
-        await self.directory.stop()
-        if self._background:
-            # Let the CancelTask calls just sent reach their agents (bounded).
-            await asyncio.wait(list(self._background), timeout=2.0)
-        for t in list(self._background):
-            t.cancel()
-        if self._own_channels:
-            await self._channels.close()
+        self.scheduler.draining = True
+        await self.leases.stop()
+        runs = list(self._runs.values())
+        if runs:
+            await asyncio.gather(
+                *(self.scheduler.hand_off(r, self.config.handoff_grace_s) for r in runs),
+                return_exceptions=True,
+            )
+        for wf_id in list(self.leases.held):
+            try:
+                await self.leases.release(wf_id)
+            except Exception as err:  # the store unreachable: the lease lapses by itself
+                log.warning("could not release the lease of %s: %s", wf_id, err)
+        await self.scheduler.stop()
+        await self.dispatcher.stop()
+
+    # -- runs of this replica ----------------------------------------------------
+
+    def _open(self, stored: workflow_pb2.Workflow, token: int) -> Run:
+        """Make ``stored`` a run of this replica under ``token``."""
+        wf_id = stored.workflow_id
+        holder: list[Run] = []
+        committer = Committer(
+            self.store, wf_id, token, on_lost=lambda: self._lost_run(holder[0])
+        )
+        run = Run.rebuild(stored, committer)
+        holder.append(run)
+        self._runs[wf_id] = run
+        self.leases.hold(wf_id, token)
+        self._remember_owner(wf_id, stored.owner)
+        return run
+
+    def _run_done(self, run: Run) -> None:
+        if self._runs.get(run.workflow_id) is run:
+            del self._runs[run.workflow_id]
+            if run.wf.state in TERMINAL_STATES or run.committer.lost:
+                self.leases.drop(run.workflow_id)
+        run.done.set()
+
+    def _lost_run(self, run: Run) -> None:
+        if self._runs.get(run.workflow_id) is run:
+            self.leases.drop(run.workflow_id)
+            self.scheduler.spawn(self.scheduler.abandon(run))
+
+    def _lost(self, workflow_id: str) -> None:
+        run = self._runs.get(workflow_id)
+        if run is not None:
+            run.committer.lost = True
+            self.scheduler.spawn(self.scheduler.abandon(run))
+
+    def _cancel_requested(self, workflow_id: str, reason: str) -> None:
+        run = self._runs.get(workflow_id)
+        if run is not None and not run.closing:
+            run.cancel_reason = reason
+            self.scheduler.spawn(
+                self.scheduler.finish(run, W.WORKFLOW_STATE_CANCELLED, reason or "cancelled")
+            )
+
+    async def _adopt(self, workflow_id: str, token: int) -> None:
+        """Resume a workflow this replica just claimed (its owner died or handed it off)."""
+        if self._stopping:
+            await self.store.release(workflow_id, token)
+            self.leases.drop(workflow_id)
+            return
+        try:
+            stored = await self.store.get(workflow_id)
+        except WorkflowNotFound:
+            self.leases.drop(workflow_id)
+            return
+        run = self._open(stored, token)
+        if stored.state == W.WORKFLOW_STATE_PENDING:
+            # Its creator died between storing it and the economy's answer: the escrow
+            # may or may not be open. Opening again replays or opens it (same request id).
+            if not await self._open_escrow(run):
+                return
+        self.scheduler.start(run)
+
+    async def _open_escrow(self, run: Run) -> bool:
+        """Escrow a PENDING run's budget and make it RUNNING; False if the economy
+        refused (the run then ended FAILED)."""
+        wf = run.wf
+        d = wf.definition
+        try:
+            await self.payments.open(
+                escrow_id=wf.escrow_id,
+                payer=d.payer_account_id,
+                amount=d.budget,
+                workflow_id=wf.workflow_id,
+            )
+        except MeshError as err:
+            wf.state = W.WORKFLOW_STATE_FAILED
+            wf.error = f"escrow could not be opened: {err.reason}: {err.message}"[:200]
+            wf.end_time.CopyFrom(timestamp())
+            try:
+                await run.commit(
+                    Change(
+                        state=W.WORKFLOW_STATE_FAILED,
+                        error=wf.error,
+                        end_time=wf.end_time,
+                        events=[
+                            event(
+                                wf.workflow_id,
+                                W.WORKFLOW_EVENT_TYPE_WORKFLOW_FAILED,
+                                W.WORKFLOW_STATE_FAILED,
+                                message=wf.error,
+                            )
+                        ],
+                    )
+                )
+            except LeaseLost:
+                pass
+            self._run_done(run)
+            return False
+        wf.state = W.WORKFLOW_STATE_RUNNING
+        run.commit(
+            Change(
+                state=W.WORKFLOW_STATE_RUNNING,
+                events=[self._created_event(wf)],
+            )
+        )
+        return True
+
+    @staticmethod
+    def _created_event(wf: workflow_pb2.Workflow) -> workflow_pb2.WorkflowEvent:
+        d = wf.definition
+        return event(
+            wf.workflow_id,
+            W.WORKFLOW_EVENT_TYPE_WORKFLOW_CREATED,
+            W.WORKFLOW_STATE_RUNNING,
+            amount=d.budget,
+            message=f"{len(d.tasks)} tasks, budget {d.budget}",
+        )
+
+    def _remember_owner(self, workflow_id: str, owner: str) -> None:
+        self._owners[workflow_id] = owner
+        if len(self._owners) > _OWNER_CACHE:
+            self._owners.popitem(last=False)
 
     async def owner_of(self, workflow_id: str) -> str | None:
         """The principal that created a workflow, None if unknown (policy lookups)."""
+        owner = self._owners.get(workflow_id)
+        if owner is not None:
+            return owner
         try:
             wf = await self.store.get(workflow_id)
         except WorkflowNotFound:
             return None
+        self._remember_owner(workflow_id, wf.owner)
         return wf.owner
 
     # -- create ----------------------------------------------------------------
@@ -236,7 +358,7 @@ class Engine:
     async def create_workflow(
         self, request: workflow_pb2.CreateWorkflowRequest
     ) -> workflow_pb2.Workflow:
-        """Validate, escrow the budget, store and start a workflow."""
+        """Validate, store, escrow the budget and start a workflow."""
         if self._stopping:
             raise Unavailable("the workflow service is shutting down")
         rid = request.request_id
@@ -252,9 +374,9 @@ class Engine:
             if pending is not None:
                 self._same_request(pending[0], fingerprint)
                 return await asyncio.shield(pending[1])
-        # Creation runs as its own task: once the escrow is opened it must end
-        # stored and started (or released) even if this caller is cancelled.
-        creating = asyncio.create_task(self._create(request, fingerprint))
+        # Creation runs as its own task: once stored it must end started (or
+        # discarded) even if this caller is cancelled.
+        creating = asyncio.create_task(self._create(request, fingerprint), context=detached())
         creating.add_done_callback(_retrieve)
         self._creations.add(creating)
         creating.add_done_callback(self._creations.discard)
@@ -274,23 +396,26 @@ class Engine:
                 "workflow_id); use a new request_id for a new workflow",
             )
 
+    async def _definition_of(
+        self, request: workflow_pb2.CreateWorkflowRequest
+    ) -> tuple[workflow_pb2.WorkflowDefinition, str]:
+        source = request.WhichOneof("source")
+        if source is None:
+            raise InvalidArgument.field("definition", "one of definition or template is required")
+        if source == "definition":
+            return request.definition, ""
+        name = request.template.template_name
+        if not name:
+            raise InvalidArgument.field("template.template_name", "is required")
+        template = await self.store.get_template(name)
+        if template is None:
+            raise TemplateNotFound(f"template {quote(name)} not found")
+        return expand(template, request.template), name
+
     async def _create(
         self, request: workflow_pb2.CreateWorkflowRequest, fingerprint: str
     ) -> workflow_pb2.Workflow:
-        source = request.WhichOneof("source")
-        template_name = ""
-        if source is None:
-            raise InvalidArgument.field("definition", "one of definition or template is required")
-        if source == "template":
-            template_name = request.template.template_name
-            if not template_name:
-                raise InvalidArgument.field("template.template_name", "is required")
-            template = await self.store.get_template(template_name)
-            if template is None:
-                raise TemplateNotFound(f"template {quote(template_name)} not found")
-            definition = expand(template, request.template)
-        else:
-            definition = request.definition
+        definition, template_name = await self._definition_of(request)
         violations = check_id(request.workflow_id, "workflow_id", required=False)
         violations += check_definition(definition)
         if not violations:
@@ -303,76 +428,56 @@ class Engine:
             )
         await self._check_payer(definition)
         workflow_id = request.workflow_id or _new_id("wf")
-        # Claimed before the first await, so two concurrent creates of one id
-        # cannot both escrow; the store check covers ids created earlier.
-        if workflow_id in self._claimed:
-            raise WorkflowExists(f"workflow {workflow_id!r} exists already")
-        self._claimed.add(workflow_id)
-        try:
-            return await self._create_claimed(
-                workflow_id, definition, template_name, request, fingerprint
-            )
-        finally:
-            self._claimed.discard(workflow_id)
-
-    async def _create_claimed(
-        self,
-        workflow_id: str,
-        definition: workflow_pb2.WorkflowDefinition,
-        template_name: str,
-        request: workflow_pb2.CreateWorkflowRequest,
-        fingerprint: str,
-    ) -> workflow_pb2.Workflow:
-        try:
-            await self.store.get(workflow_id)
-            raise WorkflowExists(f"workflow {workflow_id!r} exists already")
-        except WorkflowNotFound:
-            pass
-
+        paid = definition.budget > 0
         wf = workflow_pb2.Workflow(
             workflow_id=workflow_id,
             name=definition.name,
-            state=W.WORKFLOW_STATE_RUNNING,
+            state=W.WORKFLOW_STATE_PENDING if paid else W.WORKFLOW_STATE_RUNNING,
             definition=definition,
             template_name=template_name,
             create_time=timestamp(),
             owner=_owner_name(),
+            # A fresh escrow id per creation: a workflow id reused after the old
+            # workflow expired must not replay the old (closed) escrow.
+            escrow_id=f"{workflow_id}-{os.urandom(4).hex()}" if paid else "",
         )
         for spec in definition.tasks:
             wf.tasks.add(task_id=spec.id, skill=spec.skill, state=W.TASK_RUN_STATE_PENDING)
-        if definition.budget > 0:
-            # A fresh escrow id per creation: a workflow id reused after the old
-            # workflow was evicted must not replay the old (closed) escrow.
-            escrow_id = f"{workflow_id}-{os.urandom(4).hex()}"
-            reply = await self._economy.call(
-                "OpenEscrow",
-                economy_pb2.OpenEscrowRequest(
-                    escrow_id=escrow_id,
-                    payer_account_id=definition.payer_account_id,
-                    amount=definition.budget,
-                    reference=f"workflow/{workflow_id}",
-                    request_id=f"escrow/{escrow_id}/open",
-                ),
-            )
-            wf.escrow_id = reply.escrow.escrow_id
         try:
-            await self.store.create(wf, request.request_id, fingerprint)
-        except MeshError:
-            await self._release_escrow(wf)
-            raise
-        run = self._make_run(wf)
-        self._runs[workflow_id] = run
-        await self._emit(
-            run,
-            W.WORKFLOW_EVENT_TYPE_WORKFLOW_CREATED,
-            amount=definition.budget,
-            message=f"{len(definition.tasks)} tasks, budget {definition.budget}",
-        )
-        for task_id, count in run.waiting_on.items():
-            if count == 0:
-                self._start_task(run, task_id)
-        snapshot = workflow_pb2.Workflow()
-        snapshot.CopyFrom(wf)
+            token = await self.store.create(
+                wf,
+                request_id=request.request_id,
+                fingerprint=fingerprint,
+                events=[] if paid else [self._created_event(wf)],
+                replica=self.replica,
+                lease_ttl_s=self.config.lease_ttl_s,
+            )
+        except RequestExists as err:
+            # Another replica created it first (the store is the arbiter).
+            self._same_request(err.record.fingerprint, fingerprint)
+            return await self.get_workflow(err.record.workflow_id)
+        run = self._open(wf, token)
+        if paid:
+            try:
+                await self.payments.open(
+                    escrow_id=wf.escrow_id,
+                    payer=definition.payer_account_id,
+                    amount=definition.budget,
+                    workflow_id=workflow_id,
+                )
+            except MeshError:
+                # Nothing was escrowed: the workflow never was (id and request id free).
+                self._runs.pop(workflow_id, None)
+                self.leases.drop(workflow_id)
+                try:
+                    await self.store.discard(workflow_id, token)
+                except (LeaseLost, WorkflowNotFound):
+                    pass
+                raise
+            run.wf.state = W.WORKFLOW_STATE_RUNNING
+            run.commit(Change(state=W.WORKFLOW_STATE_RUNNING, events=[self._created_event(wf)]))
+        snapshot = run.view()
+        self.scheduler.start(run)
         return snapshot
 
     async def _unknown_skills(
@@ -382,7 +487,7 @@ class Engine:
         checked: dict[str, bool] = {}
         for i, spec in enumerate(definition.tasks):
             if spec.skill not in checked:
-                checked[spec.skill] = await self.directory.skill_known(spec.skill)
+                checked[spec.skill] = await self.dispatcher.skill_known(spec.skill)
             if not checked[spec.skill]:
                 out.append(
                     FieldViolation(
@@ -405,15 +510,7 @@ class Engine:
         if definition.budget <= 0 or who is None or _sees_all(who):
             return
         payer = definition.payer_account_id
-        owner: str | None
-        try:
-            reply = await self._economy.call(
-                "GetAccount", economy_pb2.GetAccountRequest(account_id=payer)
-            )
-            owner = str(reply.account.owner)
-        except (NotFound, InvalidArgument):
-            owner = None
-        if owner != who.name:
+        if await self.payments.account_owner(payer) != who.name:
             # An unknown account is refused like a foreign one, as the policy does.
             raise NotOwner(
                 f"definition.payer_account_id: {quote(payer)} does not exist or does not "
@@ -421,438 +518,13 @@ class Engine:
                 metadata={"field": "definition.payer_account_id"},
             )
 
-    @staticmethod
-    def _make_run(wf: workflow_pb2.Workflow) -> _Run:
-        specs = {s.id: s for s in wf.definition.tasks}
-        runs = {tr.task_id: tr for tr in wf.tasks}
-        dependants: dict[str, list[str]] = {s.id: [] for s in wf.definition.tasks}
-        for s in wf.definition.tasks:
-            for dep in s.depends_on:
-                dependants[dep].append(s.id)
-        waiting = {s.id: len(s.depends_on) for s in wf.definition.tasks}
-        room = MAX_WORKFLOW_BYTES - wf.ByteSize() - _TASK_RUN_RESERVE * len(specs)
-        return _Run(
-            wf=wf,
-            specs=specs,
-            runs=runs,
-            waiting_on=waiting,
-            dependants=dependants,
-            output_room=max(0, room),
-        )
-
-    # -- scheduling ------------------------------------------------------------
-
-    def _start_task(self, run: _Run, task_id: str) -> None:
-        run.runs[task_id].state = W.TASK_RUN_STATE_READY
-        # Detached: the run outlives the call that started it (and its deadline).
-        t = asyncio.create_task(
-            self._execute(run, task_id), name=f"{run.wf.workflow_id}/{task_id}", context=detached()
-        )
-        run.attempts[task_id] = t
-
-    async def _execute(self, run: _Run, task_id: str) -> None:
-        try:
-            ok = await self._attempts(run, task_id)
-        except asyncio.CancelledError:
-            return
-        except Exception as err:  # a bug must fail the workflow, not hang it
-            log.exception("task %s/%s crashed", run.wf.workflow_id, task_id)
-            tr = run.runs[task_id]
-            tr.state = W.TASK_RUN_STATE_FAILED
-            tr.error = _clip(f"internal error: {err}")
-            ok = False
-        run.attempts.pop(task_id, None)
-        if run.closing:
-            return
-        run.finished_tasks += 1
-        if not ok:
-            await self._finish(run, W.WORKFLOW_STATE_FAILED, f"task {task_id!r} failed")
-            return
-        for child in run.dependants[task_id]:
-            run.waiting_on[child] -= 1
-            if run.waiting_on[child] == 0:
-                self._start_task(run, child)
-        if run.finished_tasks == len(run.specs):
-            await self._finish(run, W.WORKFLOW_STATE_SUCCEEDED, "")
-
-    async def _attempts(self, run: _Run, task_id: str) -> bool:
-        cfg = self.config
-        spec = run.specs[task_id]
-        tr = run.runs[task_id]
-        wf_id = run.wf.workflow_id
-        max_attempts = spec.retry.max_attempts or cfg.max_attempts
-        backoff = (
-            duration_s(spec.retry.initial_backoff)
-            if spec.retry.HasField("initial_backoff")
-            else cfg.initial_backoff_s
-        )
-        multiplier = spec.retry.backoff_multiplier or cfg.backoff_multiplier
-        max_backoff = (
-            duration_s(spec.retry.max_backoff)
-            if spec.retry.HasField("max_backoff")
-            else cfg.max_backoff_s
-        )
-        timeout = duration_s(spec.timeout) if spec.HasField("timeout") else cfg.task_timeout_s
-        request = agent_pb2.ExecuteTaskRequest(skill=spec.skill, input=spec.input, context_id=wf_id)
-        for dep in spec.depends_on:
-            request.upstream_outputs[dep].CopyFrom(run.runs[dep].output)
-        exclude: set[str] = set()
-        error = ""
-        for attempt in range(1, max_attempts + 1):
-            try:
-                lease = await self.directory.acquire(
-                    spec.skill,
-                    max_price=run.available,
-                    exclude=exclude,
-                    timeout_s=cfg.agent_wait_s,
-                    on_unaffordable=lambda: run.reserved > 0,
-                )
-            except BudgetExhausted as err:
-                error = _clip(f"{err.reason}: {err.message}")
-                break  # no retry can make the budget larger
-            except MeshError as err:
-                error = _clip(f"{err.reason}: {err.message}")
-                if attempt < max_attempts:
-                    await self._retrying(run, task_id, attempt, "", error, backoff)
-                    backoff = min(backoff * multiplier, max_backoff)
-                continue
-            run.reserved += lease.price
-            tr.state = W.TASK_RUN_STATE_RUNNING
-            tr.agent_id = lease.agent_id
-            tr.attempts = attempt
-            if not tr.HasField("start_time"):
-                tr.start_time.CopyFrom(timestamp())
-            request.task_id = f"{wf_id}.{task_id}.{attempt}"
-            await self._emit(
-                run,
-                W.WORKFLOW_EVENT_TYPE_TASK_STARTED,
-                task_id=task_id,
-                agent_id=lease.agent_id,
-                attempt=attempt,
-            )
-            started = time.monotonic()
-            transport_failure = False
-            cancelled = False
-            ok = False
-            refused = False
-            output = None
-            run.agent_tasks[task_id] = (lease, request.task_id)
-            try:
-                if spec.stream_progress:
-                    task = await self._stream(run, task_id, lease, request, attempt, timeout)
-                else:
-                    reply = await self.agent_client(lease.endpoint).call(
-                        "ExecuteTask", request, timeout=timeout
-                    )
-                    task = reply.task
-                status = task.status
-                ok = status.state == agent_pb2.TASK_STATE_COMPLETED
-                output = task.output
-                if not ok:
-                    error = _clip(status.message or agent_pb2.TaskState.Name(status.state))
-                else:
-                    refusal = self._refuse_output(run, output)
-                    if refusal:
-                        ok, refused, error = False, True, refusal
-            except MeshError as err:
-                transport_failure = isinstance(err, _TRANSPORT_ERRORS)
-                error = _clip(f"{err.reason}: {err.message}")
-            except asyncio.CancelledError:
-                cancelled = True
-                raise
-            finally:
-                run.agent_tasks.pop(task_id, None)
-                if not ok:
-                    run.reserved -= lease.price
-                self.directory.release(
-                    lease,
-                    ok=ok,
-                    transport_failure=transport_failure,
-                    latency_s=time.monotonic() - started,
-                    counted=not cancelled,  # the workflow ended; the agent did no wrong
-                )
-            if ok and output is not None:
-                # The reservation holds until the payment is recorded, so no other
-                # task can plan on money this one is about to spend.
-                try:
-                    if lease.price > 0:
-                        await self._pay(run, task_id, lease)
-                except MeshError as err:
-                    error = _clip(f"payment failed: {err.reason}: {err.message}")
-                    run.output_room += output.ByteSize()  # not stored after all
-                    break
-                finally:
-                    run.reserved -= lease.price
-                tr.state = W.TASK_RUN_STATE_SUCCEEDED
-                tr.output.CopyFrom(output)
-                tr.cost = lease.price
-                tr.error = ""
-                tr.end_time.CopyFrom(timestamp())
-                await self._emit(
-                    run,
-                    W.WORKFLOW_EVENT_TYPE_TASK_SUCCEEDED,
-                    task_id=task_id,
-                    agent_id=lease.agent_id,
-                    attempt=attempt,
-                    output=output,
-                    amount=lease.price,
-                )
-                return True
-            if lease.price > 0:
-                # The reservation is back; tasks waiting on budget may fit now.
-                for skill in lease.skills:
-                    self.directory.wake_all(skill)
-            if refused:
-                break  # another attempt would produce output that cannot be kept either
-            exclude.add(lease.agent_id)
-            if attempt < max_attempts:
-                await self._retrying(run, task_id, attempt, lease.agent_id, error, backoff)
-                backoff = min(backoff * multiplier, max_backoff)
-        error = _clip(error)
-        tr.state = W.TASK_RUN_STATE_FAILED
-        tr.error = error
-        tr.end_time.CopyFrom(timestamp())
-        await self._emit(
-            run,
-            W.WORKFLOW_EVENT_TYPE_TASK_FAILED,
-            task_id=task_id,
-            agent_id=tr.agent_id,
-            attempt=tr.attempts,
-            message=error,
-        )
-        return False
-
-    @staticmethod
-    def _refuse_output(run: _Run, output: struct_pb2.Struct) -> str:
-        """Why an agent's output cannot be stored ("" when it can; its room is then taken).
-
-        An output that could not be read back (NaN, too deep) or would make the
-        workflow too large to send fails its task: storing it would break
-        GetWorkflow and ListWorkflows for everyone.
-        """
-        size = output.ByteSize()
-        if size > MAX_OUTPUT_BYTES:
-            return (
-                f"output refused: {size} bytes, more than the {MAX_OUTPUT_BYTES} a task "
-                "output may take"
-            )
-        if size > run.output_room:
-            return (
-                f"output refused: {size} bytes, more than the {run.output_room} the "
-                f"workflow may still store (a workflow stays under {MAX_WORKFLOW_BYTES} bytes)"
-            )
-        try:
-            check_request(output)
-        except InvalidArgument as err:
-            return _clip(f"output refused: {err.message}")
-        run.output_room -= size
-        return ""
-
-    async def _stream(
-        self,
-        run: _Run,
-        task_id: str,
-        lease: Lease,
-        request: agent_pb2.ExecuteTaskRequest,
-        attempt: int,
-        timeout: float,
-    ) -> agent_pb2.Task:
-        """Run one attempt with StreamTask, recording progress reports as events."""
-        stream_request = agent_pb2.StreamTaskRequest(
-            task_id=request.task_id,
-            skill=request.skill,
-            input=request.input,
-            upstream_outputs=request.upstream_outputs,
-            context_id=request.context_id,
-            metadata=request.metadata,
-        )
-        last_emit = 0.0
-        async for update in self.agent_client(lease.endpoint).stream(
-            "StreamTask", stream_request, timeout=timeout
-        ):
-            if update.final:
-                final: agent_pb2.Task = update.task
-                return final
-            if update.WhichOneof("update") != "status_update":
-                continue
-            status = update.status_update
-            now = time.monotonic()
-            # Ten a second at most: a chatty skill must not flood the log.
-            if status.message and (now - last_emit >= 0.1 or status.progress >= 1.0):
-                last_emit = now
-                await self._emit(
-                    run,
-                    W.WORKFLOW_EVENT_TYPE_TASK_PROGRESS,
-                    task_id=task_id,
-                    agent_id=lease.agent_id,
-                    attempt=attempt,
-                    message=_clip(status.message),
-                    progress=status.progress,
-                )
-        raise Unavailable(f"agent {lease.agent_id} ended the stream without a final task")
-
-    async def _retrying(
-        self, run: _Run, task_id: str, attempt: int, agent_id: str, error: str, wait_s: float
-    ) -> None:
-        tr = run.runs[task_id]
-        tr.state = W.TASK_RUN_STATE_READY
-        tr.error = _clip(error)
-        await self._emit(
-            run,
-            W.WORKFLOW_EVENT_TYPE_TASK_RETRYING,
-            task_id=task_id,
-            agent_id=agent_id,
-            attempt=attempt,
-            message=f"{_clip(error)}; retrying in {wait_s:.2f}s",
-        )
-        await asyncio.sleep(wait_s)
-
-    async def _pay(self, run: _Run, task_id: str, lease: Lease) -> None:
-        wf = run.wf
-        capture = economy_pb2.CaptureEscrowRequest(
-            escrow_id=wf.escrow_id,
-            payee_account_id=lease.payout_account_id,
-            amount=lease.price,
-            memo=f"workflow/{wf.workflow_id}/task/{task_id}",
-            request_id=f"escrow/{wf.escrow_id}/task/{task_id}/pay",
-        )
-        try:
-            await self._economy.call("CaptureEscrow", capture)
-        except NotFound as err:
-            if err.metadata.get("account_id") != lease.payout_account_id:
-                raise
-            # The agent could not open its payout account (the economy was down
-            # when it started): open it now rather than fail work already done.
-            try:
-                await self._economy.call(
-                    "CreateAccount",
-                    economy_pb2.CreateAccountRequest(
-                        account_id=lease.payout_account_id,
-                        display_name=f"payout of agent {lease.agent_id}",
-                        # The agent's, not the mesh's: it must be able to spend its pay.
-                        owner=f"agent:{lease.agent_id}",
-                    ),
-                )
-            except AlreadyExists:
-                pass
-            await self._economy.call("CaptureEscrow", capture)
-        wf.spent += lease.price
-
-    def _endpoint_gone(self, endpoint: str) -> None:
-        if self._agent_clients.pop(endpoint, None) is not None:
-            self._spawn(self._channels.discard(endpoint))
-
-    def agent_client(self, endpoint: str) -> RemoteServiceClient:
-        """The (cached) AgentService client of an agent endpoint."""
-        client = self._agent_clients.get(endpoint)
-        if client is None:
-            client = self._channels.client(endpoint, AGENT_SERVICE)
-            self._agent_clients[endpoint] = client
-        return client
-
-    # -- ending ----------------------------------------------------------------
-
-    async def _finish(self, run: _Run, state: int, error: str) -> None:
-        """End the workflow exactly once; every caller waits for the same ending.
-
-        The ending runs as its own task: a caller whose RPC is cancelled midway
-        (a deadline, a client gone) must not leave the workflow half-ended with
-        its escrow held. The first caller's state wins.
-        """
-        if run.finishing is None:
-            run.finishing = asyncio.create_task(
-                self._end(run, state, error), name=f"end {run.wf.workflow_id}", context=detached()
-            )
-        await asyncio.shield(run.finishing)
-
-    async def _end(self, run: _Run, state: int, error: str) -> None:
-        wf = run.wf
-        for task_id, t in list(run.attempts.items()):
-            t.cancel()
-            tr = run.runs[task_id]
-            if tr.state == W.TASK_RUN_STATE_RUNNING:
-                tr.state = W.TASK_RUN_STATE_CANCELLED
-        in_flight = list(run.agent_tasks.values())
-        for lease, agent_task_id in in_flight:
-            self._spawn(self._cancel_on_agent(lease.endpoint, agent_task_id))
-        if run.attempts:
-            await asyncio.gather(*run.attempts.values(), return_exceptions=True)
-        for tr in wf.tasks:
-            if tr.state in (W.TASK_RUN_STATE_PENDING, W.TASK_RUN_STATE_READY):
-                tr.state = W.TASK_RUN_STATE_SKIPPED
-        refund = await self._release_escrow(wf)
-        wf.state = state  # type: ignore[assignment]
-        wf.error = error
-        wf.end_time.CopyFrom(timestamp())
-        event_type = _TERMINAL_EVENT_OF[state]
-        await self._emit(
-            run,
-            event_type,
-            amount=refund,
-            message=error or f"spent {wf.spent}, refunded {refund}",
-        )
-        await self.store.save(wf)
-        self._runs.pop(wf.workflow_id, None)
-        run.done.set()
-
-    async def _release_escrow(self, wf: workflow_pb2.Workflow) -> int:
-        if not wf.escrow_id:
-            return 0
-        try:
-            reply = await self._economy.call(
-                "ReleaseEscrow",
-                economy_pb2.ReleaseEscrowRequest(
-                    escrow_id=wf.escrow_id, request_id=f"workflow/{wf.workflow_id}/release"
-                ),
-            )
-            return int(reply.escrow.released)
-        except MeshError as err:
-            log.error("could not release escrow %s: %s", wf.escrow_id, err)
-            return 0
-
-    async def _cancel_on_agent(self, endpoint: str, agent_task_id: str) -> None:
-        try:
-            await self.agent_client(endpoint).call(
-                "CancelTask", agent_pb2.CancelTaskRequest(task_id=agent_task_id), timeout=2.0
-            )
-        except MeshError:
-            pass  # it may have finished already; best effort
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        t = asyncio.create_task(coro, context=detached())
-        self._background.add(t)
-        t.add_done_callback(self._background.discard)
-
-    async def _cancel(self, run: _Run, reason: str) -> None:
-        await self._finish(run, W.WORKFLOW_STATE_CANCELLED, reason or "cancelled")
-
-    # -- events ----------------------------------------------------------------
-
-    async def _emit(self, run: _Run, event_type: int, **fields: object) -> None:
-        event = workflow_pb2.WorkflowEvent(
-            workflow_id=run.wf.workflow_id,
-            type=event_type,  # type: ignore[arg-type]
-            time=timestamp(),
-            workflow_state=run.wf.state,
-            **fields,  # type: ignore[arg-type]
-        )
-        await self.store.append_event(event)
-        await self.store.save(run.wf)
-
     # -- reads and control -------------------------------------------------------
 
     async def get_workflow(self, workflow_id: str) -> workflow_pb2.Workflow:
-        """A copy of the workflow's current state."""
+        """The workflow's current state (a copy)."""
         if not workflow_id:
             raise InvalidArgument.field("workflow_id", "is required")
-        return self._copy(await self.store.get(workflow_id))
-
-    @staticmethod
-    def _copy(wf: workflow_pb2.Workflow) -> workflow_pb2.Workflow:
-        # Stored workflows change in place while they run: callers get snapshots.
-        out = workflow_pb2.Workflow()
-        out.CopyFrom(wf)
-        return out
+        return await self.store.get(workflow_id)
 
     async def list_workflows(
         self, *, state: int, size: int, token: str
@@ -874,19 +546,41 @@ class Engine:
             owner=None if _sees_all(who) else _owner_name(),
             max_bytes=MAX_PAGE_BYTES,
         )
-        return [self._copy(w) for w in items], (
-            encode_page_token(next_key) if next_key is not None else ""
-        )
+        return items, encode_page_token(next_key) if next_key is not None else ""
 
     async def cancel_workflow(self, workflow_id: str, reason: str) -> workflow_pb2.Workflow:
-        """Cancel a live workflow; a finished one is returned unchanged."""
+        """Cancel a live workflow wherever it runs; a finished one is returned unchanged.
+
+        The request is recorded in the store first (so it survives its owner), then
+        acted on here if this replica owns the run, else by the owner; this call
+        waits (up to ``cancel_wait_s``) for the workflow to end.
+        """
         if not workflow_id:
             raise InvalidArgument.field("workflow_id", "is required")
-        await self.store.get(workflow_id)
+        reason = reason or "cancelled"
+        if not await self.store.request_cancel(workflow_id, reason):
+            return await self.get_workflow(workflow_id)  # finished already
         run = self._runs.get(workflow_id)
-        if run is not None:
-            await self._cancel(run, reason)
+        if run is not None and not run.committer.lost:
+            run.cancel_reason = reason
+            await self.scheduler.finish(run, W.WORKFLOW_STATE_CANCELLED, reason)
+        else:
+            await self._wait_ended(workflow_id, self.config.cancel_wait_s)
         return await self.get_workflow(workflow_id)
+
+    async def _wait_ended(self, workflow_id: str, timeout_s: float | None) -> None:
+        """Until the workflow is finished (by whichever replica), gone, or ``timeout_s``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            try:
+                state = await self.store.state_of(workflow_id)
+            except WorkflowNotFound:
+                return
+            if state in TERMINAL_STATES:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.05)
 
     async def watch(
         self, workflow_id: str, after_sequence: int
@@ -896,19 +590,20 @@ class Engine:
             raise InvalidArgument.field("workflow_id", "is required")
         if after_sequence < 0:
             raise InvalidArgument.field("after_sequence", "must not be negative")
-        last = after_sequence
-        while True:
-            events = await self.store.events_after(workflow_id, last)
-            for event in events:
-                yield event
-                last = event.sequence
-                if event.type in TERMINAL_EVENTS:
-                    return
-            if not events:
-                wf = await self.store.get(workflow_id)
-                if wf.state in TERMINAL_STATES and workflow_id not in self._runs:
-                    return
-                await self.store.wait_events(workflow_id, last, self.config.watch_heartbeat_s)
+        async for ev in follow(
+            self.store, workflow_id, after_sequence, heartbeat_s=self.config.watch_heartbeat_s
+        ):
+            yield ev
+
+    async def wait(self, workflow_id: str) -> workflow_pb2.Workflow:
+        """Block until the workflow is finished (by any replica); returns it."""
+        run = self._runs.get(workflow_id)
+        if run is not None:
+            await run.done.wait()
+        await self._wait_ended(workflow_id, None)  # handed off or lost: another replica ends it
+        return await self.get_workflow(workflow_id)
+
+    # -- templates ---------------------------------------------------------------
 
     async def create_template(self, template: workflow_pb2.Template) -> workflow_pb2.Template:
         """Validate and store a template."""
@@ -949,12 +644,5 @@ class Engine:
         more = len(page) < len(items)
         return page, encode_page_token(page[-1].name) if more else ""
 
-    async def wait(self, workflow_id: str) -> workflow_pb2.Workflow:
-        """Block until the workflow is finished; returns it."""
-        run = self._runs.get(workflow_id)
-        if run is not None:
-            await run.done.wait()
-        return await self.get_workflow(workflow_id)
 
-
-__all__ = ["Engine", "EngineConfig"]
+__all__ = ["MAX_PAGE_BYTES", "Engine", "EngineConfig"]

@@ -1,19 +1,69 @@
-"""Where workflows, their event logs and templates live.
+"""Where workflows live: the source of truth of the workflow service.
 
-``WorkflowStore`` is the seam a Redis store (hashes for workflows, a stream
-per event log, a lease for ownership) slots into. Each method is one atomic
-change; the engine never needs a read-modify-write across calls.
+A workflow is stored as records, never as one blob: a *header* (the Workflow
+message without its tasks, written once at creation, plus a few small status
+fields: state, spent, error, end time), one *task record* (``TaskRun``) per
+task, and an *event log*. Every transition is one atomic ``apply`` that writes
+the changed task records, the status fields and the new events together, and
+checks the writer's fencing token first.
+
+Ownership: each live workflow has an owner replica holding a *lease*
+(``claim`` / ``renew`` / ``release`` / ``orphans``). A claim returns a new,
+larger fencing token; a write with an older token is refused with
+``LeaseLost``, so a replica that lost its lease (a GC pause, a partition)
+cannot overwrite the new owner's work. Cancellation goes through the store
+too: any replica records a request (``request_cancel``); the owner learns it
+from ``renew`` (always) or ``cancel_signals`` (at once, best effort).
+
+Uniqueness of workflow ids and of each owner's CreateWorkflow ``request_id``
+is the store's: two replicas creating the same id cannot both succeed.
+
+Retention: a finished workflow, its tasks, events and request id expire
+``retention_s`` after it ended (default 7 days).
+
+Implementations: ``MemoryWorkflowStore`` (one process, the default) and
+``RedisWorkflowStore`` (``redis://``); one conformance suite runs against both.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from meshwright.workflow.errors import TemplateExists, WorkflowExists, WorkflowNotFound
+from google.protobuf import timestamp_pb2
+
+from meshwright.mesh.errors import AlreadyExists, FailedPrecondition
 from meshwright.workflow.v1 import workflow_pb2
+
+W = workflow_pb2
+
+DEFAULT_RETENTION_S = 7 * 24 * 3600.0
+"""How long a finished workflow (and its events and request id) is kept."""
+
+TERMINAL_STATES = frozenset(
+    {
+        W.WORKFLOW_STATE_SUCCEEDED,
+        W.WORKFLOW_STATE_FAILED,
+        W.WORKFLOW_STATE_CANCELLED,
+    }
+)
+
+
+class LeaseLost(FailedPrecondition):
+    """The writer's fencing token is not the workflow's current one: another replica owns it."""
+
+    reason = "WORKFLOW_LEASE_LOST"
+
+
+class RequestExists(AlreadyExists):
+    """The owner's request_id created another workflow already (``record`` says which)."""
+
+    reason = "WORKFLOW_REQUEST_EXISTS"
+
+    def __init__(self, record: RequestRecord) -> None:
+        super().__init__(f"request_id created workflow {record.workflow_id!r} already")
+        self.record = record
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +75,88 @@ class RequestRecord:
     """Digest of the request minus its request_id: a reuse with other content is refused."""
 
 
+@dataclass(slots=True)
+class Change:
+    """One transition of one workflow, written atomically by ``apply``.
+
+    The store may keep the objects of a change (the memory store does): do not
+    modify them once passed to ``apply`` or ``create``.
+    """
+
+    tasks: list[workflow_pb2.TaskRun] = field(default_factory=list)
+    """Full records of the tasks that changed (a task named twice: the last wins)."""
+    events: list[workflow_pb2.WorkflowEvent] = field(default_factory=list)
+    """Appended in order; the store assigns their sequences (and sets them on these objects)."""
+    state: int = 0
+    """The workflow's new state; 0 leaves it. A terminal state ends the lease and starts
+    retention."""
+    spent_delta: int = 0
+    """Added to the workflow's ``spent``."""
+    error: str | None = None
+    """The workflow's new error text; None leaves it."""
+    end_time: timestamp_pb2.Timestamp | None = None
+    """The workflow's end time; None leaves it."""
+    write_id: str = ""
+    """Names this write: an ``apply`` whose write_id equals the last one applied to the
+    workflow is a retry (its reply was lost) and returns without writing again."""
+
+    def merge(self, other: Change) -> None:
+        """Fold ``other`` (a later change) into this one."""
+        self.tasks.extend(other.tasks)
+        self.events.extend(other.events)
+        if other.state:
+            self.state = other.state
+        self.spent_delta += other.spent_delta
+        if other.error is not None:
+            self.error = other.error
+        if other.end_time is not None:
+            self.end_time = other.end_time
+        if other.write_id:
+            self.write_id = other.write_id
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.tasks
+            or self.events
+            or self.state
+            or self.spent_delta
+            or self.error is not None
+            or self.end_time is not None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """What ``renew`` found."""
+
+    lost: frozenset[str]
+    """Workflows whose lease this replica no longer holds (stop working on them)."""
+    cancels: Mapping[str, str]
+    """Held workflows with a cancel request, and its reason."""
+
+
 class WorkflowStore(Protocol):
-    """Durable state of the workflow service."""
+    """Durable state of the workflow service; each method is one atomic step."""
+
+    # -- creation ---------------------------------------------------------------
 
     async def create(
-        self, workflow: workflow_pb2.Workflow, request_id: str, fingerprint: str = ""
-    ) -> None:
-        """Store a new workflow with its request_id (scoped to ``workflow.owner``) and the
-        request's fingerprint, in one step; WorkflowExists if the id is taken."""
+        self,
+        workflow: workflow_pb2.Workflow,
+        *,
+        request_id: str,
+        fingerprint: str,
+        events: Sequence[workflow_pb2.WorkflowEvent],
+        replica: str,
+        lease_ttl_s: float,
+    ) -> int:
+        """Store a new workflow (header, one record per task, its first events), owned by
+        ``replica`` under a fresh lease; returns the lease's fencing token.
+
+        WorkflowExists if the id is taken; RequestExists if ``workflow.owner``'s
+        ``request_id`` (when not empty) created a workflow already. Nothing is written then.
+        """
         ...
 
     async def find_request(self, request_id: str, *, owner: str) -> RequestRecord | None:
@@ -43,12 +167,28 @@ class WorkflowStore(Protocol):
         """
         ...
 
-    async def save(self, workflow: workflow_pb2.Workflow) -> None:
-        """Replace a workflow's stored state."""
+    async def discard(self, workflow_id: str, token: int) -> None:
+        """Delete a workflow that never started (its escrow could not be opened), with its
+        request id, so the id and the request id can be used again. LeaseLost if stale."""
         ...
 
+    # -- transitions ------------------------------------------------------------
+
+    async def apply(self, workflow_id: str, token: int, change: Change) -> int:
+        """Write ``change`` atomically if ``token`` is the workflow's current fencing token;
+        returns the workflow's last event sequence. LeaseLost otherwise (nothing written),
+        WorkflowNotFound if unknown."""
+        ...
+
+    # -- reads --------------------------------------------------------------------
+
     async def get(self, workflow_id: str) -> workflow_pb2.Workflow:
-        """The workflow; WorkflowNotFound if unknown. Callers must not mutate it."""
+        """A fresh copy of the workflow, its tasks in definition order; WorkflowNotFound
+        if unknown."""
+        ...
+
+    async def state_of(self, workflow_id: str) -> int:
+        """The workflow's state alone (cheap); WorkflowNotFound if unknown."""
         ...
 
     async def list_workflows(
@@ -68,19 +208,51 @@ class WorkflowStore(Protocol):
         """
         ...
 
-    async def append_event(self, event: workflow_pb2.WorkflowEvent) -> int:
-        """Append to the event's workflow log, assigning and returning its sequence."""
-        ...
-
     async def events_after(
-        self, workflow_id: str, after_sequence: int
+        self, workflow_id: str, after_sequence: int, *, limit: int = 1000
     ) -> Sequence[workflow_pb2.WorkflowEvent]:
-        """Events with a larger sequence, in order."""
+        """Up to ``limit`` events with a larger sequence, in order; WorkflowNotFound if
+        the workflow is unknown."""
         ...
 
     async def wait_events(self, workflow_id: str, after_sequence: int, timeout: float) -> None:
-        """Return once the log holds an event after ``after_sequence`` or ``timeout`` passed."""
+        """Return once the log holds an event after ``after_sequence``, the workflow is
+        gone, or ``timeout`` passed. Works across replicas (a Redis blocking read)."""
         ...
+
+    # -- ownership ----------------------------------------------------------------
+
+    async def claim(self, workflow_id: str, replica: str, ttl_s: float) -> int | None:
+        """Take the lease of a live workflow whose lease lapsed (or was released); returns
+        the new, larger fencing token, or None (owned by a live lease, finished, unknown)."""
+        ...
+
+    async def renew(self, replica: str, leases: Mapping[str, int], ttl_s: float) -> Renewal:
+        """Extend every lease in ``leases`` (workflow id -> token) still held by
+        ``replica`` with that token; report the lost ones and pending cancel requests."""
+        ...
+
+    async def release(self, workflow_id: str, token: int) -> None:
+        """Let the lease lapse now (a graceful hand-off); nothing if ``token`` is stale."""
+        ...
+
+    async def orphans(self, limit: int) -> list[str]:
+        """Live workflows whose lease lapsed, oldest lapse first (candidates for claim)."""
+        ...
+
+    # -- cancellation -------------------------------------------------------------
+
+    async def request_cancel(self, workflow_id: str, reason: str) -> bool:
+        """Record a cancel request for the owner to act on; False if the workflow is
+        finished already. WorkflowNotFound if unknown. The first reason is kept."""
+        ...
+
+    def cancel_signals(self) -> AsyncIterator[str]:
+        """Workflow ids as cancel requests arrive (best effort; ``renew`` is the guarantee).
+        Ends when the store closes."""
+        ...
+
+    # -- templates ----------------------------------------------------------------
 
     async def put_template(self, template: workflow_pb2.Template) -> None:
         """Store a new template; TemplateExists if the name is taken."""
@@ -96,156 +268,24 @@ class WorkflowStore(Protocol):
         """Templates ordered by name, after ``after_name``."""
         ...
 
-
-@dataclass
-class _Log:
-    events: list[workflow_pb2.WorkflowEvent] = field(default_factory=list)
-    signal: asyncio.Event = field(default_factory=asyncio.Event)
+    async def close(self) -> None:
+        """Release connections; end ``cancel_signals`` iterators."""
+        ...
 
 
-TERMINAL_STATES = frozenset(
-    {
-        workflow_pb2.WORKFLOW_STATE_SUCCEEDED,
-        workflow_pb2.WORKFLOW_STATE_FAILED,
-        workflow_pb2.WORKFLOW_STATE_CANCELLED,
-    }
-)
+def page_item_bytes(wf: workflow_pb2.Workflow) -> int:
+    """What one workflow adds to a repeated field: tag, length, body."""
+    return wf.ByteSize() + 8
 
 
-class MemoryWorkflowStore:
-    """In-process store: one process, nothing survives a restart.
-
-    Finished workflows are kept up to ``max_finished`` (oldest evicted first,
-    with their event logs and request ids), so a long-running mesh does not
-    grow without bound; live workflows are never evicted.
-    """
-
-    def __init__(self, *, max_finished: int = 10_000) -> None:
-        if max_finished < 1:
-            raise ValueError("max_finished must be at least 1")
-        self.max_finished = max_finished
-        self._workflows: dict[str, workflow_pb2.Workflow] = {}  # in creation order
-        self._number: dict[str, int] = {}  # creation number, the listing key
-        self._created = 0
-        self._finished: dict[str, None] = {}  # ordered set, oldest finish first
-        self._requests: dict[tuple[str, str], RequestRecord] = {}  # (owner, request id)
-        self._request_of: dict[str, tuple[str, str]] = {}
-        self._logs: dict[str, _Log] = {}
-        self._templates: dict[str, workflow_pb2.Template] = {}
-
-    async def create(
-        self, workflow: workflow_pb2.Workflow, request_id: str, fingerprint: str = ""
-    ) -> None:
-        wf_id = workflow.workflow_id
-        if wf_id in self._workflows:
-            raise WorkflowExists(f"workflow {wf_id!r} exists already")
-        self._created += 1
-        self._workflows[wf_id] = workflow
-        self._number[wf_id] = self._created
-        self._logs[wf_id] = _Log()
-        if request_id:
-            scoped = (workflow.owner, request_id)
-            self._requests[scoped] = RequestRecord(wf_id, fingerprint)
-            self._request_of[wf_id] = scoped
-        self._note_finished(workflow)
-
-    async def find_request(self, request_id: str, *, owner: str) -> RequestRecord | None:
-        return self._requests.get((owner, request_id))
-
-    async def save(self, workflow: workflow_pb2.Workflow) -> None:
-        # The engine mutates the stored object in place; nothing to copy.
-        self._workflows[workflow.workflow_id] = workflow
-        self._note_finished(workflow)
-
-    def _note_finished(self, workflow: workflow_pb2.Workflow) -> None:
-        if workflow.state not in TERMINAL_STATES or workflow.workflow_id in self._finished:
-            return
-        self._finished[workflow.workflow_id] = None
-        while len(self._finished) > self.max_finished:
-            oldest = next(iter(self._finished))
-            del self._finished[oldest]
-            del self._workflows[oldest]
-            del self._number[oldest]
-            log = self._logs.pop(oldest)
-            log.signal.set()  # a watcher still waiting learns it is gone
-            rid = self._request_of.pop(oldest, None)
-            if rid is not None:
-                self._requests.pop(rid, None)
-
-    async def get(self, workflow_id: str) -> workflow_pb2.Workflow:
-        wf = self._workflows.get(workflow_id)
-        if wf is None:
-            raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
-        return wf
-
-    async def list_workflows(
-        self,
-        *,
-        state: int,
-        after_key: str | None,
-        limit: int,
-        owner: str | None = None,
-        max_bytes: int | None = None,
-    ) -> tuple[list[workflow_pb2.Workflow], str | None]:
-        # Key = creation number, so pages stay stable as new workflows arrive.
-        before = int(after_key) if after_key is not None else self._created + 1
-        out: list[workflow_pb2.Workflow] = []
-        size = 0
-        for wf_id in reversed(self._workflows):
-            if self._number[wf_id] >= before:
-                continue
-            wf = self._workflows[wf_id]
-            if state != 0 and wf.state != state:
-                continue
-            if owner is not None and wf.owner != owner:
-                continue
-            if len(out) == limit:
-                return out, str(self._number[out[-1].workflow_id])
-            if max_bytes is not None:
-                # What the item adds to a repeated field: tag, length, body.
-                size += wf.ByteSize() + 8
-                if out and size > max_bytes:
-                    return out, str(self._number[out[-1].workflow_id])
-            out.append(wf)
-        return out, None
-
-    async def append_event(self, event: workflow_pb2.WorkflowEvent) -> int:
-        log = self._logs[event.workflow_id]
-        event.sequence = len(log.events) + 1
-        log.events.append(event)
-        old, log.signal = log.signal, asyncio.Event()
-        old.set()
-        return event.sequence
-
-    async def events_after(
-        self, workflow_id: str, after_sequence: int
-    ) -> Sequence[workflow_pb2.WorkflowEvent]:
-        log = self._logs.get(workflow_id)
-        if log is None:
-            raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
-        return log.events[max(after_sequence, 0) :]
-
-    async def wait_events(self, workflow_id: str, after_sequence: int, timeout: float) -> None:
-        log = self._logs.get(workflow_id)
-        if log is None:
-            raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
-        if len(log.events) > after_sequence:
-            return
-        try:
-            await asyncio.wait_for(log.signal.wait(), timeout)
-        except TimeoutError:
-            return
-
-    async def put_template(self, template: workflow_pb2.Template) -> None:
-        if template.name in self._templates:
-            raise TemplateExists(f"template {template.name!r} exists already")
-        self._templates[template.name] = template
-
-    async def get_template(self, name: str) -> workflow_pb2.Template | None:
-        return self._templates.get(name)
-
-    async def list_templates(
-        self, *, after_name: str | None, limit: int
-    ) -> list[workflow_pb2.Template]:
-        names = sorted(n for n in self._templates if after_name is None or n > after_name)
-        return [self._templates[n] for n in names[:limit]]
+__all__ = [
+    "DEFAULT_RETENTION_S",
+    "TERMINAL_STATES",
+    "Change",
+    "LeaseLost",
+    "Renewal",
+    "RequestExists",
+    "RequestRecord",
+    "WorkflowStore",
+    "page_item_bytes",
+]

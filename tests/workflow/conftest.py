@@ -41,7 +41,7 @@ async def node() -> AsyncIterator[Node]:
     n = await start_node(
         MeshConfig(insecure_no_auth=True, grpc_port=0, http_port=0, grace_s=0),
         gateway=False,
-        engine_config=EngineConfig(initial_backoff_s=0.01, agent_wait_s=0.5),
+        engine_config=EngineConfig(initial_backoff_s=0.01, agent_wait_s=0.5, handoff_grace_s=0.5),
     )
     try:
         yield n

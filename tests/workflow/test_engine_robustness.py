@@ -130,11 +130,11 @@ async def test_channels_to_agents_that_left_are_closed(node: Node, agents: Runni
     assert wf.state == W.WORKFLOW_STATE_SUCCEEDED
     engine = node.engine
     assert engine is not None
-    assert len(engine._agent_clients) == 1
+    assert len(engine.dispatcher._clients) == 1
     await agents.stop()
     agents.runtimes.clear()
-    await eventually(lambda: not engine._agent_clients, timeout=5)
-    assert not engine.directory.agents()
+    await eventually(lambda: not engine.dispatcher._clients, timeout=5)
+    assert not engine.dispatcher.agents()
 
 
 async def test_no_workflow_starts_while_the_engine_stops(node: Node, agents: Running) -> None:

@@ -17,7 +17,9 @@ from google.protobuf import json_format, struct_pb2
 
 from meshwright.agent import Agent, TaskContext
 from meshwright.workflow._dag import MAX_NAME_CHARS
-from meshwright.workflow.engine import MAX_OUTPUT_BYTES, MAX_PAGE_BYTES, MAX_WORKFLOW_BYTES
+from meshwright.workflow.engine import MAX_PAGE_BYTES
+from meshwright.workflow.run import MAX_WORKFLOW_BYTES
+from meshwright.workflow.scheduler import MAX_OUTPUT_BYTES
 from meshwright.workflow.v1 import workflow_pb2
 from tests.conftest import eventually
 from tests.workflow.conftest import Refused, Secure

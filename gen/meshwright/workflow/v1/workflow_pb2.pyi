@@ -72,16 +72,18 @@ WORKFLOW_EVENT_TYPE_WORKFLOW_CANCELLED: WorkflowEventType
 WORKFLOW_EVENT_TYPE_TASK_PROGRESS: WorkflowEventType
 
 class RetryPolicy(_message.Message):
-    __slots__ = ("max_attempts", "initial_backoff", "backoff_multiplier", "max_backoff")
+    __slots__ = ("max_attempts", "initial_backoff", "backoff_multiplier", "max_backoff", "non_retryable_reasons")
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     INITIAL_BACKOFF_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
     MAX_BACKOFF_FIELD_NUMBER: _ClassVar[int]
+    NON_RETRYABLE_REASONS_FIELD_NUMBER: _ClassVar[int]
     max_attempts: int
     initial_backoff: _duration_pb2.Duration
     backoff_multiplier: float
     max_backoff: _duration_pb2.Duration
-    def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., backoff_multiplier: _Optional[float] = ..., max_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    non_retryable_reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., backoff_multiplier: _Optional[float] = ..., max_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., non_retryable_reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
     __slots__ = ("id", "skill", "input", "depends_on", "retry", "timeout", "stream_progress")
@@ -102,7 +104,7 @@ class TaskSpec(_message.Message):
     def __init__(self, id: _Optional[str] = ..., skill: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., depends_on: _Optional[_Iterable[str]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stream_progress: _Optional[bool] = ...) -> None: ...
 
 class WorkflowDefinition(_message.Message):
-    __slots__ = ("name", "tasks", "budget", "payer_account_id", "labels")
+    __slots__ = ("name", "tasks", "budget", "payer_account_id", "labels", "timeout")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -115,12 +117,14 @@ class WorkflowDefinition(_message.Message):
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     PAYER_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     tasks: _containers.RepeatedCompositeFieldContainer[TaskSpec]
     budget: int
     payer_account_id: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., budget: _Optional[int] = ..., payer_account_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    timeout: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., budget: _Optional[int] = ..., payer_account_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class TemplateParameter(_message.Message):
     __slots__ = ("name", "description", "default_value", "required")

@@ -1,0 +1,611 @@
+"""Scheduling one owned workflow: ready tasks, attempts on agents, payment, the ending.
+
+Every task runs in its own asyncio task: it takes a slot on an agent from the
+dispatcher, runs one attempt (with the attempt id ``<workflow>.<task>.<n>``,
+the same when an interrupted attempt is dispatched again, so the agent
+replays its recorded result), pays the agent from the escrow, and records the
+outcome through the run's group commit. Failures are retried per the task's
+``TaskRetry``; an agent answering "at capacity" is placed again without
+spending an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import struct_pb2
+
+from meshwright.agent.v1 import agent_pb2
+from meshwright.mesh.context import detached
+from meshwright.mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
+from meshwright.mesh.limits import check_request
+from meshwright.mesh.timeutil import timestamp
+from meshwright.workflow.dispatch import (
+    AgentDispatcher,
+    BudgetExhausted,
+    Slot,
+    is_at_capacity,
+    is_transport_failure,
+)
+from meshwright.workflow.events import TERMINAL_EVENT_OF, event
+from meshwright.workflow.payments import Payments
+from meshwright.workflow.retry import OUTPUT_REFUSED, TaskRetry
+from meshwright.workflow.run import MAX_WORKFLOW_BYTES, Run
+from meshwright.workflow.store import Change, LeaseLost
+from meshwright.workflow.v1 import workflow_pb2
+
+if TYPE_CHECKING:
+    from meshwright.workflow.engine import EngineConfig
+
+log = logging.getLogger(__name__)
+
+W = workflow_pb2
+MAX_OUTPUT_BYTES = 1024 * 1024
+"""An agent's output for one task; a larger one fails the task (and is not paid)."""
+MAX_ERROR_CHARS = 200
+"""A task's stored error text (agents' messages are clipped to it)."""
+DEADLINE_ERROR = "workflow deadline exceeded"
+
+
+def clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _seconds(ts: Any) -> float:
+    return float(ts.seconds) + ts.nanos / 1e9
+
+
+class _HandedOff(Exception):
+    """The replica is handing its runs off: stop this task's attempts quietly."""
+
+
+class Scheduler:
+    """Runs the tasks of the workflows this replica owns."""
+
+    def __init__(
+        self,
+        *,
+        dispatcher: AgentDispatcher,
+        payments: Payments,
+        config: EngineConfig,
+        on_done: Callable[[Run], None],
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._payments = payments
+        self._config = config
+        self._on_done = on_done
+        self.draining = False
+        """Handing off: no new attempt starts; runs end only by their own events."""
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- starting -------------------------------------------------------------
+
+    def start(self, run: Run) -> None:
+        """Schedule whatever a new or rebuilt run can do now."""
+        definition = run.wf.definition
+        if definition.HasField("timeout"):
+            end_at = _seconds(run.wf.create_time) + _seconds(definition.timeout)
+            remaining = end_at - time.time()
+            if remaining <= 0:
+                self._spawn_finish(run, W.WORKFLOW_STATE_FAILED, DEADLINE_ERROR)
+                return
+            run.deadline = asyncio.get_running_loop().call_later(
+                remaining, self._spawn_finish, run, W.WORKFLOW_STATE_FAILED, DEADLINE_ERROR
+            )
+        if run.cancel_reason is not None:
+            self._spawn_finish(run, W.WORKFLOW_STATE_CANCELLED, run.cancel_reason)
+            return
+        failed = run.failed_task()
+        if failed is not None:
+            self._spawn_finish(run, W.WORKFLOW_STATE_FAILED, f"task {failed!r} failed")
+            return
+        if run.finished_tasks == len(run.specs):
+            self._spawn_finish(run, W.WORKFLOW_STATE_SUCCEEDED, "")
+            return
+        for task_id in run.runnable():
+            self._start_task(run, task_id)
+
+    def _start_task(self, run: Run, task_id: str) -> None:
+        if self.draining or run.closing:
+            return  # left as recorded, for the replica that takes the run over
+        tr = run.records[task_id]
+        if tr.state == W.TASK_RUN_STATE_PENDING:
+            tr.state = W.TASK_RUN_STATE_READY
+        # Detached: the run outlives the call that started it (and its deadline).
+        run.attempts[task_id] = asyncio.create_task(
+            self._execute(run, task_id), name=f"{run.workflow_id}/{task_id}", context=detached()
+        )
+
+    def _commit(self, run: Run, change: Change) -> asyncio.Future[None]:
+        fut = run.commit(change)
+        fut.add_done_callback(_observed)
+        return fut
+
+    # -- one task -------------------------------------------------------------
+
+    async def _execute(self, run: Run, task_id: str) -> None:
+        try:
+            ok = await self._attempts(run, task_id)
+        except (asyncio.CancelledError, _HandedOff, LeaseLost):
+            run.attempts.pop(task_id, None)
+            return
+        except Exception as err:  # a bug must fail the workflow, not hang it
+            log.exception("task %s/%s crashed", run.workflow_id, task_id)
+            tr = run.records[task_id]
+            tr.state = W.TASK_RUN_STATE_FAILED
+            tr.error = clip(f"internal error: {err}")
+            tr.end_time.CopyFrom(timestamp())
+            self._commit(run, Change(tasks=[run.snapshot(task_id)]))
+            ok = False
+        run.attempts.pop(task_id, None)
+        if run.closing:
+            return
+        if not ok:
+            await self.finish(run, W.WORKFLOW_STATE_FAILED, f"task {task_id!r} failed")
+            return
+        run.finished_tasks += 1
+        for child in run.dependants[task_id]:
+            run.waiting_on[child] -= 1
+            if run.waiting_on[child] == 0:
+                self._start_task(run, child)
+        if run.finished_tasks == len(run.specs):
+            await self.finish(run, W.WORKFLOW_STATE_SUCCEEDED, "")
+
+    async def _attempts(self, run: Run, task_id: str) -> bool:
+        cfg = self._config
+        spec = run.specs[task_id]
+        tr = run.records[task_id]
+        rules = TaskRetry.of(spec, cfg.retry)
+        wf_id = run.workflow_id
+        # An attempt recorded as running but with no result (its owner died or
+        # handed off) is dispatched again with its own id, to the agent that ran
+        # it if it can take it: the agent answers with the result it remembers.
+        resumed = tr.state == W.TASK_RUN_STATE_RUNNING and tr.attempts > 0
+        attempt = tr.attempts if resumed else tr.attempts + 1
+        prefer = tr.agent_id if resumed else ""
+        request = agent_pb2.ExecuteTaskRequest(skill=spec.skill, input=spec.input, context_id=wf_id)
+        for dep in spec.depends_on:
+            request.upstream_outputs[dep].CopyFrom(run.records[dep].output)
+        exclude: set[str] = set()
+        error = ""
+        while attempt <= rules.max_attempts:
+            if self.draining:
+                raise _HandedOff
+            try:
+                slot = await self._dispatcher.acquire(
+                    spec.skill,
+                    max_price=run.available,
+                    exclude=exclude,
+                    prefer=prefer,
+                    timeout_s=cfg.agent_wait_s,
+                    on_unaffordable=lambda: run.reserved > 0,
+                )
+            except BudgetExhausted as err:
+                error = clip(f"{err.reason}: {err.message}")
+                break  # no retry can make the budget larger
+            except MeshError as err:
+                error = clip(f"{err.reason}: {err.message}")
+                if not rules.retryable_reason(err.reason) or attempt >= rules.max_attempts:
+                    break
+                await self._retrying(run, task_id, attempt, "", error, rules.backoff_after(attempt))
+                attempt += 1
+                continue
+            prefer = ""
+            outcome = await self._attempt(run, task_id, slot, request, attempt, rules)
+            if outcome is None:
+                continue  # the agent was at capacity: not an attempt, place it again
+            ok, error, retryable = outcome
+            if ok:
+                return True
+            if slot.price > 0:
+                # The reservation is back; tasks waiting on budget may fit now.
+                for skill in slot.skills:
+                    self._dispatcher.wake_all(skill)
+            if not retryable or attempt >= rules.max_attempts:
+                break
+            exclude.add(slot.agent_id)
+            await self._retrying(
+                run, task_id, attempt, slot.agent_id, error, rules.backoff_after(attempt)
+            )
+            attempt += 1
+        tr.state = W.TASK_RUN_STATE_FAILED
+        tr.error = clip(error)
+        tr.end_time.CopyFrom(timestamp())
+        self._commit(
+            run,
+            Change(
+                tasks=[run.snapshot(task_id)],
+                events=[
+                    event(
+                        wf_id,
+                        W.WORKFLOW_EVENT_TYPE_TASK_FAILED,
+                        run.wf.state,
+                        task_id=task_id,
+                        agent_id=tr.agent_id,
+                        attempt=tr.attempts,
+                        message=tr.error,
+                    )
+                ],
+            ),
+        )
+        return False
+
+    async def _attempt(
+        self,
+        run: Run,
+        task_id: str,
+        slot: Slot,
+        request: agent_pb2.ExecuteTaskRequest,
+        attempt: int,
+        rules: TaskRetry,
+    ) -> tuple[bool, str, bool] | None:
+        """One attempt on ``slot``: (succeeded, error, retryable), or None when the agent
+        answered at capacity (it did not run the task)."""
+        tr = run.records[task_id]
+        wf_id = run.workflow_id
+        run.reserved += slot.price
+        tr.state = W.TASK_RUN_STATE_RUNNING
+        tr.agent_id = slot.agent_id
+        tr.attempts = attempt
+        if not tr.HasField("start_time"):
+            tr.start_time.CopyFrom(timestamp())
+        request.task_id = f"{wf_id}.{task_id}.{attempt}"
+        self._commit(
+            run,
+            Change(
+                tasks=[run.snapshot(task_id)],
+                events=[
+                    event(
+                        wf_id,
+                        W.WORKFLOW_EVENT_TYPE_TASK_STARTED,
+                        run.wf.state,
+                        task_id=task_id,
+                        agent_id=slot.agent_id,
+                        attempt=attempt,
+                    )
+                ],
+            ),
+        )
+        started = time.monotonic()
+        failure: MeshError | None = None
+        cancelled = False
+        ok = False
+        error = ""
+        retryable = True
+        output: struct_pb2.Struct | None = None
+        run.in_flight[task_id] = (slot, request.task_id)
+        try:
+            if run.specs[task_id].stream_progress:
+                task = await self._stream(run, task_id, slot, request, attempt, rules.timeout_s)
+            else:
+                task = await self._dispatcher.execute(slot, request, timeout_s=rules.timeout_s)
+            status = task.status
+            ok = status.state == agent_pb2.TASK_STATE_COMPLETED
+            output = task.output
+            if not ok:
+                error = clip(status.message or agent_pb2.TaskState.Name(status.state))
+                retryable = rules.retryable_task(status)
+            else:
+                refusal = self._refuse_output(run, output)
+                if refusal:
+                    ok, error, retryable = False, refusal, False
+        except MeshError as err:
+            failure = err
+            error = clip(f"{err.reason}: {err.message}")
+            retryable = rules.retryable_reason(err.reason)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            run.in_flight.pop(task_id, None)
+            if not ok:
+                run.reserved -= slot.price
+            self._dispatcher.release(
+                slot,
+                ok=ok,
+                failure=failure,
+                latency_s=time.monotonic() - started,
+                counted=not cancelled,  # the workflow ended; the agent did no wrong
+            )
+        if failure is not None and is_at_capacity(failure):
+            return None
+        if not ok or output is None:
+            return False, error, retryable
+        # The reservation holds until the payment is recorded, so no other task
+        # can plan on money this one is about to spend.
+        try:
+            if slot.price > 0:
+                await self._pay(run, task_id, slot)
+        except MeshError as err:
+            run.output_room += output.ByteSize()  # not stored after all
+            return False, clip(f"payment failed: {err.reason}: {err.message}"), False
+        finally:
+            run.reserved -= slot.price
+        run.wf.spent += slot.price
+        tr.state = W.TASK_RUN_STATE_SUCCEEDED
+        tr.output.CopyFrom(output)
+        tr.cost = slot.price
+        tr.error = ""
+        tr.end_time.CopyFrom(timestamp())
+        # Not awaited: what follows (dependants, the ending) is queued behind it in the
+        # same group commit. Lost in a crash, the attempt is replayed by its agent.
+        self._commit(
+            run,
+            Change(
+                tasks=[run.snapshot(task_id)],
+                spent_delta=slot.price,
+                events=[
+                    event(
+                        wf_id,
+                        W.WORKFLOW_EVENT_TYPE_TASK_SUCCEEDED,
+                        run.wf.state,
+                        task_id=task_id,
+                        agent_id=slot.agent_id,
+                        attempt=attempt,
+                        output=output,
+                        amount=slot.price,
+                    )
+                ],
+            ),
+        )
+        return True, "", True
+
+    async def _pay(self, run: Run, task_id: str, slot: Slot) -> None:
+        """Capture the task's price; a transport failure is tried again (the capture's
+        request id makes that safe), a refusal is final."""
+        wait = 0.2
+        for tries in range(1, 6):
+            try:
+                await self._payments.pay(
+                    escrow_id=run.wf.escrow_id,
+                    workflow_id=run.workflow_id,
+                    task_id=task_id,
+                    slot=slot,
+                )
+                return
+            except MeshError as err:
+                if not is_transport_failure(err) or tries == 5:
+                    raise
+                log.warning("paying task %s/%s failed (%s); retrying", run.workflow_id, task_id, err)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 2.0)
+
+    @staticmethod
+    def _refuse_output(run: Run, output: struct_pb2.Struct) -> str:
+        """Why an agent's output cannot be stored ("" when it can; its room is then taken).
+
+        An output that could not be read back (NaN, too deep) or would make the
+        workflow too large to send fails its task: storing it would break
+        GetWorkflow and ListWorkflows for everyone.
+        """
+        size = output.ByteSize()
+        if size > MAX_OUTPUT_BYTES:
+            return (
+                f"output refused: {size} bytes, more than the {MAX_OUTPUT_BYTES} a task "
+                "output may take"
+            )
+        if size > run.output_room:
+            return (
+                f"output refused: {size} bytes, more than the {run.output_room} the "
+                f"workflow may still store (a workflow stays under {MAX_WORKFLOW_BYTES} bytes)"
+            )
+        try:
+            check_request(output)
+        except InvalidArgument as err:
+            return clip(f"output refused: {err.message}")
+        run.output_room -= size
+        return ""
+
+    async def _stream(
+        self,
+        run: Run,
+        task_id: str,
+        slot: Slot,
+        request: agent_pb2.ExecuteTaskRequest,
+        attempt: int,
+        timeout: float,
+    ) -> agent_pb2.Task:
+        """Run one attempt with StreamTask, recording progress reports as events."""
+        stream_request = agent_pb2.StreamTaskRequest(
+            task_id=request.task_id,
+            skill=request.skill,
+            input=request.input,
+            upstream_outputs=request.upstream_outputs,
+            context_id=request.context_id,
+            metadata=request.metadata,
+        )
+        last_emit = 0.0
+        async for update in self._dispatcher.stream(slot, stream_request, timeout_s=timeout):
+            if update.final:
+                final: agent_pb2.Task = update.task
+                return final
+            if update.WhichOneof("update") != "status_update":
+                continue
+            status = update.status_update
+            now = time.monotonic()
+            # Ten a second at most: a chatty skill must not flood the log.
+            if status.message and (now - last_emit >= 0.1 or status.progress >= 1.0):
+                last_emit = now
+                self._commit(
+                    run,
+                    Change(
+                        events=[
+                            event(
+                                run.workflow_id,
+                                W.WORKFLOW_EVENT_TYPE_TASK_PROGRESS,
+                                run.wf.state,
+                                task_id=task_id,
+                                agent_id=slot.agent_id,
+                                attempt=attempt,
+                                message=clip(status.message),
+                                progress=status.progress,
+                            )
+                        ]
+                    ),
+                )
+        raise Unavailable(f"agent {slot.agent_id} ended the stream without a final task")
+
+    async def _retrying(
+        self, run: Run, task_id: str, attempt: int, agent_id: str, error: str, wait_s: float
+    ) -> None:
+        tr = run.records[task_id]
+        tr.state = W.TASK_RUN_STATE_READY
+        tr.error = clip(error)
+        self._commit(
+            run,
+            Change(
+                tasks=[run.snapshot(task_id)],
+                events=[
+                    event(
+                        run.workflow_id,
+                        W.WORKFLOW_EVENT_TYPE_TASK_RETRYING,
+                        run.wf.state,
+                        task_id=task_id,
+                        agent_id=agent_id,
+                        attempt=attempt,
+                        message=f"{clip(error)}; retrying in {wait_s:.2f}s",
+                    )
+                ],
+            ),
+        )
+        await asyncio.sleep(wait_s)
+
+    # -- ending -----------------------------------------------------------------
+
+    def _spawn_finish(self, run: Run, state: int, error: str) -> None:
+        self.spawn(self.finish(run, state, error))
+
+    async def finish(self, run: Run, state: int, error: str) -> None:
+        """End the workflow exactly once; every caller waits for the same ending.
+
+        The ending runs as its own task: a caller whose RPC is cancelled midway
+        (a deadline, a client gone) must not leave the workflow half-ended with
+        its escrow held. The first caller's state wins.
+        """
+        if run.committer.lost:
+            return
+        if run.finishing is None:
+            run.finishing = asyncio.create_task(
+                self._end(run, state, error), name=f"end {run.workflow_id}", context=detached()
+            )
+        await asyncio.shield(run.finishing)
+
+    async def _end(self, run: Run, state: int, error: str) -> None:
+        if run.deadline is not None:
+            run.deadline.cancel()
+        await self._stop_attempts(run, cancel_on_agents=True)
+        changed: list[str] = []
+        for task_id, tr in run.records.items():
+            if tr.state == W.TASK_RUN_STATE_RUNNING:
+                tr.state = W.TASK_RUN_STATE_CANCELLED
+                changed.append(task_id)
+            elif tr.state in (W.TASK_RUN_STATE_PENDING, W.TASK_RUN_STATE_READY):
+                tr.state = W.TASK_RUN_STATE_SKIPPED
+                changed.append(task_id)
+        refund = await self._release_escrow(run)
+        if refund is None:  # handing off or lost: the next owner ends it
+            self._on_done(run)
+            return
+        wf = run.wf
+        wf.state = state  # type: ignore[assignment]
+        wf.error = error
+        wf.end_time.CopyFrom(timestamp())
+        change = Change(
+            tasks=[run.snapshot(t) for t in changed],
+            events=[
+                event(
+                    wf.workflow_id,
+                    TERMINAL_EVENT_OF[state],
+                    state,
+                    amount=refund,
+                    message=error or f"spent {wf.spent}, refunded {refund}",
+                )
+            ],
+            state=state,
+            error=error,
+            end_time=wf.end_time,
+        )
+        try:
+            await run.commit(change)
+        except LeaseLost:
+            pass  # another replica owns it now; it ends it
+        self._on_done(run)
+
+    async def _release_escrow(self, run: Run) -> int | None:
+        """Refund what is left of the escrow; None if this replica stopped owning the run
+        before the economy could be reached (the escrow is never given up on)."""
+        wf = run.wf
+        if not wf.escrow_id:
+            return 0
+        wait = 0.2
+        while True:
+            try:
+                return await self._payments.release(
+                    escrow_id=wf.escrow_id, workflow_id=wf.workflow_id
+                )
+            except NotFound:
+                return 0  # never opened (its creator died before the economy answered)
+            except MeshError as err:
+                if not is_transport_failure(err):
+                    log.error("could not release escrow %s: %s", wf.escrow_id, err)
+                    return 0
+                log.warning("releasing escrow %s failed (%s); retrying", wf.escrow_id, err)
+            if self.draining or run.committer.lost:
+                return None
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 5.0)
+
+    async def _stop_attempts(self, run: Run, *, cancel_on_agents: bool) -> None:
+        if cancel_on_agents:
+            for slot, agent_task_id in list(run.in_flight.values()):
+                self.spawn(self._dispatcher.cancel_on_agent(slot, agent_task_id))
+        current = asyncio.current_task()
+        attempts = [t for t in run.attempts.values() if t is not current]
+        for t in attempts:
+            t.cancel()
+        if attempts:
+            await asyncio.gather(*attempts, return_exceptions=True)
+
+    async def abandon(self, run: Run) -> None:
+        """Stop running ``run`` here without ending it (its lease was lost or released)."""
+        if run.deadline is not None:
+            run.deadline.cancel()
+        await self._stop_attempts(run, cancel_on_agents=False)
+        self._on_done(run)
+
+    async def hand_off(self, run: Run, grace_s: float) -> None:
+        """Let attempts under way finish (bounded), record them, stop the rest here."""
+        if run.attempts:
+            await asyncio.wait(list(run.attempts.values()), timeout=grace_s)
+        if run.finishing is not None:
+            await asyncio.wait({run.finishing}, timeout=grace_s)
+        await self.abandon(run)
+        await run.committer.drain()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background, detached from the current call."""
+        t = asyncio.create_task(coro, context=detached())
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """Let background work (cancels on agents) finish, bounded."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=grace_s)
+        for t in list(self._background):
+            t.cancel()
+
+
+def _observed(fut: asyncio.Future[None]) -> None:
+    # A commit nobody awaits: its failure (a lost lease) is handled by the run's
+    # on_lost; here it is only marked retrieved.
+    if not fut.cancelled():
+        fut.exception()
+
+
+__all__ = ["MAX_ERROR_CHARS", "MAX_OUTPUT_BYTES", "Scheduler", "clip"]
