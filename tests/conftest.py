@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from tests.redis_server import redis_server, redis_url  # noqa: F401 (fixtures for every dir)
+
 T = TypeVar("T")
 
 
