@@ -63,6 +63,7 @@ class Node:
     economy: Economy | None = None
     engine: Engine | None = None
     workflow_store: WorkflowStore | None = None
+    """The workflow store this node opened (and closes)."""
     gateway: GatewayHandle | None = None
     clients: dict[str, ServiceClient] = field(default_factory=dict)
     """Clients of each service calling as this process (its service token)."""
@@ -117,12 +118,14 @@ async def start_node(
     gateway: bool = True,
     engine_config: EngineConfig | None = None,
     security: Security | None = None,
+    workflow_store: WorkflowStore | None = None,
 ) -> Node:
     """Start ``services`` on one gRPC server (and the gateway in front of them).
 
     A service not run here is reached at its ``*_target`` address over gRPC.
     ``security`` (the pipeline, this process's token, TLS) is made from
-    ``config`` when None.
+    ``config`` when None. ``workflow_store`` replaces the one ``config.store_url`` names
+    (replicas in one process sharing a store, in tests); the node does not close it.
     """
     unknown = set(services) - set(ALL_SERVICES)
     if unknown:
@@ -193,13 +196,15 @@ async def start_node(
                 f"the workflow service needs {' and '.join(missing)}: run them here or pass "
                 + " and ".join(f"--{d}-target" for d in missing)
             )
-        node.workflow_store = open_workflow_store(
-            config.store_url, store_scheme, retention_s=config.workflow_retention_s
-        )
+        store = workflow_store
+        if store is None:
+            store = node.workflow_store = open_workflow_store(
+                config.store_url, store_scheme, retention_s=config.workflow_retention_s
+            )
         node.engine = Engine(
             registry=node.clients["registry"],
             economy=node.clients["economy"],
-            store=node.workflow_store,
+            store=store,
             channels=node.channels,
             config=engine_config or EngineConfig(lease_ttl_s=config.workflow_lease_ttl_s),
         )

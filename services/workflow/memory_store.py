@@ -111,6 +111,7 @@ class MemoryWorkflowStore:
         return entry.token
 
     async def find_request(self, request_id: str, *, owner: str) -> RequestRecord | None:
+        self._expire()
         return self._requests.get((owner, request_id))
 
     async def discard(self, workflow_id: str, token: int) -> None:
@@ -204,6 +205,7 @@ class MemoryWorkflowStore:
         return self._assemble(self._entry(workflow_id))
 
     async def state_of(self, workflow_id: str) -> int:
+        self._expire()
         return int(self._entry(workflow_id).header.state)
 
     async def list_workflows(
@@ -243,6 +245,7 @@ class MemoryWorkflowStore:
     async def events_after(
         self, workflow_id: str, after_sequence: int, *, limit: int = 1000
     ) -> Sequence[workflow_pb2.WorkflowEvent]:
+        self._expire()
         start = max(after_sequence, 0)
         return self._entry(workflow_id).events[start : start + limit]
 

@@ -307,6 +307,7 @@ class RedisWorkflowStore:
             _SEQ_TAG,
             len(blobs),
             len(tasks) // 2,
+            change.write_id,
             *blobs,
             *tasks,
         ]

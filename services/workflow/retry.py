@@ -16,8 +16,6 @@ from meshwright.workflow.v1 import workflow_pb2
 OUTPUT_REFUSED = "OUTPUT_REFUSED"
 """Reason of a task whose output the mesh could not store: never retried (another
 attempt would produce output that cannot be kept either)."""
-TASK_REJECTED = "TASK_REJECTED"
-"""Reason the engine records for a REJECTED task whose agent gave none."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,12 +72,12 @@ class TaskRetry:
     def retryable_task(self, status: agent_pb2.TaskStatus) -> bool:
         """Whether the agent's answer (a task that did not complete) may be tried again.
 
-        A rejection (the skill refused its input) and a failure the agent marked
-        non-retryable are final; so is a reason the policy lists.
+        What the agent marked non-retryable is final (the SDK marks a rejection of
+        the input so by default); so is a reason the policy lists.
         """
-        if status.state == agent_pb2.TASK_STATE_REJECTED or status.non_retryable:
+        if status.non_retryable:
             return False
         return self.retryable_reason(status.reason)
 
 
-__all__ = ["OUTPUT_REFUSED", "TASK_REJECTED", "RetryDefaults", "TaskRetry"]
+__all__ = ["OUTPUT_REFUSED", "RetryDefaults", "TaskRetry"]

@@ -305,6 +305,20 @@ async def test_sequences_run_one_to_n_without_gaps_across_applies(h: Harness) ->
     assert log[9].message == "4.3"
 
 
+async def test_a_retried_write_id_is_not_written_twice(h: Harness) -> None:
+    token = await create(h.store, "wf-1")
+    first = Change(events=[event(msg="a")], spent_delta=3, write_id="1.1")
+    assert await h.store.apply("wf-1", token, first) == 1
+    again = Change(events=[event(msg="a")], spent_delta=3, write_id="1.1")
+    assert await h.store.apply("wf-1", token, again) == 1  # the reply of the first was lost
+    assert (await h.store.get("wf-1")).spent == 3
+    # Another id, or none, is written; only the last id counts as "the same write".
+    assert await h.store.apply("wf-1", token, Change(events=[event()], write_id="1.2")) == 2
+    assert await h.store.apply("wf-1", token, Change(events=[event()])) == 3
+    assert await h.store.apply("wf-1", token, Change(events=[event()], write_id="1.1")) == 4
+    assert seqs(await h.store.events_after("wf-1", 0)) == [1, 2, 3, 4]
+
+
 async def test_a_stale_token_writes_nothing(h: Harness) -> None:
     old = await create(h.store, "wf-1", ttl=h.ttl)
     await h.elapse(h.ttl * 1.5)
@@ -707,3 +721,20 @@ async def test_memory_finished_workflows_beyond_the_cap_are_evicted_oldest_first
     assert (await store.get("wf-3")).state == RUNNING  # live: never evicted
     page, _ = await store.list_workflows(state=0, after_key=None, limit=10)
     assert ids(page) == ["wf-3", "wf-1", "wf-0"]
+
+
+@pytest.mark.parametrize("read", ["find_request", "state_of", "events_after"])
+async def test_memory_every_read_sees_the_retention_on_its_own(read: str) -> None:
+    clock = FakeClock()
+    store = MemoryWorkflowStore(clock=clock, retention_s=60)
+    token = await create(store, "done", request_id="r1", events=[event()])
+    await finish(store, "done", token)
+    clock.now += 60  # no other call in between may do the expiring for it
+    if read == "find_request":
+        assert await store.find_request("r1", owner="client:a") is None
+    elif read == "state_of":
+        with pytest.raises(WorkflowNotFound):
+            await store.state_of("done")
+    else:
+        with pytest.raises(WorkflowNotFound):
+            await store.events_after("done", 0)

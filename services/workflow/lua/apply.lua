@@ -11,9 +11,11 @@
 -- ARGV[5] "1" to set the error to ARGV[6]             ARGV[7] "1" to set the end to ARGV[8]
 -- ARGV[9] retention ms     ARGV[10] tag bytes of WorkflowEvent.sequence
 -- ARGV[11] n events        ARGV[12] n tasks
--- ARGV[13 ..]              the n events (sequence unset), then n pairs task id, TaskRun bytes
+-- ARGV[13] write id ("" for none): equal to the last applied one, the call is a retry
+--          of a write that landed (its reply was lost) and writes nothing
+-- ARGV[14 ..]              the n events (sequence unset), then n pairs task id, TaskRun bytes
 --
--- Returns {1, last sequence}; {-1} if the workflow is unknown; {-2, current
+-- Returns {1, last sequence} (also for a retried write id); {-1} if the workflow is unknown; {-2, current
 -- token} if the token is not the current one or the workflow is finished.
 -- Nothing is written unless it returns 1.
 --
@@ -33,7 +35,14 @@ if cur[1] ~= ARGV[2] or TERMINAL[cur[2]] then
   return { -2, tonumber(cur[1]) }
 end
 
-hset_pairs(t, 13 + n_events, n_tasks)
+if ARGV[13] ~= '' then
+  if redis.call('HGET', h, 'write') == ARGV[13] then
+    return { 1, tonumber(cur[3]) }
+  end
+  redis.call('HSET', h, 'write', ARGV[13])
+end
+
+hset_pairs(t, 14 + n_events, n_tasks)
 if state ~= '0' then
   redis.call('HSET', h, 'state', state)
 end
@@ -48,7 +57,7 @@ if ARGV[7] == '1' then
 end
 local seq = tonumber(cur[3])
 if n_events > 0 then
-  seq = append_events(e, seq, ARGV[10], 13, n_events)
+  seq = append_events(e, seq, ARGV[10], 14, n_events)
   redis.call('HSET', h, 'seq', seq)
 end
 if TERMINAL[state] then
