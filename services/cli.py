@@ -164,7 +164,7 @@ def _print_auth(config: MeshConfig, node: Node, creds: DevCredentials | None) ->
         console.print(esc(f"  curl {header} {node.http_url}/v1/workflows"), soft_wrap=True)
 
 
-def _store_overrides(args: argparse.Namespace) -> dict[str, object]:
+def _store_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The workflow store settings given as flags (None: the env or the default)."""
     return {
         "store_url": args.store,

@@ -54,7 +54,28 @@ _WHERE = {
     "WorkflowStore": "store",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "AgentDispatcher",
+    "BreakerPolicy",
+    "BudgetExhausted",
+    "Change",
+    "Engine",
+    "EngineConfig",
+    "LeaseLost",
+    "MemoryWorkflowStore",
+    "NoAgentAvailable",
+    "PaidSkillNeedsWorkflow",
+    "RedisWorkflowStore",
+    "SkillNotOffered",
+    "SkillRouter",
+    "Slot",
+    "TemplateExists",
+    "TemplateNotFound",
+    "WorkflowExists",
+    "WorkflowNotFound",
+    "WorkflowServicer",
+    "WorkflowStore",
+]
 
 
 def __getattr__(name: str) -> Any:

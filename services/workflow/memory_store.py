@@ -145,8 +145,7 @@ class MemoryWorkflowStore:
         entry = self._entry(workflow_id)
         if entry.token != token or entry.header.state in TERMINAL_STATES:
             raise LeaseLost(
-                f"workflow {workflow_id!r} is owned under fencing token {entry.token}, "
-                f"not {token}"
+                f"workflow {workflow_id!r} is owned under fencing token {entry.token}, not {token}"
             )
         return entry
 
@@ -207,6 +206,9 @@ class MemoryWorkflowStore:
     async def state_of(self, workflow_id: str) -> int:
         self._expire()
         return int(self._entry(workflow_id).header.state)
+
+    async def lease_holder(self, workflow_id: str) -> str:
+        return self._entry(workflow_id).replica
 
     async def list_workflows(
         self,

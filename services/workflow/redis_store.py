@@ -345,6 +345,14 @@ class RedisWorkflowStore:
         return int(state)
 
     @_io
+    async def lease_holder(self, workflow_id: str) -> str:
+        fields = await self._r.hmget(self._wf_key(workflow_id), ["state", "replica"])
+        if fields[0] is None:
+            raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
+        holder = fields[1] or b""
+        return holder.decode() if isinstance(holder, bytes) else str(holder)
+
+    @_io
     async def list_workflows(
         self,
         *,

@@ -56,7 +56,9 @@ class TaskRetry:
                 if retry.HasField("max_backoff")
                 else defaults.max_backoff_s
             ),
-            timeout_s=duration_s(spec.timeout) if spec.HasField("timeout") else defaults.task_timeout_s,
+            timeout_s=(
+                duration_s(spec.timeout) if spec.HasField("timeout") else defaults.task_timeout_s
+            ),
             non_retryable=frozenset(retry.non_retryable_reasons),
         )
 

@@ -33,7 +33,7 @@ from meshwright.workflow.dispatch import (
 )
 from meshwright.workflow.events import TERMINAL_EVENT_OF, event
 from meshwright.workflow.payments import Payments
-from meshwright.workflow.retry import OUTPUT_REFUSED, TaskRetry
+from meshwright.workflow.retry import TaskRetry
 from meshwright.workflow.run import MAX_WORKFLOW_BYTES, Run
 from meshwright.workflow.store import Change, LeaseLost
 from meshwright.workflow.v1 import workflow_pb2
@@ -371,7 +371,9 @@ class Scheduler:
             except MeshError as err:
                 if not is_transport_failure(err) or tries == 5:
                     raise
-                log.warning("paying task %s/%s failed (%s); retrying", run.workflow_id, task_id, err)
+                log.warning(
+                    "paying task %s/%s failed (%s); retrying", run.workflow_id, task_id, err
+                )
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, 2.0)
 

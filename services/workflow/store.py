@@ -191,6 +191,11 @@ class WorkflowStore(Protocol):
         """The workflow's state alone (cheap); WorkflowNotFound if unknown."""
         ...
 
+    async def lease_holder(self, workflow_id: str) -> str:
+        """The replica whose lease the workflow is under ("" if released or finished; a
+        lapsed lease still names its last holder until claimed). WorkflowNotFound if unknown."""
+        ...
+
     async def list_workflows(
         self,
         *,

@@ -1,5 +1,6 @@
-"""Two workflow replicas sharing one store, in one process: cancel anywhere, hand-off,
-takeover after a lost lease (fencing), adoption of a workflow whose creator died.
+"""Two workflow replicas in one process sharing one store (memory, and a real redis-server):
+cancel anywhere, hand-off, takeover after a lost lease (fencing), adoption of a workflow
+whose creator died.
 
 The same behaviours run across real processes on Redis in tests/e2e/test_durable.py.
 """
@@ -19,7 +20,7 @@ from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh.config import MeshConfig
 from meshwright.mesh.timeutil import timestamp
 from meshwright.node import Node, start_node
-from meshwright.workflow import EngineConfig, MemoryWorkflowStore
+from meshwright.workflow import EngineConfig, MemoryWorkflowStore, WorkflowStore
 from meshwright.workflow.v1 import workflow_pb2
 from tests.conftest import eventually
 from tests.workflow.conftest import Running
@@ -40,7 +41,7 @@ def config(replica: str) -> EngineConfig:
 
 @dataclass
 class Pair:
-    store: MemoryWorkflowStore
+    store: WorkflowStore
     a: Node
     """Registry, economy and a workflow replica."""
     b: Node
@@ -53,9 +54,15 @@ class Pair:
         return reply.account.balance, reply.account.escrowed
 
 
-@pytest.fixture
-async def pair(agents: Running) -> AsyncIterator[Pair]:
-    store = MemoryWorkflowStore()
+@pytest.fixture(params=["memory", "redis"])
+async def pair(request: pytest.FixtureRequest, agents: Running) -> AsyncIterator[Pair]:
+    store: WorkflowStore
+    if request.param == "memory":
+        store = MemoryWorkflowStore()
+    else:
+        from meshwright.workflow.redis_store import RedisWorkflowStore
+
+        store = RedisWorkflowStore.from_url(request.getfixturevalue("redis_url"))
     base = MeshConfig(insecure_no_auth=True, grpc_port=0, http_port=0, grace_s=0)
     a = await start_node(base, gateway=False, engine_config=config("A"), workflow_store=store)
     b = await start_node(
@@ -74,6 +81,7 @@ async def pair(agents: Running) -> AsyncIterator[Pair]:
         agents.runtimes.clear()
         await b.stop()
         await a.stop()
+        await store.close()
 
 
 def worker(name: str, *, delay: float, price: int = 1) -> tuple[Agent, dict[str, int]]:
@@ -108,7 +116,8 @@ async def create(node: Node, n: int, *, budget: int, payer: str) -> str:
 
 async def fund(pair: Pair, account: str, amount: int) -> None:
     await pair.a.clients["economy"].call(
-        "CreateAccount", economy_pb2.CreateAccountRequest(account_id=account, initial_balance=amount)
+        "CreateAccount",
+        economy_pb2.CreateAccountRequest(account_id=account, initial_balance=amount),
     )
 
 
@@ -122,7 +131,7 @@ async def watch(node: Node, wf_id: str, after: int = 0) -> list[W.WorkflowEvent]
 
 
 async def owner_of_lease(pair: Pair, wf_id: str) -> str:
-    return pair.store._entries[wf_id].replica
+    return await pair.store.lease_holder(wf_id)
 
 
 async def test_a_cancel_sent_to_the_other_replica_cancels_the_run(
@@ -174,6 +183,10 @@ async def test_a_replica_that_stops_hands_its_runs_off(pair: Pair, agents: Runni
     assert sum(e.type == W.WORKFLOW_EVENT_TYPE_WORKFLOW_CREATED for e in first + rest) == 1
 
 
+async def _held_by(pair: Pair, wf_id: str, replica: str) -> bool:
+    return await owner_of_lease(pair, wf_id) == replica
+
+
 async def watch_some(node: Node, wf_id: str, count: int) -> list[W.WorkflowEvent]:
     out: list[W.WorkflowEvent] = []
     async for r in node.clients["workflow"].stream(
@@ -193,7 +206,7 @@ async def test_a_replica_that_lost_its_lease_cannot_write(pair: Pair, agents: Ru
     wf_id = await create(pair.a, 16, budget=100, payer="payer")
     # A stalls (as in a long GC pause): it stops renewing but keeps running.
     await pair.a.engine.leases.stop()
-    await eventually(lambda: pair.store._entries[wf_id].replica == "B", timeout=10)
+    await eventually(lambda: _held_by(pair, wf_id, "B"), timeout=10)
     ended = await asyncio.wait_for(pair.b.engine.wait(wf_id), 15)
     assert ended.state == W.WORKFLOW_STATE_SUCCEEDED, ended.error
     # A's writes after the takeover were refused (fencing): it dropped the run.

@@ -24,6 +24,7 @@ from meshwright.workflow._dag import (
 )
 from meshwright.workflow.retry import OUTPUT_REFUSED, RetryDefaults, TaskRetry
 from meshwright.workflow.v1 import workflow_pb2
+from tests.conftest import eventually
 from tests.workflow.conftest import Running, fund, run
 
 W = workflow_pb2
@@ -212,12 +213,9 @@ async def test_at_capacity_is_not_an_attempt(patient_node: Node, agents: Running
     direct = node.engine.dispatcher._channels.client(endpoint, AGENT_SERVICE)
     assert isinstance(direct, RemoteServiceClient)
     behind = asyncio.create_task(
-        direct.call(
-            "ExecuteTask", agent_pb2.ExecuteTaskRequest(task_id="behind", skill="x.work")
-        )
+        direct.call("ExecuteTask", agent_pb2.ExecuteTaskRequest(task_id="behind", skill="x.work"))
     )
-    while calls != [1]:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: calls == [1])
     creating = asyncio.create_task(run(node, one(retry={"maxAttempts": 1})))
     await asyncio.sleep(0.5)  # the engine tries, is told "at capacity", waits
     assert not creating.done()

@@ -738,3 +738,23 @@ async def test_memory_every_read_sees_the_retention_on_its_own(read: str) -> Non
     else:
         with pytest.raises(WorkflowNotFound):
             await store.events_after("done", 0)
+
+
+async def test_lease_holder_names_the_replica_until_released_or_finished(h: Harness) -> None:
+    token = await create(h.store, "wf-1", replica="r1", ttl=h.ttl)
+    assert await h.store.lease_holder("wf-1") == "r1"
+    await h.elapse(h.ttl * 1.5)
+    assert await h.store.lease_holder("wf-1") == "r1"  # lapsed, not yet claimed
+    new = await h.store.claim("wf-1", "r2", 60)
+    assert new is not None
+    assert await h.store.lease_holder("wf-1") == "r2"
+    await h.store.release("wf-1", token)  # stale: nothing
+    assert await h.store.lease_holder("wf-1") == "r2"
+    await h.store.release("wf-1", new)
+    assert await h.store.lease_holder("wf-1") == ""
+    again = await h.store.claim("wf-1", "r3", 60)
+    assert again is not None
+    await finish(h.store, "wf-1", again)
+    assert await h.store.lease_holder("wf-1") == ""
+    with pytest.raises(WorkflowNotFound):
+        await h.store.lease_holder("nope")
