@@ -16,12 +16,16 @@ from meshwright.agent import Agent, TaskContext
 agent = Agent("counter", capacity=8, description="sleeps, then records one side effect")
 
 
+def _record(line: str) -> None:
+    with open(os.environ["MW_TEST_EFFECTS"], "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 @agent.skill("test.work", price=1, description="sleep input.seconds, then record the effect")
 async def work(input: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     await asyncio.sleep(float(input.get("seconds", 0.0)))
     workflow, task, _attempt = ctx.task_id.rsplit(".", 2)
-    with open(os.environ["MW_TEST_EFFECTS"], "a", encoding="utf-8") as f:
-        f.write(f"{workflow}.{task}\n")
-        f.flush()
-        os.fsync(f.fileno())
+    await asyncio.to_thread(_record, f"{workflow}.{task}")
     return {"task": task}
