@@ -27,5 +27,7 @@ def _record(line: str) -> None:
 async def work(input: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     await asyncio.sleep(float(input.get("seconds", 0.0)))
     workflow, task, _attempt = ctx.task_id.rsplit(".", 2)
-    await asyncio.to_thread(_record, f"{workflow}.{task}")
+    # On the loop, not in a thread: no cancellation can fall between the effect and the
+    # result (an effect recorded by a task that then ends CANCELED would be re-run).
+    _record(f"{workflow}.{task}")
     return {"task": task}
