@@ -2,8 +2,10 @@
 
 A caller that only knows a skill (a REST client, grpcurl, another agent)
 sends ExecuteTask or StreamTask to the mesh; the router picks the best
-active agent offering the skill with the same placement the engine uses and
-forwards the call (as the mesh: agents answer only mesh services and admins).
+active agent offering the skill through the engine's own ``AgentDispatcher``
+(same placement, same slots, same rule for transport failures) and forwards
+the call (as the mesh: agents answer only mesh services and admins). A call
+waits up to ``agent_wait_s`` for an agent with room (NO_AGENT_AVAILABLE after).
 
 Routed calls are not billed, so nobody may get paid work for free through them:
 
@@ -24,6 +26,7 @@ every role call the router at all.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -41,10 +44,17 @@ from meshwright.mesh.errors import (
 )
 from meshwright.mesh.policy import NotOwner
 from meshwright.workflow._dag import quote
-from meshwright.workflow.directory import UNLIMITED, BudgetExhausted, Lease
-from meshwright.workflow.engine import Engine
+from meshwright.workflow.dispatch import (
+    UNLIMITED,
+    AgentDispatcher,
+    BudgetExhausted,
+    Slot,
+    is_at_capacity,
+)
 
 A = agent_pb2
+CANCEL_TIMEOUT_S = 5.0
+"""Deadline of a CancelTask forwarded to the agent running the task."""
 
 
 class SkillNotOffered(NotFound):
@@ -65,8 +75,12 @@ class _Routed:
 
     by: str
     """The principal that routed it (``role:subject``; "" for internal calls)."""
-    lease: Lease | None = None
-    """Its agent slot; None while it still waits for an agent."""
+    max_price: int
+    """What an agent may charge for it (0: only free agents)."""
+    deadline: float
+    """``time.monotonic()`` value by which an agent must have taken it."""
+    slot: Slot | None = None
+    """Its agent slot; None while it waits for an agent."""
 
 
 class TaskAlreadyRouted(AlreadyExists):
@@ -76,15 +90,23 @@ class TaskAlreadyRouted(AlreadyExists):
 
 
 class SkillRouter:
-    """Implements ``meshwright.agent.v1.AgentService`` for the whole mesh."""
+    """Implements ``meshwright.agent.v1.AgentService`` for the whole mesh.
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    Placement, slots and the agent calls are the dispatcher's, shared with the
+    engine. An agent that answers "at capacity" never started the task (another
+    caller took its room first), so the router places the task again, on another
+    agent or when room frees up, within the same ``agent_wait_s``.
+    """
+
+    def __init__(self, dispatcher: AgentDispatcher, *, agent_wait_s: float) -> None:
+        """``agent_wait_s``: how long a call waits for an agent offering its skill to be free."""
+        self._dispatcher = dispatcher
+        self._agent_wait_s = agent_wait_s
         self._routed: dict[str, _Routed] = {}  # by task id
 
     async def GetAgentCard(self, request: A.GetAgentCardRequest) -> Any:
         cheapest: dict[str, A.AgentSkill] = {}
-        for agent in self._engine.directory.agents():
+        for agent in self._dispatcher.agents():
             for skill in agent.card.skills:
                 best = cheapest.get(skill.id)
                 if best is None or skill.price < best.price:
@@ -98,7 +120,8 @@ class SkillRouter:
         )
         return A.GetAgentCardResponse(card=card)
 
-    async def _lease(self, task_id: str, skill: str) -> Lease:
+    async def _claim(self, task_id: str, skill: str) -> _Routed:
+        """Check the request and claim its task id (release it with ``_unclaim``)."""
         violations = []
         if not task_id:
             violations.append(FieldViolation("task_id", "is required"))
@@ -109,68 +132,124 @@ class SkillRouter:
         if task_id in self._routed:
             raise TaskAlreadyRouted(f"task {quote(task_id)} is already running through the mesh")
         who = caller()
-        # Routed calls are not billed: only the mesh itself and admins may use paid agents.
-        max_price = UNLIMITED if who is None or who.is_trusted else 0
-        routed = _Routed(by="" if who is None else who.name)
+        routed = _Routed(
+            by="" if who is None else who.name,
+            # Routed calls are not billed: only the mesh itself and admins may use paid agents.
+            max_price=UNLIMITED if who is None or who.is_trusted else 0,
+            deadline=time.monotonic() + self._agent_wait_s,
+        )
         self._routed[task_id] = routed  # claimed before the first await
         try:
-            if not await self._engine.directory.skill_known(skill):
+            if not await self._dispatcher.skill_known(skill):
                 raise SkillNotOffered(f"no registered agent offers skill {quote(skill)}")
-            lease = await self._engine.directory.acquire(
+        except BaseException:
+            self._unclaim(task_id, routed)
+            raise
+        return routed
+
+    def _unclaim(self, task_id: str, routed: _Routed) -> None:
+        if self._routed.get(task_id) is routed:
+            del self._routed[task_id]
+
+    async def _place(self, routed: _Routed, skill: str, tried: set[str]) -> Slot:
+        try:
+            slot = await self._dispatcher.acquire(
                 skill,
-                max_price=lambda: max_price,
-                exclude=set(),
-                timeout_s=self._engine.config.agent_wait_s,
+                max_price=lambda: routed.max_price,
+                exclude=tried,
+                timeout_s=max(0.0, routed.deadline - time.monotonic()),
             )
         except BudgetExhausted:
-            del self._routed[task_id]
             raise PaidSkillNeedsWorkflow(
                 f"every active agent offering {quote(skill)} charges for it; run the task in "
                 "a workflow (CreateWorkflow) with a budget paid from your account",
                 metadata={"skill": skill},
             ) from None
-        except BaseException:
-            del self._routed[task_id]
-            raise
-        routed.lease = lease
-        return lease
+        routed.slot = slot
+        return slot
 
-    def _release(self, task_id: str, lease: Lease, ok: bool, transport: bool, t0: float) -> None:
-        self._routed.pop(task_id, None)
-        self._engine.directory.release(
-            lease, ok=ok, transport_failure=transport, latency_s=time.monotonic() - t0
+    def _release(
+        self,
+        routed: _Routed,
+        slot: Slot,
+        *,
+        task: A.Task | None,
+        failure: MeshError | None,
+        cancelled: bool,
+        t0: float,
+    ) -> None:
+        routed.slot = None
+        state = A.TASK_STATE_UNSPECIFIED if task is None else task.status.state
+        self._dispatcher.release(
+            slot,
+            ok=state == A.TASK_STATE_COMPLETED,
+            failure=failure,
+            latency_s=time.monotonic() - t0,
+            # A call its caller gave up on, or a task cancelled on request, says
+            # nothing about the agent.
+            counted=not cancelled and state != A.TASK_STATE_CANCELED,
         )
 
     async def ExecuteTask(self, request: A.ExecuteTaskRequest) -> Any:
-        lease = await self._lease(request.task_id, request.skill)
-        t0 = time.monotonic()
-        ok = transport = False
+        routed = await self._claim(request.task_id, request.skill)
+        tried: set[str] = set()
         try:
-            reply = await self._engine.agent_client(lease.endpoint).call("ExecuteTask", request)
-            ok = reply.task.status.state == A.TASK_STATE_COMPLETED
-            return reply
-        except MeshError as err:
-            transport = err.reason in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
-            raise
+            while True:
+                slot = await self._place(routed, request.skill, tried)
+                t0 = time.monotonic()
+                task: A.Task | None = None
+                failure: MeshError | None = None
+                cancelled = False
+                try:
+                    task = await self._dispatcher.execute(slot, request)
+                    return A.ExecuteTaskResponse(task=task)
+                except MeshError as err:
+                    failure = err
+                    if not is_at_capacity(err):
+                        raise
+                except asyncio.CancelledError:
+                    cancelled = True
+                    raise
+                finally:
+                    self._release(
+                        routed, slot, task=task, failure=failure, cancelled=cancelled, t0=t0
+                    )
+                tried.add(slot.agent_id)  # it never started there: place it again
         finally:
-            self._release(request.task_id, lease, ok, transport, t0)
+            self._unclaim(request.task_id, routed)
 
     async def StreamTask(self, request: A.StreamTaskRequest) -> AsyncIterator[Any]:
-        lease = await self._lease(request.task_id, request.skill)
-        t0 = time.monotonic()
-        ok = transport = False
+        routed = await self._claim(request.task_id, request.skill)
+        tried: set[str] = set()
         try:
-            async for update in self._engine.agent_client(lease.endpoint).stream(
-                "StreamTask", request
-            ):
-                if update.final:
-                    ok = update.task.status.state == A.TASK_STATE_COMPLETED
-                yield update
-        except MeshError as err:
-            transport = err.reason in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
-            raise
+            while True:
+                slot = await self._place(routed, request.skill, tried)
+                t0 = time.monotonic()
+                task: A.Task | None = None
+                failure: MeshError | None = None
+                cancelled = False
+                started = False
+                try:
+                    async for update in self._dispatcher.stream(slot, request):
+                        started = True
+                        if update.final:
+                            task = update.task
+                        yield update
+                    return
+                except MeshError as err:
+                    failure = err
+                    if started or not is_at_capacity(err):
+                        raise
+                except (asyncio.CancelledError, GeneratorExit):
+                    cancelled = True
+                    raise
+                finally:
+                    self._release(
+                        routed, slot, task=task, failure=failure, cancelled=cancelled, t0=t0
+                    )
+                tried.add(slot.agent_id)  # it never started there: place it again
         finally:
-            self._release(request.task_id, lease, ok, transport, t0)
+            self._unclaim(request.task_id, routed)
 
     async def CancelTask(self, request: A.CancelTaskRequest) -> Any:
         task_id = request.task_id
@@ -185,11 +264,9 @@ class SkillRouter:
                 f"task_id: {quote(task_id)} was routed by another caller",
                 metadata={"field": "task_id"},
             )
-        lease = routed.lease
-        if lease is None:
+        slot = routed.slot
+        if slot is None:
             raise FailedPrecondition(
                 f"task {quote(task_id)} is still waiting for an agent; cancel its call instead"
             )
-        return await self._engine.agent_client(lease.endpoint).call(
-            "CancelTask", request, timeout=5.0
-        )
+        return await self._dispatcher.cancel_task(slot, request, timeout_s=CANCEL_TIMEOUT_S)
