@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from meshwright.agent.agent import Agent
+from meshwright.agent.results import DEFAULT_RESULT_MEMORY, DEFAULT_RESULT_TTL_S
 from meshwright.agent.runtime import AgentRuntime
 from meshwright.mesh.config import add_tls_flags, env_default, env_flag
 from meshwright.mesh.tls import TlsConfig
@@ -97,6 +98,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=float(env_default("grace_s", 5.0)),
         help="seconds in-flight tasks may finish at shutdown (env MESHWRIGHT_GRACE_S)",
+    )
+    parser.add_argument(
+        "--result-memory",
+        type=int,
+        default=int(env_default("result_memory", DEFAULT_RESULT_MEMORY)),
+        help="finished tasks remembered by task id, so a re-dispatch is answered without "
+        "running the skill again; 0 remembers none (env MESHWRIGHT_RESULT_MEMORY)",
+    )
+    parser.add_argument(
+        "--result-ttl",
+        type=float,
+        default=float(env_default("result_ttl_s", DEFAULT_RESULT_TTL_S)),
+        help="seconds a finished task is remembered (env MESHWRIGHT_RESULT_TTL_S)",
     )
     parser.add_argument(
         "--agent-id",
@@ -179,6 +193,8 @@ def run_command(args: argparse.Namespace) -> int:
                 advertise_host=args.advertise_host,
                 lease_ttl_s=args.lease_ttl,
                 grace_s=args.grace,
+                result_memory=args.result_memory,
+                result_ttl_s=args.result_ttl,
                 agent_id=args.agent_id,
                 token=args.token,
                 auth_public_key=args.auth_public_key,

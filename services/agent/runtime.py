@@ -14,6 +14,7 @@ from meshwright.agent.registration import (
     Registration,
     lease_duration,
 )
+from meshwright.agent.results import DEFAULT_RESULT_MEMORY, DEFAULT_RESULT_TTL_S
 from meshwright.agent.servicer import SERVICE, AgentServicer
 from meshwright.mesh.auth import verifier_from_files
 from meshwright.mesh.client import ChannelPool
@@ -66,6 +67,11 @@ class ServeOptions:
     """Mutual TLS for the agent's server and its calls to the mesh."""
     rate_limit_rps: float = 0.0
     """Calls per second per caller (0: off; the mesh is exempt as a service anyway)."""
+    result_memory: int = DEFAULT_RESULT_MEMORY
+    """Finished tasks remembered by task id, so a re-dispatch is answered without running
+    the skill again (the oldest are forgotten first; 0 remembers none)."""
+    result_ttl_s: float = DEFAULT_RESULT_TTL_S
+    """How long a finished task is remembered, from when it finished (0 remembers none)."""
 
 
 def token_subject(token: str | None) -> str | None:
@@ -144,7 +150,9 @@ class AgentRuntime:
         self.options = options
         self.agent_id = agent_id_of(options, agent)
         """The id this agent registers under (its token's subject for an agent token)."""
-        self.servicer = AgentServicer(agent)
+        self.servicer = AgentServicer(
+            agent, result_memory=options.result_memory, result_ttl_s=options.result_ttl_s
+        )
         self.server = MeshServer(
             pipeline=agent_pipeline(options),
             host=options.host,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
+from meshwright.agent.results import DEFAULT_RESULT_MEMORY, DEFAULT_RESULT_TTL_S
 from meshwright.agent.tasks import TaskRunner
 from meshwright.agent.v1 import agent_pb2
 
@@ -16,11 +18,26 @@ SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
 
 
 class AgentServicer:
-    """Serves an ``Agent``'s card and runs its tasks."""
+    """Serves an ``Agent``'s card and runs its tasks (``TaskRunner`` has the options)."""
 
-    def __init__(self, agent: Agent, *, cancel_wait_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        cancel_wait_s: float = 5.0,
+        result_memory: int = DEFAULT_RESULT_MEMORY,
+        result_ttl_s: float = DEFAULT_RESULT_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.agent = agent
-        self.runner = TaskRunner(agent.skills, capacity=agent.capacity, cancel_wait_s=cancel_wait_s)
+        self.runner = TaskRunner(
+            agent.skills,
+            capacity=agent.capacity,
+            cancel_wait_s=cancel_wait_s,
+            result_memory=result_memory,
+            result_ttl_s=result_ttl_s,
+            clock=clock,
+        )
         self._card = agent_pb2.GetAgentCardResponse(card=agent.card())
 
     @property

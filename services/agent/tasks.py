@@ -2,7 +2,18 @@
 
 This is the domain side of ``AgentService``; it speaks the contract's
 messages but knows nothing of gRPC. Each task runs in its own asyncio task
-so ``cancel`` can stop it; the caller going away cancels it the same way.
+so ``cancel`` can stop it; its last caller going away cancels it the same way.
+
+Task ids are idempotency keys. A task the skill finished (COMPLETED, FAILED,
+REJECTED) is remembered for a while (``ResultMemory``), and the same request
+again is answered with it instead of running the skill twice. The same
+request while the task runs joins it: the new caller waits for the same task,
+and the task is canceled only when no caller waits any more. That is what a
+new owner needs when it re-dispatches the attempt of one that died: the dead
+caller's cancellation, arriving late, must not cancel the work the new one
+waits for, and refusing the join would make it run the skill a second time
+under another attempt id. A CANCELED task is not remembered: the caller (or
+CancelTask) stopped it, so running it again when asked is right.
 
 A sync skill runs in a worker thread of the runner's own pool, which Python
 cannot interrupt: cancelling it ends the task CANCELED at once, but its slot
@@ -16,18 +27,29 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from meshwright.agent._struct import dict_to_struct, struct_to_dict
 from meshwright.agent.context import TaskContext
 from meshwright.agent.errors import (
+    OUTPUT_NOT_JSON,
+    SKILL_ERROR,
     AgentAtCapacity,
     SkillNotFound,
     TaskAlreadyRunning,
+    TaskFailed,
+    TaskIdReused,
     TaskNotFound,
     TaskRejected,
+)
+from meshwright.agent.results import (
+    DEFAULT_RESULT_MEMORY,
+    DEFAULT_RESULT_TTL_S,
+    ResultMemory,
+    request_fingerprint,
 )
 from meshwright.agent.skill import Skill
 from meshwright.agent.v1 import agent_pb2
@@ -47,6 +69,8 @@ _TERMINAL = frozenset(
         agent_pb2.TASK_STATE_REJECTED,
     }
 )
+_REMEMBERED = _TERMINAL - {agent_pb2.TASK_STATE_CANCELED}
+"""Ends the skill itself reached; a cancel is the caller's, so running again is right."""
 
 
 class _Updates:
@@ -100,14 +124,16 @@ class _Updates:
 
 
 class _RunningTask:
-    """One admitted task: its message (the state), the skill call, its update queue."""
+    """One admitted task: its message (the state), the skill call, its callers' streams."""
 
     __slots__ = (
         "task",
         "skill",
         "input",
+        "fingerprint",
         "ctx",
-        "updates",
+        "streams",
+        "waiters",
         "future",
         "thread",
         "cancel_message",
@@ -119,12 +145,17 @@ class _RunningTask:
         task: agent_pb2.Task,
         skill: Skill,
         input: dict[str, Any],
-        updates: _Updates | None,
+        fingerprint: bytes,
     ) -> None:
         self.task = task
         self.skill = skill
         self.input = input
-        self.updates = updates
+        self.fingerprint = fingerprint
+        """``request_fingerprint`` of the request that started it; a join must match."""
+        self.streams: list[_Updates] = []
+        """One queue per StreamTask caller following the task."""
+        self.waiters = 0
+        """Calls waiting for the task; the last one going away cancels it."""
         self.ctx: TaskContext | None = None
         self.future: asyncio.Task[None] | None = None
         self.thread: concurrent.futures.Future[Any] | None = None
@@ -136,6 +167,19 @@ class _RunningTask:
     def terminal(self) -> bool:
         return self.task.status.state in _TERMINAL
 
+    def follow(self) -> _Updates:
+        """A new stream of this task: its status now, its artifacts so far, then what follows."""
+        updates = _Updates()
+        updates.put(agent_pb2.StreamTaskResponse(status_update=self.task.status))
+        for artifact in self.task.artifacts:
+            updates.put(agent_pb2.StreamTaskResponse(artifact_update=artifact))
+        self.streams.append(updates)
+        return updates
+
+    def unfollow(self, updates: _Updates) -> None:
+        if updates in self.streams:
+            self.streams.remove(updates)
+
     # TaskSink: reports from the skill.
     def on_progress(self, message: str, fraction: float | None) -> None:
         if self.terminal:
@@ -145,8 +189,10 @@ class _RunningTask:
         if fraction is not None:
             status.progress = fraction
         status.update_time.CopyFrom(timestamp())
-        if self.updates is not None:
-            self.updates.put(agent_pb2.StreamTaskResponse(status_update=status), coalesce=True)
+        if self.streams:
+            update = agent_pb2.StreamTaskResponse(status_update=status)
+            for updates in self.streams:
+                updates.put(update, coalesce=True)
 
     def on_artifact(self, name: str, data: Mapping[str, Any]) -> None:
         if self.terminal:
@@ -156,16 +202,27 @@ class _RunningTask:
         )
         dict_to_struct(data, artifact.data)
         self.task.artifacts.append(artifact)
-        if self.updates is not None:
-            self.updates.put(agent_pb2.StreamTaskResponse(artifact_update=artifact))
+        if self.streams:
+            update = agent_pb2.StreamTaskResponse(artifact_update=artifact)
+            for updates in self.streams:
+                updates.put(update)
 
-    def finish(self, state: agent_pb2.TaskState, message: str) -> None:
+    def finish(
+        self,
+        state: agent_pb2.TaskState,
+        message: str,
+        *,
+        reason: str = "",
+        non_retryable: bool = False,
+    ) -> None:
         if self.terminal:
             return
         now = timestamp()
         status = self.task.status
         status.state = state
         status.message = message
+        status.reason = reason
+        status.non_retryable = non_retryable
         status.update_time.CopyFrom(now)
         if state == agent_pb2.TASK_STATE_COMPLETED:
             status.progress = 1.0
@@ -173,7 +230,12 @@ class _RunningTask:
 
 
 class TaskRunner:
-    """Admits, runs and cancels the tasks of one agent."""
+    """Admits, runs and cancels the tasks of one agent, and remembers the finished ones.
+
+    ``result_memory`` finished tasks are remembered (the oldest forgotten
+    first), each for ``result_ttl_s`` on ``clock``; 0 for either remembers
+    none.
+    """
 
     def __init__(
         self,
@@ -181,12 +243,17 @@ class TaskRunner:
         *,
         capacity: int = 0,
         cancel_wait_s: float = 5.0,
+        result_memory: int = DEFAULT_RESULT_MEMORY,
+        result_ttl_s: float = DEFAULT_RESULT_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._skills = skills
         self._capacity = capacity
         self._cancel_wait_s = cancel_wait_s
         self._running: dict[str, _RunningTask] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.results = ResultMemory(max_entries=result_memory, ttl_s=result_ttl_s, clock=clock)
+        """The finished tasks remembered by id."""
 
     @property
     def load(self) -> int:
@@ -205,36 +272,46 @@ class TaskRunner:
             self._pool = None
 
     async def execute(self, request: TaskRequest) -> agent_pb2.Task:
-        """Run one task to a terminal state and return it."""
-        r = self._admit(request, stream=False)
-        fut = self._start(r)
+        """Run one task to a terminal state and return it.
+
+        A remembered task id is answered with the recorded task; a running one
+        is joined (the call waits for the same task).
+        """
+        r = self._admit(request)
+        if isinstance(r, agent_pb2.Task):
+            return r
+        fut = r.future
+        assert fut is not None
         try:
             # Not ``await fut``: the task swallows its cancellation (it ends CANCELED), so
             # a cancel of this call passed on to it would return here as if nothing had
             # happened, and a call past its deadline would answer with a CANCELED task
             # instead of DEADLINE_EXCEEDED. wait() leaves fut alone; we cancel it ourselves.
             await asyncio.wait({fut})
-        except asyncio.CancelledError:
-            # This call was cancelled (the caller went away, its deadline passed).
-            fut.cancel()
-            self._close(r)
-            raise
+        finally:
+            # Cancelled (the caller went away, its deadline passed) or done.
+            self._leave(r)
         # Done, or cancelled (by CancelTask, or before the skill started): r.task says which.
         return r.task
 
     async def stream(self, request: TaskRequest) -> AsyncIterator[agent_pb2.StreamTaskResponse]:
-        """Run one task, yielding WORKING, its reports, then a final message with the task."""
-        r = self._admit(request, stream=True)
-        updates = r.updates
-        assert updates is not None
-        fut = self._start(r)
+        """Run one task, yielding WORKING, its reports, then a final message with the task.
+
+        A remembered task id yields only the final message; a stream joining a
+        running task starts with its status now and its artifacts so far.
+        """
+        r = self._admit(request)
+        if isinstance(r, agent_pb2.Task):
+            yield agent_pb2.StreamTaskResponse(final=True, status_update=r.status, task=r)
+            return
+        updates = r.follow()
         try:
             while (item := await updates.get()) is not None:
                 yield item
             yield agent_pb2.StreamTaskResponse(final=True, status_update=r.task.status, task=r.task)
         finally:
-            if not fut.done():  # the caller went away mid-stream (the task closes when done)
-                fut.cancel()
+            r.unfollow(updates)
+            self._leave(r)
 
     async def cancel(self, task_id: str) -> agent_pb2.Task:
         """Cancel a running task and wait (a while) for it to stop; returns the task."""
@@ -253,7 +330,8 @@ class TaskRunner:
             self._close(r)
         return r.task
 
-    def _admit(self, request: TaskRequest, *, stream: bool) -> _RunningTask:
+    def _admit(self, request: TaskRequest) -> _RunningTask | agent_pb2.Task:
+        """The recorded task, the running one joined, or a new one started; one more waiter."""
         task_id, skill_id = request.task_id, request.skill
         if not task_id or not skill_id:
             raise InvalidArgument(
@@ -269,10 +347,24 @@ class TaskRunner:
             raise SkillNotFound(
                 f"this agent does not offer skill {skill_id!r}", metadata={"skill": skill_id}
             )
-        if task_id in self._running:
-            raise TaskAlreadyRunning(
-                f"task {task_id!r} is already running", metadata={"task_id": task_id}
-            )
+        fingerprint = request_fingerprint(request)
+        recorded = self.results.get(task_id)
+        if recorded is not None:
+            if recorded.fingerprint != fingerprint:
+                raise TaskIdReused.of(task_id)
+            return recorded.task
+        running = self._running.get(task_id)
+        if running is not None:
+            if running.fingerprint != fingerprint:
+                raise TaskIdReused.of(task_id)
+            if running.closed:
+                raise TaskAlreadyRunning(
+                    f"task {task_id!r} was canceled but its skill still runs in a worker "
+                    "thread; the id is free once it has returned",
+                    metadata={"task_id": task_id},
+                )
+            running.waiters += 1
+            return running
         if self._capacity and len(self._running) >= self._capacity:
             raise AgentAtCapacity(
                 f"agent is at capacity ({self._capacity} tasks in flight)",
@@ -286,11 +378,7 @@ class TaskRunner:
             create_time=now,
             status=agent_pb2.TaskStatus(state=agent_pb2.TASK_STATE_WORKING, update_time=now),
         )
-        updates: _Updates | None = None
-        if stream:
-            updates = _Updates()
-            updates.put(agent_pb2.StreamTaskResponse(status_update=task.status))
-        r = _RunningTask(task, skill, struct_to_dict(request.input), updates)
+        r = _RunningTask(task, skill, struct_to_dict(request.input), fingerprint)
         r.ctx = TaskContext(
             task_id=task_id,
             skill=skill_id,
@@ -300,13 +388,20 @@ class TaskRunner:
             sink=r,
         )
         self._running[task_id] = r
-        return r
-
-    def _start(self, r: _RunningTask) -> asyncio.Task[None]:
+        r.waiters = 1
         fut = r.future = asyncio.create_task(self._run(r))
         # Also when cancelled before it ever ran (and so never reached its finally).
         fut.add_done_callback(lambda _: self._close(r))
-        return fut
+        return r
+
+    def _leave(self, r: _RunningTask) -> None:
+        """A caller stopped waiting; cancel the task if it was the last one."""
+        r.waiters -= 1
+        if r.waiters > 0 or r.future is None or r.future.done():
+            return
+        r.future.cancel()
+        r.cancel_message = r.cancel_message or "canceled: the caller went away"
+        self._close(r)
 
     async def _run(self, r: _RunningTask) -> None:
         assert r.ctx is not None
@@ -321,11 +416,20 @@ class TaskRunner:
                 dict_to_struct(result, r.task.output)
             except (ValueError, TypeError, AttributeError) as err:
                 r.task.ClearField("output")
-                r.finish(agent_pb2.TASK_STATE_FAILED, f"output is not JSON-like data: {err}")
+                r.finish(
+                    agent_pb2.TASK_STATE_FAILED,
+                    f"output is not JSON-like data: {err}",
+                    reason=OUTPUT_NOT_JSON,
+                )
             else:
                 r.finish(agent_pb2.TASK_STATE_COMPLETED, "")
-        except TaskRejected as err:
-            r.finish(agent_pb2.TASK_STATE_REJECTED, err.message)
+        except (TaskRejected, TaskFailed) as err:
+            state = (
+                agent_pb2.TASK_STATE_REJECTED
+                if isinstance(err, TaskRejected)
+                else agent_pb2.TASK_STATE_FAILED
+            )
+            r.finish(state, err.message, reason=err.reason, non_retryable=not err.retryable)
         except asyncio.CancelledError:
             # Swallowed: the task ends CANCELED and the caller gets it back.
             r.finish(
@@ -340,7 +444,9 @@ class TaskRunner:
                 err,
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
-            r.finish(agent_pb2.TASK_STATE_FAILED, f"{type(err).__name__}: {err}")
+            r.finish(
+                agent_pb2.TASK_STATE_FAILED, f"{type(err).__name__}: {err}", reason=SKILL_ERROR
+            )
         finally:
             self._close(r)
 
@@ -364,13 +470,16 @@ class TaskRunner:
         return asyncio.wrap_future(thread, loop=loop)
 
     def _close(self, r: _RunningTask) -> None:
-        """Make the task terminal, end its stream and free its slot if idle; idempotent."""
+        """Make the task terminal, remember how the skill ended it, end its streams and free
+        its slot if idle; idempotent."""
         if r.closed:
             return
         r.closed = True
         r.finish(agent_pb2.TASK_STATE_CANCELED, r.cancel_message or "canceled")
-        if r.updates is not None:
-            r.updates.end()
+        if r.task.status.state in _REMEMBERED:
+            self.results.put(r.task.task_id, r.fingerprint, r.task)
+        for updates in r.streams:
+            updates.end()
         self._release(r)
 
     def _release(self, r: _RunningTask) -> None:

@@ -131,8 +131,7 @@ async def test_progress_to_a_reader_that_does_not_read_is_coalesced() -> None:
     runner = TaskRunner({"chatty": Skill(id="chatty", fn=chatty)})
     stream = runner.stream(agent_pb2.StreamTaskRequest(task_id="c", skill="chatty"))
     assert (await stream.__anext__()).status_update.message == ""  # WORKING
-    updates = runner._running["c"].updates
-    assert updates is not None
+    (updates,) = runner._running["c"].streams
     await eventually(lambda: runner.load == 0)  # the skill ran to the end; nobody read
     # Latest progress before each artifact, the artifacts, the end: not 100k messages.
     assert updates.qsize() <= 2 * len(artifacts_at) + 2

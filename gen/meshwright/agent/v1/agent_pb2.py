@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from meshwright.mesh.v1 import policy_pb2 as meshwright_dot_mesh_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmeshwright/agent/v1/agent.proto\x12\x13meshwright.agent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmeshwright/mesh/v1/policy.proto\"j\n\nAgentSkill\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x10\n\x08\x65xamples\x18\x05 \x03(\t\x12\r\n\x05price\x18\x06 \x01(\x03\"<\n\x11\x41gentCapabilities\x12\x11\n\tstreaming\x18\x01 \x01(\x08\x12\x14\n\x0c\x63\x61ncellation\x18\x02 \x01(\x08\"\x9f\x02\n\tAgentCard\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12/\n\x06skills\x18\x04 \x03(\x0b\x32\x1f.meshwright.agent.v1.AgentSkill\x12<\n\x0c\x63\x61pabilities\x18\x05 \x01(\x0b\x32&.meshwright.agent.v1.AgentCapabilities\x12>\n\x08metadata\x18\x06 \x03(\x0b\x32,.meshwright.agent.v1.AgentCard.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8f\x01\n\nTaskStatus\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.meshwright.agent.v1.TaskState\x12\x0f\n\x07message\x18\x02 \x01(\t\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08progress\x18\x04 \x01(\x01\"T\n\x08\x41rtifact\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12%\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa5\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\ncontext_id\x18\x02 \x01(\t\x12\r\n\x05skill\x18\x03 \x01(\t\x12/\n\x06status\x18\x04 \x01(\x0b\x32\x1f.meshwright.agent.v1.TaskStatus\x12\'\n\x06output\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x30\n\tartifacts\x18\x06 \x03(\x0b\x32\x1d.meshwright.agent.v1.Artifact\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x15\n\x13GetAgentCardRequest\"D\n\x14GetAgentCardResponse\x12,\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x1e.meshwright.agent.v1.AgentCard\"\x93\x03\n\x12\x45xecuteTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05skill\x18\x02 \x01(\t\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12V\n\x10upstream_outputs\x18\x04 \x03(\x0b\x32<.meshwright.agent.v1.ExecuteTaskRequest.UpstreamOutputsEntry\x12\x12\n\ncontext_id\x18\x05 \x01(\t\x12G\n\x08metadata\x18\x06 \x03(\x0b\x32\x35.meshwright.agent.v1.ExecuteTaskRequest.MetadataEntry\x1aO\n\x14UpstreamOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\x13\x45xecuteTaskResponse\x12\'\n\x04task\x18\x01 \x01(\x0b\x32\x19.meshwright.agent.v1.Task\"\x90\x03\n\x11StreamTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05skill\x18\x02 \x01(\t\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12U\n\x10upstream_outputs\x18\x04 \x03(\x0b\x32;.meshwright.agent.v1.StreamTaskRequest.UpstreamOutputsEntry\x12\x12\n\ncontext_id\x18\x05 \x01(\t\x12\x46\n\x08metadata\x18\x06 \x03(\x0b\x32\x34.meshwright.agent.v1.StreamTaskRequest.MetadataEntry\x1aO\n\x14UpstreamOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xca\x01\n\x12StreamTaskResponse\x12\x38\n\rstatus_update\x18\x01 \x01(\x0b\x32\x1f.meshwright.agent.v1.TaskStatusH\x00\x12\x38\n\x0f\x61rtifact_update\x18\x02 \x01(\x0b\x32\x1d.meshwright.agent.v1.ArtifactH\x00\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\x12\'\n\x04task\x18\x04 \x01(\x0b\x32\x19.meshwright.agent.v1.TaskB\x08\n\x06update\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"=\n\x12\x43\x61ncelTaskResponse\x12\'\n\x04task\x18\x01 \x01(\x0b\x32\x19.meshwright.agent.v1.Task*\xbc\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14TASK_STATE_SUBMITTED\x10\x01\x12\x16\n\x12TASK_STATE_WORKING\x10\x02\x12\x18\n\x14TASK_STATE_COMPLETED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x17\n\x13TASK_STATE_CANCELED\x10\x05\x12\x17\n\x13TASK_STATE_REJECTED\x10\x06\x32\xed\x04\n\x0c\x41gentService\x12\x8d\x01\n\x0cGetAgentCard\x12(.meshwright.agent.v1.GetAgentCardRequest\x1a).meshwright.agent.v1.GetAgentCardResponse\"(\xca\xf3\x18\x04\n\x02\x01\x02\xd2\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/agent/card\x12\x96\x01\n\x0b\x45xecuteTask\x12\'.meshwright.agent.v1.ExecuteTaskRequest\x1a(.meshwright.agent.v1.ExecuteTaskResponse\"4\xca\xf3\x18\x04\n\x02\x01\x02\xd2\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/agent/tasks:execute:\x01*\x12\x94\x01\n\nStreamTask\x12&.meshwright.agent.v1.StreamTaskRequest\x1a\'.meshwright.agent.v1.StreamTaskResponse\"3\xca\xf3\x18\x04\n\x02\x01\x02\xd2\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/agent/tasks:stream:\x01*0\x01\x12\x9c\x01\n\nCancelTask\x12&.meshwright.agent.v1.CancelTaskRequest\x1a\'.meshwright.agent.v1.CancelTaskResponse\"=\xca\xf3\x18\x04\n\x02\x01\x02\xd2\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02%\" /v1/agent/tasks/{task_id}:cancel:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmeshwright/agent/v1/agent.proto\x12\x13meshwright.agent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmeshwright/mesh/v1/policy.proto\"j\n\nAgentSkill\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x10\n\x08\x65xamples\x18\x05 \x03(\t\x12\r\n\x05price\x18\x06 \x01(\x03\"<\n\x11\x41gentCapabilities\x12\x11\n\tstreaming\x18\x01 \x01(\x08\x12\x14\n\x0c\x63\x61ncellation\x18\x02 \x01(\x08\"\x9f\x02\n\tAgentCard\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12/\n\x06skills\x18\x04 \x03(\x0b\x32\x1f.meshwright.agent.v1.AgentSkill\x12<\n\x0c\x63\x61pabilities\x18\x05 \x01(\x0b\x32&.meshwright.agent.v1.AgentCapabilities\x12>\n\x08metadata\x18\x06 \x03(\x0b\x32,.meshwright.agent.v1.AgentCard.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb6\x01\n\nTaskStatus\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.meshwright.agent.v1.TaskState\x12\x0f\n\x07message\x18\x02 \x01(\t\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rnon_retryable\x18\x06 \x01(\x08\"T\n\x08\x41rtifact\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12%\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa5\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\ncontext_id\x18\x02 \x01(\t\x12\r\n\x05skill\x18\x03 \x01(\t\x12/\n\x06status\x18\x04 \x01(\x0b\x32\x1f.meshwright.agent.v1.TaskStatus\x12\'\n\x06output\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x30\n\tartifacts\x18\x06 \x03(\x0b\x32\x1d.meshwright.agent.v1.Artifact\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x15\n\x13GetAgentCardRequest\"D\n\x14GetAgentCardResponse\x12,\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x1e.meshwright.agent.v1.AgentCard\"\x93\x03\n\x12\x45xecuteTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05skill\x18\x02 \x01(\t\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12V\n\x10upstream_outputs\x18\x04 \x03(\x0b\x32<.meshwright.agent.v1.ExecuteTaskRequest.UpstreamOutputsEntry\x12\x12\n\ncontext_id\x18\x05 \x01(\t\x12G\n\x08metadata\x18\x06 \x03(\x0b\x32\x35.meshwright.agent.v1.ExecuteTaskRequest.MetadataEntry\x1aO\n\x14UpstreamOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\x13\x45xecuteTaskResponse\x12\'\n\x04task\x18\x01 \x01(\x0b\x32\x19.meshwright.agent.v1.Task\"\x90\x03\n\x11StreamTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05skill\x18\x02 \x01(\t\x12&\n\x05input\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12U\n\x10upstream_outputs\x18\x04 \x03(\x0b\x32;.meshwright.agent.v1.StreamTaskRequest.UpstreamOutputsEntry\x12\x12\n\ncontext_id\x18\x05 \x01(\t\x12\x46\n\x08metadata\x18\x06 \x03(\x0b\x32\x34.meshwright.agent.v1.StreamTaskRequest.MetadataEntry\x1aO\n\x14UpstreamOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xca\x01\n\x12StreamTaskResponse\x12\x38\n\rstatus_update\x18\x01 \x01(\x0b\x32\x1f.meshwright.agent.v1.TaskStatusH\x00\x12\x38\n\x0f\x61rtifact_update\x18\x02 \x01(\x0b\x32\x1d.meshwright.agent.v1.ArtifactH\x00\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\x12\'\n\x04task\x18\x04 \x01(\x0b\x32\x19.meshwright.agent.v1.TaskB\x08\n\x06update\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"=\n\x12\x43\x61ncelTaskResponse\x12\'\n\x04task\x18\x01 \x01(\x0b\x32\x19.meshwright.agent.v1.Task*\xbc\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14TASK_STATE_SUBMITTED\x10\x01\x12\x16\n\x12TASK_STATE_WORKING\x10\x02\x12\x18\n\x14TASK_STATE_COMPLETED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x17\n\x13TASK_STATE_CANCELED\x10\x05\x12\x17\n\x13TASK_STATE_REJECTED\x10\x06\x32\xed\x04\n\x0c\x41gentService\x12\x8d\x01\n\x0cGetAgentCard\x12(.meshwright.agent.v1.GetAgentCardRequest\x1a).meshwright.agent.v1.GetAgentCardResponse\"(\xca\xf3\x18\x04\n\x02\x01\x02\xd2\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/agent/card\x12\x96\x01\n\x0b\x45xecuteTask\x12\'.meshwright.agent.v1.ExecuteTaskRequest\x1a(.meshwright.agent.v1.ExecuteTaskResponse\"4\xca\xf3\x18\x04\n\x02\x01\x02\xd2\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/agent/tasks:execute:\x01*\x12\x94\x01\n\nStreamTask\x12&.meshwright.agent.v1.StreamTaskRequest\x1a\'.meshwright.agent.v1.StreamTaskResponse\"3\xca\xf3\x18\x04\n\x02\x01\x02\xd2\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/agent/tasks:stream:\x01*0\x01\x12\x9c\x01\n\nCancelTask\x12&.meshwright.agent.v1.CancelTaskRequest\x1a\'.meshwright.agent.v1.CancelTaskResponse\"=\xca\xf3\x18\x04\n\x02\x01\x02\xd2\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02%\" /v1/agent/tasks/{task_id}:cancel:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,8 +53,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSERVICE'].methods_by_name['StreamTask']._serialized_options = b'\312\363\030\004\n\002\001\002\322\363\030\006\n\004\001\002\003\004\202\323\344\223\002\033\"\026/v1/agent/tasks:stream:\001*'
   _globals['_AGENTSERVICE'].methods_by_name['CancelTask']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['CancelTask']._serialized_options = b'\312\363\030\004\n\002\001\002\322\363\030\006\n\004\001\002\003\004\202\323\344\223\002%\" /v1/agent/tasks/{task_id}:cancel:\001*'
-  _globals['_TASKSTATE']._serialized_start=2443
-  _globals['_TASKSTATE']._serialized_end=2631
+  _globals['_TASKSTATE']._serialized_start=2482
+  _globals['_TASKSTATE']._serialized_end=2670
   _globals['_AGENTSKILL']._serialized_start=182
   _globals['_AGENTSKILL']._serialized_end=288
   _globals['_AGENTCAPABILITIES']._serialized_start=290
@@ -64,35 +64,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTCARD_METADATAENTRY']._serialized_start=593
   _globals['_AGENTCARD_METADATAENTRY']._serialized_end=640
   _globals['_TASKSTATUS']._serialized_start=643
-  _globals['_TASKSTATUS']._serialized_end=786
-  _globals['_ARTIFACT']._serialized_start=788
-  _globals['_ARTIFACT']._serialized_end=872
-  _globals['_TASK']._serialized_start=875
-  _globals['_TASK']._serialized_end=1168
-  _globals['_GETAGENTCARDREQUEST']._serialized_start=1170
-  _globals['_GETAGENTCARDREQUEST']._serialized_end=1191
-  _globals['_GETAGENTCARDRESPONSE']._serialized_start=1193
-  _globals['_GETAGENTCARDRESPONSE']._serialized_end=1261
-  _globals['_EXECUTETASKREQUEST']._serialized_start=1264
-  _globals['_EXECUTETASKREQUEST']._serialized_end=1667
-  _globals['_EXECUTETASKREQUEST_UPSTREAMOUTPUTSENTRY']._serialized_start=1539
-  _globals['_EXECUTETASKREQUEST_UPSTREAMOUTPUTSENTRY']._serialized_end=1618
+  _globals['_TASKSTATUS']._serialized_end=825
+  _globals['_ARTIFACT']._serialized_start=827
+  _globals['_ARTIFACT']._serialized_end=911
+  _globals['_TASK']._serialized_start=914
+  _globals['_TASK']._serialized_end=1207
+  _globals['_GETAGENTCARDREQUEST']._serialized_start=1209
+  _globals['_GETAGENTCARDREQUEST']._serialized_end=1230
+  _globals['_GETAGENTCARDRESPONSE']._serialized_start=1232
+  _globals['_GETAGENTCARDRESPONSE']._serialized_end=1300
+  _globals['_EXECUTETASKREQUEST']._serialized_start=1303
+  _globals['_EXECUTETASKREQUEST']._serialized_end=1706
+  _globals['_EXECUTETASKREQUEST_UPSTREAMOUTPUTSENTRY']._serialized_start=1578
+  _globals['_EXECUTETASKREQUEST_UPSTREAMOUTPUTSENTRY']._serialized_end=1657
   _globals['_EXECUTETASKREQUEST_METADATAENTRY']._serialized_start=593
   _globals['_EXECUTETASKREQUEST_METADATAENTRY']._serialized_end=640
-  _globals['_EXECUTETASKRESPONSE']._serialized_start=1669
-  _globals['_EXECUTETASKRESPONSE']._serialized_end=1731
-  _globals['_STREAMTASKREQUEST']._serialized_start=1734
-  _globals['_STREAMTASKREQUEST']._serialized_end=2134
-  _globals['_STREAMTASKREQUEST_UPSTREAMOUTPUTSENTRY']._serialized_start=1539
-  _globals['_STREAMTASKREQUEST_UPSTREAMOUTPUTSENTRY']._serialized_end=1618
+  _globals['_EXECUTETASKRESPONSE']._serialized_start=1708
+  _globals['_EXECUTETASKRESPONSE']._serialized_end=1770
+  _globals['_STREAMTASKREQUEST']._serialized_start=1773
+  _globals['_STREAMTASKREQUEST']._serialized_end=2173
+  _globals['_STREAMTASKREQUEST_UPSTREAMOUTPUTSENTRY']._serialized_start=1578
+  _globals['_STREAMTASKREQUEST_UPSTREAMOUTPUTSENTRY']._serialized_end=1657
   _globals['_STREAMTASKREQUEST_METADATAENTRY']._serialized_start=593
   _globals['_STREAMTASKREQUEST_METADATAENTRY']._serialized_end=640
-  _globals['_STREAMTASKRESPONSE']._serialized_start=2137
-  _globals['_STREAMTASKRESPONSE']._serialized_end=2339
-  _globals['_CANCELTASKREQUEST']._serialized_start=2341
-  _globals['_CANCELTASKREQUEST']._serialized_end=2377
-  _globals['_CANCELTASKRESPONSE']._serialized_start=2379
-  _globals['_CANCELTASKRESPONSE']._serialized_end=2440
-  _globals['_AGENTSERVICE']._serialized_start=2634
-  _globals['_AGENTSERVICE']._serialized_end=3255
+  _globals['_STREAMTASKRESPONSE']._serialized_start=2176
+  _globals['_STREAMTASKRESPONSE']._serialized_end=2378
+  _globals['_CANCELTASKREQUEST']._serialized_start=2380
+  _globals['_CANCELTASKREQUEST']._serialized_end=2416
+  _globals['_CANCELTASKRESPONSE']._serialized_start=2418
+  _globals['_CANCELTASKRESPONSE']._serialized_end=2479
+  _globals['_AGENTSERVICE']._serialized_start=2673
+  _globals['_AGENTSERVICE']._serialized_end=3294
 # @@protoc_insertion_point(module_scope)

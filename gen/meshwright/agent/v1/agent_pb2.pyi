@@ -78,16 +78,20 @@ class AgentCard(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., version: _Optional[str] = ..., skills: _Optional[_Iterable[_Union[AgentSkill, _Mapping]]] = ..., capabilities: _Optional[_Union[AgentCapabilities, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
-    __slots__ = ("state", "message", "update_time", "progress")
+    __slots__ = ("state", "message", "update_time", "progress", "reason", "non_retryable")
     STATE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    NON_RETRYABLE_FIELD_NUMBER: _ClassVar[int]
     state: TaskState
     message: str
     update_time: _timestamp_pb2.Timestamp
     progress: float
-    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., message: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[float] = ...) -> None: ...
+    reason: str
+    non_retryable: bool
+    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., message: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[float] = ..., reason: _Optional[str] = ..., non_retryable: _Optional[bool] = ...) -> None: ...
 
 class Artifact(_message.Message):
     __slots__ = ("artifact_id", "name", "data")

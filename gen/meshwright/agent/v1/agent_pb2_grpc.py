@@ -45,7 +45,13 @@ class AgentServiceStub:
     agent process sends:
     SKILL_NOT_FOUND (NOT_FOUND): the agent does not offer the skill.
     TASK_NOT_FOUND (NOT_FOUND): no task with that id is running here.
-    TASK_ALREADY_RUNNING (ALREADY_EXISTS): a task with that id is running.
+    TASK_ALREADY_RUNNING (ALREADY_EXISTS): a task with that id was canceled
+    but its skill (a sync skill, whose worker thread cannot be stopped)
+    still runs; the id is free once it has returned.
+    TASK_ID_REUSED (INVALID_ARGUMENT, field violation on task_id): the
+    task id is running or remembered (see ExecuteTask) with a different
+    request: another skill, input, upstream outputs, context id or
+    metadata.
     AGENT_AT_CAPACITY (RESOURCE_EXHAUSTED): the agent runs as many tasks as
     its capacity allows; try another agent or later.
     INVALID_ARGUMENT (INVALID_ARGUMENT): bad request fields, each named in a
@@ -105,7 +111,13 @@ class AgentServiceServicer:
     agent process sends:
     SKILL_NOT_FOUND (NOT_FOUND): the agent does not offer the skill.
     TASK_NOT_FOUND (NOT_FOUND): no task with that id is running here.
-    TASK_ALREADY_RUNNING (ALREADY_EXISTS): a task with that id is running.
+    TASK_ALREADY_RUNNING (ALREADY_EXISTS): a task with that id was canceled
+    but its skill (a sync skill, whose worker thread cannot be stopped)
+    still runs; the id is free once it has returned.
+    TASK_ID_REUSED (INVALID_ARGUMENT, field violation on task_id): the
+    task id is running or remembered (see ExecuteTask) with a different
+    request: another skill, input, upstream outputs, context id or
+    metadata.
     AGENT_AT_CAPACITY (RESOURCE_EXHAUSTED): the agent runs as many tasks as
     its capacity allows; try another agent or later.
     INVALID_ARGUMENT (INVALID_ARGUMENT): bad request fields, each named in a
@@ -127,12 +139,28 @@ class AgentServiceServicer:
     def ExecuteTask(self, request, context):
         """ExecuteTask runs one task to completion and returns it in a terminal
         state. A skill that fails yields a task in TASK_STATE_FAILED, not an RPC
-        error. Returns INVALID_ARGUMENT if task_id or skill is missing, NOT_FOUND
-        (reason SKILL_NOT_FOUND) if the agent does not offer the skill,
-        ALREADY_EXISTS (reason TASK_ALREADY_RUNNING) if a task with the same
-        task_id is running, RESOURCE_EXHAUSTED (reason AGENT_AT_CAPACITY) if the
-        agent is at capacity; on an agent process, PERMISSION_DENIED (reason
-        ROLE_NOT_ALLOWED) for agent and client tokens.
+        error.
+
+        Task ids are idempotency keys (the workflow engine sends one per attempt,
+        `<workflow>.<task>.<attempt>`), so a caller that lost its answer (its
+        process died, a new owner took over) can send the same request again and
+        the skill does not run twice:
+        - the agent remembers each task its skill finished (COMPLETED, FAILED or
+        REJECTED; not CANCELED) for a while (by default the last 10,000 tasks,
+        each for 15 minutes): the same request again is answered with the
+        recorded task at once, without running the skill;
+        - the same request while the task runs joins it: the call waits for the
+        same task. A running task is canceled when its last caller goes away
+        (deadline passed, connection lost), not while another one still waits.
+
+        Returns INVALID_ARGUMENT if task_id or skill is missing, or (reason
+        TASK_ID_REUSED) if the task id is running or remembered with a different
+        request, NOT_FOUND (reason SKILL_NOT_FOUND) if the agent does not offer
+        the skill, ALREADY_EXISTS (reason TASK_ALREADY_RUNNING) if a canceled
+        task with that id still runs in a worker thread, RESOURCE_EXHAUSTED
+        (reason AGENT_AT_CAPACITY) if the agent is at capacity (a remembered or
+        running task id is answered even then); on an agent process,
+        PERMISSION_DENIED (reason ROLE_NOT_ALLOWED) for agent and client tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,7 +169,10 @@ class AgentServiceServicer:
     def StreamTask(self, request, context):
         """StreamTask runs one task and streams its progress: status updates and
         artifacts as they are produced. The last message has `final` set and
-        carries the terminal task. Errors as for ExecuteTask.
+        carries the terminal task. Remembered and running task ids as for
+        ExecuteTask: a remembered task streams only its final message; a stream
+        that joins a running task starts with its current status and the
+        artifacts it produced so far. Errors as for ExecuteTask.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -206,7 +237,13 @@ class AgentService:
     agent process sends:
     SKILL_NOT_FOUND (NOT_FOUND): the agent does not offer the skill.
     TASK_NOT_FOUND (NOT_FOUND): no task with that id is running here.
-    TASK_ALREADY_RUNNING (ALREADY_EXISTS): a task with that id is running.
+    TASK_ALREADY_RUNNING (ALREADY_EXISTS): a task with that id was canceled
+    but its skill (a sync skill, whose worker thread cannot be stopped)
+    still runs; the id is free once it has returned.
+    TASK_ID_REUSED (INVALID_ARGUMENT, field violation on task_id): the
+    task id is running or remembered (see ExecuteTask) with a different
+    request: another skill, input, upstream outputs, context id or
+    metadata.
     AGENT_AT_CAPACITY (RESOURCE_EXHAUSTED): the agent runs as many tasks as
     its capacity allows; try another agent or later.
     INVALID_ARGUMENT (INVALID_ARGUMENT): bad request fields, each named in a
