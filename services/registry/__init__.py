@@ -3,27 +3,67 @@
 ``Registry`` holds registrations with leases behind a ``RegistryBackend``
 (``MemoryRegistryBackend`` embedded; Consul or Redis later);
 ``RegistryServicer`` serves it as ``meshwright.registry.v1.RegistryService``.
+
+Names load on first use (PEP 562), so importing a contract such as
+``meshwright.registry.v1`` does not start the runtime behind this package.
 """
 
-from meshwright.registry.backend import ChangeListener, RegistryBackend
-from meshwright.registry.errors import (
-    AgentNotFound,
-    LeaseMismatch,
-    PayoutNotOwn,
-    RegistryStopped,
-    WatchOverflow,
-)
-from meshwright.registry.memory import MemoryRegistryBackend
-from meshwright.registry.records import (
-    AgentQuery,
-    AgentRecord,
-    Change,
-    Listing,
-    SweepResult,
-)
-from meshwright.registry.registry import AgentPage, Registry
-from meshwright.registry.servicer import SERVICE, RegistryServicer
-from meshwright.registry.watch import AgentEvent
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from meshwright.registry.backend import (
+        ChangeListener,
+        RegistryBackend,
+    )
+    from meshwright.registry.errors import (
+        AgentNotFound,
+        LeaseMismatch,
+        PayoutNotOwn,
+        RegistryStopped,
+        WatchOverflow,
+    )
+    from meshwright.registry.memory import MemoryRegistryBackend
+    from meshwright.registry.records import (
+        AgentQuery,
+        AgentRecord,
+        Change,
+        Listing,
+        SweepResult,
+    )
+    from meshwright.registry.registry import (
+        AgentPage,
+        Registry,
+    )
+    from meshwright.registry.servicer import (
+        SERVICE,
+        RegistryServicer,
+    )
+    from meshwright.registry.watch import AgentEvent
+
+_EXPORTS: dict[str, str] = {
+    "ChangeListener": "meshwright.registry.backend",
+    "RegistryBackend": "meshwright.registry.backend",
+    "AgentNotFound": "meshwright.registry.errors",
+    "LeaseMismatch": "meshwright.registry.errors",
+    "PayoutNotOwn": "meshwright.registry.errors",
+    "RegistryStopped": "meshwright.registry.errors",
+    "WatchOverflow": "meshwright.registry.errors",
+    "MemoryRegistryBackend": "meshwright.registry.memory",
+    "AgentQuery": "meshwright.registry.records",
+    "AgentRecord": "meshwright.registry.records",
+    "Change": "meshwright.registry.records",
+    "Listing": "meshwright.registry.records",
+    "SweepResult": "meshwright.registry.records",
+    "AgentPage": "meshwright.registry.registry",
+    "Registry": "meshwright.registry.registry",
+    "SERVICE": "meshwright.registry.servicer",
+    "RegistryServicer": "meshwright.registry.servicer",
+    "AgentEvent": "meshwright.registry.watch",
+}
+"""Each public name and the module that defines it."""
 
 __all__ = [
     "SERVICE",
@@ -45,3 +85,17 @@ __all__ = [
     "SweepResult",
     "WatchOverflow",
 ]
+
+
+if not TYPE_CHECKING:  # mypy sees the imports above, and no catch-all attribute
+
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_EXPORTS})
