@@ -535,7 +535,16 @@ class RedisWorkflowStore:
                     await pubsub.subscribe(self._cancel_channel)
                     while True:
                         get = asyncio.ensure_future(pubsub.get_message(timeout=None))
-                        await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
+                        # Retrieved whatever happens: the iterator may be cancelled while
+                        # it waits, and the read then fails as the connection closes.
+                        get.add_done_callback(_retrieved)
+                        try:
+                            await asyncio.wait(
+                                {get, closed}, return_when=asyncio.FIRST_COMPLETED
+                            )
+                        except asyncio.CancelledError:
+                            get.cancel()
+                            raise
                         if not get.done():
                             get.cancel()
                             await asyncio.gather(get, return_exceptions=True)
@@ -594,6 +603,11 @@ class RedisWorkflowStore:
 
 
 # -- encoding ---------------------------------------------------------------------
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _bytes(value: object) -> bytes:
