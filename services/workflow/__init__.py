@@ -31,27 +31,27 @@ if TYPE_CHECKING:
     from meshwright.workflow.servicer import WorkflowServicer
     from meshwright.workflow.store import Change, LeaseLost, WorkflowStore
 
-_WHERE = {
-    "AgentDispatcher": "dispatch",
-    "BreakerPolicy": "dispatch",
-    "BudgetExhausted": "dispatch",
-    "NoAgentAvailable": "dispatch",
-    "Slot": "dispatch",
-    "Engine": "engine",
-    "EngineConfig": "engine",
-    "TemplateExists": "errors",
-    "TemplateNotFound": "errors",
-    "WorkflowExists": "errors",
-    "WorkflowNotFound": "errors",
-    "MemoryWorkflowStore": "memory_store",
-    "RedisWorkflowStore": "redis_store",
-    "PaidSkillNeedsWorkflow": "router",
-    "SkillNotOffered": "router",
-    "SkillRouter": "router",
-    "WorkflowServicer": "servicer",
-    "Change": "store",
-    "LeaseLost": "store",
-    "WorkflowStore": "store",
+_EXPORTS = {
+    "AgentDispatcher": "meshwright.workflow.dispatch",
+    "BreakerPolicy": "meshwright.workflow.dispatch",
+    "BudgetExhausted": "meshwright.workflow.dispatch",
+    "NoAgentAvailable": "meshwright.workflow.dispatch",
+    "Slot": "meshwright.workflow.dispatch",
+    "Engine": "meshwright.workflow.engine",
+    "EngineConfig": "meshwright.workflow.engine",
+    "TemplateExists": "meshwright.workflow.errors",
+    "TemplateNotFound": "meshwright.workflow.errors",
+    "WorkflowExists": "meshwright.workflow.errors",
+    "WorkflowNotFound": "meshwright.workflow.errors",
+    "MemoryWorkflowStore": "meshwright.workflow.memory_store",
+    "RedisWorkflowStore": "meshwright.workflow.redis_store",
+    "PaidSkillNeedsWorkflow": "meshwright.workflow.router",
+    "SkillNotOffered": "meshwright.workflow.router",
+    "SkillRouter": "meshwright.workflow.router",
+    "WorkflowServicer": "meshwright.workflow.servicer",
+    "Change": "meshwright.workflow.store",
+    "LeaseLost": "meshwright.workflow.store",
+    "WorkflowStore": "meshwright.workflow.store",
 }
 
 __all__ = [
@@ -78,10 +78,15 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'meshwright.workflow' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"meshwright.workflow.{module}"), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # mypy sees the imports above; a typo must not become Any
+
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'meshwright.workflow' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

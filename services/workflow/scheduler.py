@@ -27,6 +27,7 @@ from meshwright.mesh.timeutil import timestamp
 from meshwright.workflow.dispatch import (
     AgentDispatcher,
     BudgetExhausted,
+    NoAgentAvailable,
     Slot,
     is_at_capacity,
     is_transport_failure,
@@ -173,6 +174,7 @@ class Scheduler:
             request.upstream_outputs[dep].CopyFrom(run.records[dep].output)
         exclude: set[str] = set()
         error = ""
+        busy_since: float | None = None  # agents answering "at capacity" since then
         while attempt <= rules.max_attempts:
             if self.draining:
                 raise _HandedOff
@@ -198,7 +200,19 @@ class Scheduler:
             prefer = ""
             outcome = await self._attempt(run, task_id, slot, request, attempt, rules)
             if outcome is None:
-                continue  # the agent was at capacity: not an attempt, place it again
+                # The agent was at capacity: not an attempt, place it again; but only for
+                # as long as a task waits for a free agent at all.
+                now = time.monotonic()
+                busy_since = now if busy_since is None else busy_since
+                if now - busy_since < cfg.agent_wait_s:
+                    continue
+                outcome = (
+                    False,
+                    f"{NoAgentAvailable.reason}: every agent offering {spec.skill!r} answered "
+                    f"at capacity for {cfg.agent_wait_s:.1f}s",
+                    rules.retryable_reason(NoAgentAvailable.reason),
+                )
+            busy_since = None
             ok, error, retryable = outcome
             if ok:
                 return True

@@ -105,7 +105,8 @@ def test_a_contract_imported_first_does_not_import_the_sdk_half_way() -> None:
 
 
 @pytest.mark.parametrize(
-    "package", ["meshwright.agent", "meshwright.economy", "meshwright.registry"]
+    "package",
+    ["meshwright.agent", "meshwright.economy", "meshwright.registry", "meshwright.workflow"],
 )
 def test_lazy_packages_export_every_name_from_where_mypy_sees_it(package: str) -> None:
     """The runtime table (``_EXPORTS``) and the ``TYPE_CHECKING`` imports are one list."""

@@ -38,6 +38,15 @@ class WorkflowServiceStub:
     its error text instead: no agent free in time (NO_AGENT_AVAILABLE), every
     agent costs more than the budget has left (BUDGET_EXHAUSTED).
 
+    Replicas: any number of workflow service processes may share one store
+    (--store redis://...). Each live workflow is run by the replica holding its
+    lease; any replica answers every RPC for any workflow (a cancel is recorded
+    in the store and carried out by the owner). Between replicas and their
+    store, WORKFLOW_LEASE_LOST (FAILED_PRECONDITION: a write under a fencing
+    token that is no longer the workflow's) and WORKFLOW_REQUEST_EXISTS
+    (ALREADY_EXISTS: another replica created the request_id's workflow first;
+    the caller gets that workflow) are handled inside the service.
+
     The workflow service also serves meshwright.agent.v1.AgentService for the
     whole mesh (its mesh_access policies), as a skill router: ExecuteTask and
     StreamTask go to the best active agent offering the skill. Routed calls are
@@ -109,6 +118,15 @@ class WorkflowServiceServicer:
     escrowing (INSUFFICIENT_FUNDS). A task that cannot be placed fails with
     its error text instead: no agent free in time (NO_AGENT_AVAILABLE), every
     agent costs more than the budget has left (BUDGET_EXHAUSTED).
+
+    Replicas: any number of workflow service processes may share one store
+    (--store redis://...). Each live workflow is run by the replica holding its
+    lease; any replica answers every RPC for any workflow (a cancel is recorded
+    in the store and carried out by the owner). Between replicas and their
+    store, WORKFLOW_LEASE_LOST (FAILED_PRECONDITION: a write under a fencing
+    token that is no longer the workflow's) and WORKFLOW_REQUEST_EXISTS
+    (ALREADY_EXISTS: another replica created the request_id's workflow first;
+    the caller gets that workflow) are handled inside the service.
 
     The workflow service also serves meshwright.agent.v1.AgentService for the
     whole mesh (its mesh_access policies), as a skill router: ExecuteTask and
@@ -273,6 +291,15 @@ class WorkflowService:
     escrowing (INSUFFICIENT_FUNDS). A task that cannot be placed fails with
     its error text instead: no agent free in time (NO_AGENT_AVAILABLE), every
     agent costs more than the budget has left (BUDGET_EXHAUSTED).
+
+    Replicas: any number of workflow service processes may share one store
+    (--store redis://...). Each live workflow is run by the replica holding its
+    lease; any replica answers every RPC for any workflow (a cancel is recorded
+    in the store and carried out by the owner). Between replicas and their
+    store, WORKFLOW_LEASE_LOST (FAILED_PRECONDITION: a write under a fencing
+    token that is no longer the workflow's) and WORKFLOW_REQUEST_EXISTS
+    (ALREADY_EXISTS: another replica created the request_id's workflow first;
+    the caller gets that workflow) are handled inside the service.
 
     The workflow service also serves meshwright.agent.v1.AgentService for the
     whole mesh (its mesh_access policies), as a skill router: ExecuteTask and
