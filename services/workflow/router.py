@@ -15,6 +15,11 @@ Routed calls are not billed, so nobody may get paid work for free through them:
   PAID_SKILL_NEEDS_WORKFLOW: run the task in a workflow with a budget, where
   the price is escrowed from the caller's account and paid on completion.
 
+On the agent, a routed task's id is the caller's own under its principal
+(``routed/<role:subject>/<task_id>``; answers carry the caller's id back): agents
+remember finished task ids and replay their results, so one caller could
+otherwise be answered with another's result by reusing its id.
+
 CancelTask through the router is honoured only for the principal that routed
 the task (and admins); anyone else gets PERMISSION_DENIED (NOT_OWNER). A task
 id not running through the router is NOT_FOUND for everyone: ExecuteTask's
@@ -190,8 +195,18 @@ class SkillRouter:
             counted=not cancelled and state != A.TASK_STATE_CANCELED,
         )
 
+    @staticmethod
+    def _agent_task_id(routed: _Routed, task_id: str) -> str:
+        """The id the agent sees: the caller's own id under its principal, so one caller
+        can never be answered with another's remembered result (agents replay finished
+        task ids), nor cancel it on the agent."""
+        return f"routed/{routed.by}/{task_id}" if routed.by else task_id
+
     async def ExecuteTask(self, request: A.ExecuteTaskRequest) -> Any:
         routed = await self._claim(request.task_id, request.skill)
+        on_agent = A.ExecuteTaskRequest()
+        on_agent.CopyFrom(request)
+        on_agent.task_id = self._agent_task_id(routed, request.task_id)
         tried: set[str] = set()
         try:
             while True:
@@ -201,7 +216,8 @@ class SkillRouter:
                 failure: MeshError | None = None
                 cancelled = False
                 try:
-                    task = await self._dispatcher.execute(slot, request)
+                    task = await self._dispatcher.execute(slot, on_agent)
+                    task.task_id = request.task_id
                     return A.ExecuteTaskResponse(task=task)
                 except MeshError as err:
                     failure = err
@@ -220,6 +236,9 @@ class SkillRouter:
 
     async def StreamTask(self, request: A.StreamTaskRequest) -> AsyncIterator[Any]:
         routed = await self._claim(request.task_id, request.skill)
+        on_agent = A.StreamTaskRequest()
+        on_agent.CopyFrom(request)
+        on_agent.task_id = self._agent_task_id(routed, request.task_id)
         tried: set[str] = set()
         try:
             while True:
@@ -230,8 +249,10 @@ class SkillRouter:
                 cancelled = False
                 started = False
                 try:
-                    async for update in self._dispatcher.stream(slot, request):
+                    async for update in self._dispatcher.stream(slot, on_agent):
                         started = True
+                        if update.HasField("task"):
+                            update.task.task_id = request.task_id
                         if update.final:
                             task = update.task
                         yield update
@@ -269,4 +290,8 @@ class SkillRouter:
             raise FailedPrecondition(
                 f"task {quote(task_id)} is still waiting for an agent; cancel its call instead"
             )
-        return await self._dispatcher.cancel_task(slot, request, timeout_s=CANCEL_TIMEOUT_S)
+        on_agent = A.CancelTaskRequest(task_id=self._agent_task_id(routed, task_id))
+        reply = await self._dispatcher.cancel_task(slot, on_agent, timeout_s=CANCEL_TIMEOUT_S)
+        if reply.HasField("task"):
+            reply.task.task_id = task_id
+        return reply

@@ -304,3 +304,31 @@ async def test_only_who_routed_a_task_cancels_it(secure: Secure) -> None:
         gate.open.set()
         if not call.done():
             call.cancel()
+
+
+async def test_routed_task_ids_are_the_callers_own_on_the_agent(secure: Secure) -> None:
+    """Agents replay a finished task id's result: through the router, each caller's ids live
+    under its principal, so Bob sending Alice's exact request runs it anew, and is never
+    answered with Alice's result."""
+    seen: list[str] = []
+    agent = Agent("ids", capacity=4)
+
+    @agent.skill("x.ids", price=0)
+    async def ids(input: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        seen.append(ctx.task_id)
+        return {"for": ctx.task_id}
+
+    await secure.start_agent(agent, "agent-ids")
+    request = A.ExecuteTaskRequest(task_id="same", skill="x.ids")
+    alice = await secure.mesh_agent(ALICE).call("ExecuteTask", request)
+    bob = await secure.mesh_agent(BOB).call("ExecuteTask", request)
+    again = await secure.mesh_agent(ALICE).call("ExecuteTask", request)
+    assert seen == [f"routed/{ALICE}/same", f"routed/{BOB}/same"]  # Alice's again: replayed
+    assert alice.task.task_id == bob.task.task_id == again.task.task_id == "same"
+    assert alice.task.output["for"] == again.task.output["for"] == f"routed/{ALICE}/same"
+    assert bob.task.output["for"] == f"routed/{BOB}/same"
+    streamed = await secure.mesh_agent(BOB).stream(
+        "StreamTask", A.StreamTaskRequest(task_id="s1", skill="x.ids")
+    )
+    assert streamed[-1].final and streamed[-1].task.task_id == "s1"
+    assert seen[-1] == f"routed/{BOB}/s1"
