@@ -225,9 +225,7 @@ class Engine:
         """Make ``stored`` a run of this replica under ``token``."""
         wf_id = stored.workflow_id
         holder: list[Run] = []
-        committer = Committer(
-            self.store, wf_id, token, on_lost=lambda: self._lost_run(holder[0])
-        )
+        committer = Committer(self.store, wf_id, token, on_lost=lambda: self._lost_run(holder[0]))
         run = Run.rebuild(stored, committer)
         holder.append(run)
         self._runs[wf_id] = run
