@@ -61,6 +61,10 @@ _UNLIMITED_SCALE = 64
 """In-flight tasks that count as "fully loaded" for an agent without a capacity."""
 
 
+_BREAKER_POLL_S = 1.0
+"""How often a task waiting behind open breakers looks again."""
+
+
 class NoAgentAvailable(Unavailable):
     """No active agent offering the skill could take the task in time."""
 
@@ -199,6 +203,8 @@ class AgentDispatcher:
         self._task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
         self._stopped = False
+        self._breaker_held = False
+        """Whether the last pick skipped an agent for its open breaker."""
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -378,6 +384,7 @@ class AgentDispatcher:
     ) -> tuple[Slot | None, bool]:
         """(a slot on the best agent, whether an affordable live agent exists at all)."""
         now = self._clock()
+        self._breaker_held = False
         # A lease past its end is as good as INACTIVE even before the registry's
         # sweeper says so.
         wall = self._wall_clock()
@@ -395,7 +402,10 @@ class AgentDispatcher:
             affordable = True
             st = self._state[agent_id]
             agent = self._agents[agent_id]
-            if not self._breaker_allows(st, now) or not self._has_room(agent, st):
+            if not self._breaker_allows(st, now):
+                self._breaker_held = True
+                continue
+            if not self._has_room(agent, st):
                 continue
             if agent_id == prefer:
                 return self._take(agent_id, skill, st), True
@@ -482,11 +492,13 @@ class AgentDispatcher:
             while queue and queue[0].done():  # waits that timed out, oldest first
                 queue.popleft()
             queue.append(fut)
+            # Woken by a released slot, a load report or a new agent. Only a breaker's
+            # open period ends with no event, so only then is the wait bounded: a
+            # poll of every waiter each second costs more than the tasks themselves
+            # in a large fan-out (thousands of waiters).
+            wait = min(remaining, _BREAKER_POLL_S) if self._breaker_held else remaining
             try:
-                # Bounded: a lease that lapses frees nothing to wake us with.
-                await asyncio.wait_for(fut, min(remaining, 1.0))
-            except TimeoutError:
-                pass
+                await asyncio.wait((fut,), timeout=wait)
             finally:
                 if not fut.done():
                     fut.cancel()

@@ -539,9 +539,7 @@ class RedisWorkflowStore:
                         # it waits, and the read then fails as the connection closes.
                         get.add_done_callback(_retrieved)
                         try:
-                            await asyncio.wait(
-                                {get, closed}, return_when=asyncio.FIRST_COMPLETED
-                            )
+                            await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
                         except asyncio.CancelledError:
                             get.cancel()
                             raise

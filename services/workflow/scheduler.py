@@ -79,6 +79,7 @@ class Scheduler:
         self._dispatcher = dispatcher
         self._payments = payments
         self._config = config
+        self._retry_defaults = config.retry
         self._on_done = on_done
         self.draining = False
         """Handing off: no new attempt starts; runs end only by their own events."""
@@ -161,7 +162,7 @@ class Scheduler:
         cfg = self._config
         spec = run.specs[task_id]
         tr = run.records[task_id]
-        rules = TaskRetry.of(spec, cfg.retry)
+        rules = TaskRetry.of(spec, self._retry_defaults)
         wf_id = run.workflow_id
         # An attempt recorded as running but with no result (its owner died or
         # handed off) is dispatched again with its own id, to the agent that ran
