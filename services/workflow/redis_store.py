@@ -152,6 +152,7 @@ class RedisWorkflowStore:
         self._live_key = f"{prefix}:live"
         self._tpl_key = f"{prefix}:tpl"
         self._cancel_channel = f"{prefix}:cancel"
+        self._req_keys: dict[str, str] = {}  # workflow id -> its request id key
         self._closed = asyncio.Event()
         self._signal_iterators: set[asyncio.Event] = set()
         self._create = self._script("create")
@@ -202,9 +203,21 @@ class RedisWorkflowStore:
         return f"{self._p}:req:{_owner_key_part(owner)}:{request_id}"
 
     async def _req_key_of(self, workflow_id: str) -> str:
-        """The request id key of a workflow (its owner and request id never change)."""
-        owner, request_id = await self._r.hmget(self._wf_key(workflow_id), ["owner", "request"])
-        return self._req_key(_text(owner), _text(request_id))
+        """The request id key of a workflow, for its last write (terminal or discard).
+
+        A workflow this store object created has it remembered (one round trip less
+        per workflow); taken over from another replica, it is read."""
+        key = self._req_keys.pop(workflow_id, None)
+        if key is None:
+            owner, request_id = await self._r.hmget(self._wf_key(workflow_id), ["owner", "request"])
+            key = self._req_key(_text(owner), _text(request_id))
+        return key
+
+    def _remember_req_key(self, workflow_id: str, key: str) -> str:
+        self._req_keys[workflow_id] = key
+        if len(self._req_keys) > _REQ_KEYS_KEPT:
+            self._req_keys.pop(next(iter(self._req_keys)))
+        return key
 
     # -- creation ---------------------------------------------------------------
 
@@ -263,6 +276,7 @@ class RedisWorkflowStore:
         if status == -2:
             raise RequestExists(RequestRecord(reply[1].decode(), reply[2].decode()))
         _number_events(events, int(reply[2]))
+        self._remember_req_key(wf_id, self._req_key(workflow.owner, request_id))
         return int(reply[1])
 
     @_io
@@ -601,6 +615,11 @@ class RedisWorkflowStore:
 
 
 # -- encoding ---------------------------------------------------------------------
+
+
+_REQ_KEYS_KEPT = 100_000
+"""Request id keys remembered per store object for the workflows it created, until their
+last write (those another replica finished: the oldest are forgotten past this)."""
 
 
 def _retrieved(fut: asyncio.Future[Any]) -> None:
