@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from meshwright.mesh.timeutil import timestamp
 from meshwright.workflow.errors import WorkflowNotFound
-from meshwright.workflow.store import TERMINAL_STATES, WorkflowStore
+from meshwright.workflow.store import WorkflowStore
 from meshwright.workflow.v1 import workflow_pb2
 
 W = workflow_pb2
@@ -52,32 +52,20 @@ async def follow(
     workflow that expires mid-watch ends it quietly.
     """
     last = after_sequence
-    ended = False
     while True:
         try:
-            events = await store.events_after(workflow_id, last)
+            events, ended = await store.read_events(workflow_id, last, wait_s=heartbeat_s)
         except WorkflowNotFound:
             if last == after_sequence:
                 raise
-            return
+            return  # expired (or discarded) mid-watch
         for ev in events:
             yield ev
             last = ev.sequence
             if ev.type in TERMINAL_EVENTS:
                 return
-        if events:
-            continue
         if ended:
-            # Ended, and nothing after ``last``: its terminal event precedes the watch.
-            return
-        try:
-            state = await store.state_of(workflow_id)
-        except WorkflowNotFound:
-            return
-        if state in TERMINAL_STATES:
-            ended = True  # read once more: it may have ended since the read above
-            continue
-        await store.wait_events(workflow_id, last, heartbeat_s)
+            return  # ended before ``after_sequence``: nothing more will come
 
 
 __all__ = ["TERMINAL_EVENTS", "TERMINAL_EVENT_OF", "event", "follow"]

@@ -251,6 +251,18 @@ class MemoryWorkflowStore:
         start = max(after_sequence, 0)
         return self._entry(workflow_id).events[start : start + limit]
 
+    async def read_events(
+        self, workflow_id: str, after_sequence: int, *, wait_s: float, limit: int = 1000
+    ) -> tuple[Sequence[workflow_pb2.WorkflowEvent], bool]:
+        start = max(after_sequence, 0)
+        events = await self.events_after(workflow_id, start, limit=limit)
+        if events or not limit:
+            return events, False
+        if self._entry(workflow_id).header.state in TERMINAL_STATES:
+            return [], True
+        await self.wait_events(workflow_id, start, wait_s)
+        return await self.events_after(workflow_id, start, limit=limit), False
+
     async def wait_events(self, workflow_id: str, after_sequence: int, timeout: float) -> None:
         entry = self._entries.get(workflow_id)
         if entry is None or len(entry.events) > after_sequence:

@@ -464,6 +464,43 @@ class RedisWorkflowStore:
         return [W.WorkflowEvent.FromString(fields[b"e"]) for _, fields in entries]
 
     @_io
+    async def read_events(
+        self, workflow_id: str, after_sequence: int, *, wait_s: float, limit: int = 1000
+    ) -> tuple[Sequence[workflow_pb2.WorkflowEvent], bool]:
+        h, _, e = self._wf_keys(workflow_id)
+        after = max(after_sequence, 0)
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.hget(h, "state")
+            pipe.xrange(e, f"{after + 1}-0", "+", count=max(limit, 1))
+            state, entries = await pipe.execute()
+        if state is None:
+            raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
+        if limit <= 0:
+            return [], False
+        if entries:
+            return _parse_events(entries), False
+        if int(state) in TERMINAL_STATES:
+            return [], True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(wait_s, 0.0)
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return [], False
+            block_ms = max(1, round(min(left, _WAIT_SLICE_S) * 1000))
+            reply = await self._blocking.xread({e: f"{after}-0"}, count=limit, block=block_ms)
+            if reply:
+                streams = reply.values() if isinstance(reply, dict) else [r[1] for r in reply]
+                got = [entry for stream in streams for entry in _stream_entries(stream)]
+                if any(b"e" not in fields for _, fields in got):  # discard's tombstone
+                    raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
+                if got:
+                    return _parse_events(got), False
+            # Nothing yet: a workflow that expired or was discarded wakes no blocked read.
+            if not await self._r.exists(h):
+                raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
+
+    @_io
     async def wait_events(self, workflow_id: str, after_sequence: int, timeout: float) -> None:
         h, _, e = self._wf_keys(workflow_id)
         loop = asyncio.get_running_loop()
@@ -620,6 +657,17 @@ class RedisWorkflowStore:
 _REQ_KEYS_KEPT = 100_000
 """Request id keys remembered per store object for the workflows it created, until their
 last write (those another replica finished: the oldest are forgotten past this)."""
+
+
+def _stream_entries(stream: Any) -> list[Any]:
+    """The entries of one stream in an XREAD reply (RESP2 and RESP3 shapes)."""
+    if isinstance(stream, list) and len(stream) == 1 and isinstance(stream[0], list):
+        return list(stream[0])  # RESP3: {key: [[(id, fields), ...]]}
+    return list(stream)
+
+
+def _parse_events(entries: Any) -> list[workflow_pb2.WorkflowEvent]:
+    return [W.WorkflowEvent.FromString(fields[b"e"]) for _, fields in entries]
 
 
 def _retrieved(fut: asyncio.Future[Any]) -> None:

@@ -220,6 +220,16 @@ class WorkflowStore(Protocol):
         the workflow is unknown."""
         ...
 
+    async def read_events(
+        self, workflow_id: str, after_sequence: int, *, wait_s: float, limit: int = 1000
+    ) -> tuple[Sequence[workflow_pb2.WorkflowEvent], bool]:
+        """Up to ``limit`` events after ``after_sequence``, waiting up to ``wait_s`` for one
+        when there is none yet (across replicas); and whether the workflow had ended
+        when none was found (then none will come). ``([], False)`` after ``wait_s``.
+        WorkflowNotFound if the workflow is unknown, or goes away while waiting. What a
+        watch loops on: one round trip when events are there, two when it waits."""
+        ...
+
     async def wait_events(self, workflow_id: str, after_sequence: int, timeout: float) -> None:
         """Return once the log holds an event after ``after_sequence``, the workflow is
         gone, or ``timeout`` passed. Works across replicas (a Redis blocking read)."""

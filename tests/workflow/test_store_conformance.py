@@ -758,3 +758,35 @@ async def test_lease_holder_names_the_replica_until_released_or_finished(h: Harn
     assert await h.store.lease_holder("wf-1") == ""
     with pytest.raises(WorkflowNotFound):
         await h.store.lease_holder("nope")
+
+
+async def test_read_events_returns_what_is_there_or_waits_for_it(h: Harness) -> None:
+    token = await create(h.store, "wf-1", events=[event(msg="one")])
+    events, ended = await h.store.read_events("wf-1", 0, wait_s=5)
+    assert (seqs(events), ended) == ([1], False)
+    assert seqs((await h.store.read_events("wf-1", 0, wait_s=5, limit=0))[0]) == []
+    waiting = asyncio.create_task(h.store.read_events("wf-1", 1, wait_s=5))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await h.store.apply("wf-1", token, Change(events=[event(msg="two"), event(msg="three")]))
+    events, ended = await asyncio.wait_for(waiting, 5)
+    assert ([e.message for e in events], ended) == (["two", "three"], False)
+    started = time.monotonic()
+    assert await h.store.read_events("wf-1", 3, wait_s=0.2) == ([], False)  # timed out
+    assert time.monotonic() - started >= 0.15
+    await h.store.apply("wf-1", token, Change(state=SUCCEEDED, events=[event(msg="end")]))
+    assert seqs((await h.store.read_events("wf-1", 3, wait_s=5))[0]) == [4]
+    started = time.monotonic()
+    assert await h.store.read_events("wf-1", 4, wait_s=5) == ([], True)  # ended: no wait
+    assert time.monotonic() - started < 1
+    with pytest.raises(WorkflowNotFound):
+        await h.store.read_events("nope", 0, wait_s=0.1)
+
+
+async def test_read_events_ends_when_the_workflow_is_discarded_while_waiting(h: Harness) -> None:
+    token = await create(h.store, "wf-1")
+    waiting = asyncio.create_task(h.store.read_events("wf-1", 0, wait_s=10))
+    await asyncio.sleep(0.05)
+    await h.store.discard("wf-1", token)
+    with pytest.raises(WorkflowNotFound):
+        await asyncio.wait_for(waiting, 5)
