@@ -128,6 +128,29 @@ class Scheduler:
         fut.add_done_callback(_observed)
         return fut
 
+    def _record(
+        self,
+        run: Run,
+        task_id: str,
+        event_type: int,
+        *,
+        spent_delta: int = 0,
+        with_record: bool = True,
+        **fields: object,
+    ) -> None:
+        """Commit a task's event (and a snapshot of its record) without waiting: what
+        follows is queued behind it in the same group commit."""
+        self._commit(
+            run,
+            Change(
+                tasks=[run.snapshot(task_id)] if with_record else [],
+                spent_delta=spent_delta,
+                events=[
+                    event(run.workflow_id, event_type, run.wf.state, task_id=task_id, **fields)
+                ],
+            ),
+        )
+
     # -- one task -------------------------------------------------------------
 
     async def _execute(self, run: Run, task_id: str) -> None:
@@ -231,22 +254,13 @@ class Scheduler:
         tr.state = W.TASK_RUN_STATE_FAILED
         tr.error = clip(error)
         tr.end_time.CopyFrom(timestamp())
-        self._commit(
+        self._record(
             run,
-            Change(
-                tasks=[run.snapshot(task_id)],
-                events=[
-                    event(
-                        wf_id,
-                        W.WORKFLOW_EVENT_TYPE_TASK_FAILED,
-                        run.wf.state,
-                        task_id=task_id,
-                        agent_id=tr.agent_id,
-                        attempt=tr.attempts,
-                        message=tr.error,
-                    )
-                ],
-            ),
+            task_id,
+            W.WORKFLOW_EVENT_TYPE_TASK_FAILED,
+            agent_id=tr.agent_id,
+            attempt=tr.attempts,
+            message=tr.error,
         )
         return False
 
@@ -270,21 +284,12 @@ class Scheduler:
         if not tr.HasField("start_time"):
             tr.start_time.CopyFrom(timestamp())
         request.task_id = f"{wf_id}.{task_id}.{attempt}"
-        self._commit(
+        self._record(
             run,
-            Change(
-                tasks=[run.snapshot(task_id)],
-                events=[
-                    event(
-                        wf_id,
-                        W.WORKFLOW_EVENT_TYPE_TASK_STARTED,
-                        run.wf.state,
-                        task_id=task_id,
-                        agent_id=slot.agent_id,
-                        attempt=attempt,
-                    )
-                ],
-            ),
+            task_id,
+            W.WORKFLOW_EVENT_TYPE_TASK_STARTED,
+            agent_id=slot.agent_id,
+            attempt=attempt,
         )
         started = time.monotonic()
         failure: MeshError | None = None
@@ -349,24 +354,15 @@ class Scheduler:
         tr.end_time.CopyFrom(timestamp())
         # Not awaited: what follows (dependants, the ending) is queued behind it in the
         # same group commit. Lost in a crash, the attempt is replayed by its agent.
-        self._commit(
+        self._record(
             run,
-            Change(
-                tasks=[run.snapshot(task_id)],
-                spent_delta=slot.price,
-                events=[
-                    event(
-                        wf_id,
-                        W.WORKFLOW_EVENT_TYPE_TASK_SUCCEEDED,
-                        run.wf.state,
-                        task_id=task_id,
-                        agent_id=slot.agent_id,
-                        attempt=attempt,
-                        output=output,
-                        amount=slot.price,
-                    )
-                ],
-            ),
+            task_id,
+            W.WORKFLOW_EVENT_TYPE_TASK_SUCCEEDED,
+            spent_delta=slot.price,
+            agent_id=slot.agent_id,
+            attempt=attempt,
+            output=output,
+            amount=slot.price,
         )
         return True, "", True
 
@@ -448,22 +444,15 @@ class Scheduler:
             # Ten a second at most: a chatty skill must not flood the log.
             if status.message and (now - last_emit >= 0.1 or status.progress >= 1.0):
                 last_emit = now
-                self._commit(
+                self._record(
                     run,
-                    Change(
-                        events=[
-                            event(
-                                run.workflow_id,
-                                W.WORKFLOW_EVENT_TYPE_TASK_PROGRESS,
-                                run.wf.state,
-                                task_id=task_id,
-                                agent_id=slot.agent_id,
-                                attempt=attempt,
-                                message=clip(status.message),
-                                progress=status.progress,
-                            )
-                        ]
-                    ),
+                    task_id,
+                    W.WORKFLOW_EVENT_TYPE_TASK_PROGRESS,
+                    with_record=False,
+                    agent_id=slot.agent_id,
+                    attempt=attempt,
+                    message=clip(status.message),
+                    progress=status.progress,
                 )
         raise Unavailable(f"agent {slot.agent_id} ended the stream without a final task")
 
@@ -473,22 +462,13 @@ class Scheduler:
         tr = run.records[task_id]
         tr.state = W.TASK_RUN_STATE_READY
         tr.error = clip(error)
-        self._commit(
+        self._record(
             run,
-            Change(
-                tasks=[run.snapshot(task_id)],
-                events=[
-                    event(
-                        run.workflow_id,
-                        W.WORKFLOW_EVENT_TYPE_TASK_RETRYING,
-                        run.wf.state,
-                        task_id=task_id,
-                        agent_id=agent_id,
-                        attempt=attempt,
-                        message=f"{clip(error)}; retrying in {wait_s:.2f}s",
-                    )
-                ],
-            ),
+            task_id,
+            W.WORKFLOW_EVENT_TYPE_TASK_RETRYING,
+            agent_id=agent_id,
+            attempt=attempt,
+            message=f"{clip(error)}; retrying in {wait_s:.2f}s",
         )
         await asyncio.sleep(wait_s)
 

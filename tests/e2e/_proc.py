@@ -102,3 +102,46 @@ class Running:
             await self.proc.wait()
         await self._pump
         return self.proc.returncode or 0
+
+
+async def serve(
+    *args: str, env: Mapping[str, str], drain: bool = False
+) -> tuple[asyncio.subprocess.Process, str]:
+    """Start ``meshwright serve --grpc-port 0 --no-gateway ARGS``; (process, its address).
+
+    With ``drain`` its later output is read (and dropped) in the background, so a
+    long-lived process never blocks on a full pipe; without, the caller reads it
+    (``communicate()`` at the end).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "meshwright",
+        "serve",
+        "--grpc-port",
+        "0",
+        "--no-gateway",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200", **env},
+    )
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    found = re.search(r"on (127\.0\.0\.1:\d+)", line)
+    if not found:  # leave no process behind
+        proc.kill()
+        rest, _ = await proc.communicate()
+        raise AssertionError(line + rest.decode())
+    if drain:
+        _drains.add(asyncio.get_running_loop().create_task(_drain(proc)))
+    return proc, found.group(1)
+
+
+_drains: set[asyncio.Task[None]] = set()
+
+
+async def _drain(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stdout is not None
+    while await proc.stdout.readline():
+        pass

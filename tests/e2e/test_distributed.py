@@ -7,9 +7,6 @@ other over gRPC with no code change.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -20,34 +17,11 @@ from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh.client import ChannelPool
 from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow.v1 import workflow_pb2
+from tests.e2e._proc import serve
 from tests.e2e.conftest import wait_active
 from tests.support_auth import test_keys
 
 W = workflow_pb2
-
-
-async def serve(*args: str, env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "meshwright",
-        "serve",
-        "--grpc-port",
-        "0",
-        "--no-gateway",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200", **env},
-    )
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-    found = re.search(r"on (127\.0\.0\.1:\d+)", line)
-    if not found:  # leave no process behind
-        proc.kill()
-        rest, _ = await proc.communicate()
-        raise AssertionError(line + rest.decode())
-    return proc, found.group(1)
 
 
 async def stop(proc: asyncio.subprocess.Process) -> int:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -32,8 +30,9 @@ from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow.redis_store import RedisWorkflowStore
 from meshwright.workflow.v1 import workflow_pb2
 from tests.conftest import eventually
+from tests.e2e._proc import serve
 from tests.e2e.conftest import wait_active
-from tests.support_auth import test_keys
+from tests.support_auth import TestKeys, test_keys
 
 W = workflow_pb2
 WORKFLOW = W.DESCRIPTOR.services_by_name["WorkflowService"]
@@ -44,44 +43,12 @@ LEASE_TTL_S = 2.0
 pytestmark = pytest.mark.timeout(120)
 
 
-async def serve(*args: str, env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "meshwright",
-        "serve",
-        "--grpc-port",
-        "0",
-        "--no-gateway",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200", **env},
-    )
-    assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-    found = re.search(r"on (127\.0\.0\.1:\d+)", line)
-    if not found:  # leave no process behind
-        proc.kill()
-        rest, _ = await proc.communicate()
-        raise AssertionError(line + rest.decode())
-    # Keep reading its output so a full pipe never blocks it.
-    asyncio.get_running_loop().create_task(_drain(proc))
-    return proc, found.group(1)
-
-
-async def _drain(proc: asyncio.subprocess.Process) -> None:
-    assert proc.stdout is not None
-    while await proc.stdout.readline():
-        pass
-
-
 @dataclass
 class Cluster:
     redis_url: str
     core: str
     effects: Path
-    keys: object
+    keys: TestKeys
     pools: list[ChannelPool]
     replicas: dict[str, tuple[asyncio.subprocess.Process, str]] = field(default_factory=dict)
     procs: list[asyncio.subprocess.Process] = field(default_factory=list)
@@ -95,19 +62,20 @@ class Cluster:
             "--economy-target",
             self.core,
             "--auth-public-key",
-            str(self.keys.public_key_file),  # type: ignore[attr-defined]
+            str(self.keys.public_key_file),
             "--store",
             self.redis_url,
             "--workflow-lease-ttl",
             f"{LEASE_TTL_S}s",
-            env={"MESHWRIGHT_TOKEN": self.keys.token("service", f"workflow-{name}")},  # type: ignore[attr-defined]
+            env={"MESHWRIGHT_TOKEN": self.keys.token("service", f"workflow-{name}")},
+            drain=True,
         )
         self.replicas[name] = (proc, addr)
         self.procs.append(proc)
         return addr
 
     def pool(self, role: str, subject: str) -> ChannelPool:
-        pool = ChannelPool(token=self.keys.token(role, subject))  # type: ignore[attr-defined]
+        pool = ChannelPool(token=self.keys.token(role, subject))
         self.pools.append(pool)
         return pool
 
@@ -152,7 +120,12 @@ class Cluster:
 async def cluster(redis_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
     keys = test_keys()
     core, core_addr = await serve(
-        "--services", "registry,economy", "--auth-public-key", str(keys.public_key_file), env={}
+        "--services",
+        "registry,economy",
+        "--auth-public-key",
+        str(keys.public_key_file),
+        env={},
+        drain=True,
     )
     c = Cluster(redis_url, core_addr, tmp_path / "effects.txt", keys, [])
     c.procs.append(core)
