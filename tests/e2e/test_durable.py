@@ -294,3 +294,42 @@ async def test_a_cancel_sent_to_the_non_owner_cancels_and_both_watchers_see_it(
         assert events[-1].type == W.WORKFLOW_EVENT_TYPE_WORKFLOW_CANCELLED
         assert events[-1].message == "stop it"
     assert await cluster.balance("payer") == (999, 0)  # the root's 1 spent, the rest back
+
+
+async def test_up_runs_its_demo_on_a_redis_store(redis_url: str, tmp_path: Path) -> None:
+    from tests.e2e._proc import cli_env, meshwright
+
+    rc, out = await meshwright(
+        "up",
+        "--demo",
+        "--exit-after-demo",
+        "--grpc-port",
+        "0",
+        "--http-port",
+        "0",
+        "--store",
+        redis_url,
+        env=cli_env(tmp_path / "config"),
+        timeout=90,
+    )
+    assert rc == 0, out
+    assert "WORKFLOW_SUCCEEDED" in out, out
+    store = RedisWorkflowStore.from_url(redis_url)
+    try:
+        page, _ = await store.list_workflows(state=0, after_key=None, limit=10)
+    finally:
+        await store.close()
+    assert [w.state for w in page] == [W.WORKFLOW_STATE_SUCCEEDED]  # kept after up exited
+    assert len(page[0].tasks) == 4
+
+
+async def test_an_unknown_store_scheme_is_refused_by_name(tmp_path: Path) -> None:
+    from tests.e2e._proc import cli_env, meshwright
+
+    rc, out = await meshwright(
+        "serve", "--grpc-port", "0", "--no-gateway", "--insecure-no-auth", "--store",
+        "mongodb://127.0.0.1/x", env=cli_env(tmp_path / "config"),
+    )  # fmt: skip
+    assert rc != 0
+    assert "store_url='mongodb://127.0.0.1/x'" in out, out
+    assert "redis://" in out and "Traceback" not in out, out

@@ -8,10 +8,15 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 
+from meshwright.agent import Agent, TaskContext
 from meshwright.agent.v1 import agent_pb2
+from meshwright.economy import Economy, EconomyServicer
 from meshwright.economy.v1 import economy_pb2
+from meshwright.mesh import MeshServer
+from meshwright.mesh.config import MeshConfig
 from meshwright.mesh.errors import AlreadyExists, InvalidArgument, Unavailable
-from meshwright.node import Node
+from meshwright.mesh.security import insecure_pipeline
+from meshwright.node import Node, start_node
 from meshwright.workflow.v1 import workflow_pb2
 from tests.conftest import eventually
 from tests.workflow.conftest import Running, Split, echo_agent, fan, fund, run
@@ -144,3 +149,67 @@ async def test_no_workflow_starts_while_the_engine_stops(node: Node, agents: Run
     await engine.stop()
     with pytest.raises(Unavailable):
         await engine.create_workflow(W.CreateWorkflowRequest(definition=definition(fan(1))))
+
+
+async def test_an_unreachable_economy_never_strands_the_escrow(agents: Running) -> None:
+    """The ending refunds before it records the end: with the economy down the workflow
+    waits (RUNNING) and retries, and ends, refunded, once the economy is back."""
+    economy = Economy()
+    service = economy_pb2.DESCRIPTOR.services_by_name["EconomyService"]
+
+    async def serve_economy(port: int = 0) -> MeshServer:
+        server = MeshServer(pipeline=insecure_pipeline(), port=port, grace_s=0)
+        server.add(EconomyServicer(economy), service)
+        await server.start()
+        return server
+
+    first = await serve_economy()
+    port = int(first.address.rpartition(":")[2])
+    node = await start_node(
+        MeshConfig(insecure_no_auth=True, grpc_port=0, grace_s=0),
+        services=("registry", "workflow"),
+        economy_target=first.address,
+        gateway=False,
+    )
+    second = None
+    try:
+        gate = asyncio.Event()
+        agent = Agent("gated", capacity=2)
+
+        @agent.skill("x.gated")
+        async def gated(input: dict[str, object], ctx: TaskContext) -> dict[str, object]:
+            await gate.wait()
+            return {}
+
+        await agents.start(agent, node)
+        await node.clients["economy"].call(
+            "CreateAccount", economy_pb2.CreateAccountRequest(account_id="p", initial_balance=10)
+        )
+        d = json_format.ParseDict(
+            {"tasks": [{"id": "t", "skill": "x.gated"}], "budget": 10, "payerAccountId": "p"},
+            W.WorkflowDefinition(),
+        )
+        reply = await node.clients["workflow"].call(
+            "CreateWorkflow", W.CreateWorkflowRequest(definition=d)
+        )
+        wf_id = reply.workflow.workflow_id
+        assert node.engine is not None
+        await first.stop(0)  # the economy goes away with 10 in escrow
+        gate.set()
+        await asyncio.sleep(1.5)
+        wf = await node.engine.get_workflow(wf_id)
+        assert wf.state == W.WORKFLOW_STATE_RUNNING  # not ended without its refund
+        assert wf.tasks[0].state == W.TASK_RUN_STATE_SUCCEEDED
+        second = await serve_economy(port)  # back, same ledger
+        ended = await asyncio.wait_for(node.engine.wait(wf_id), 30)
+        assert ended.state == W.WORKFLOW_STATE_SUCCEEDED
+        account = await node.clients["economy"].call(
+            "GetAccount", economy_pb2.GetAccountRequest(account_id="p")
+        )
+        assert (account.account.balance, account.account.escrowed) == (10, 0)
+    finally:
+        await agents.stop()
+        agents.runtimes.clear()
+        await node.stop()
+        if second is not None:
+            await second.stop(0)
