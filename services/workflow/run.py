@@ -70,10 +70,8 @@ class Committer:
     async def _flush(self) -> None:
         backoff = 0.05
         try:
-            # Let what this loop turn and the next start add to the batch: a task's
-            # outcome and what it triggers (its workflow's ending, dependants starting)
-            # then cost one write.
-            await asyncio.sleep(0)
+            # Let the rest of this loop turn add to the batch: a task's outcome and what
+            # it triggers (its workflow's ending, dependants starting) are one write.
             await asyncio.sleep(0)
             retry: tuple[Change, list[asyncio.Future[None]]] | None = None
             while retry is not None or self._pending is not None:
