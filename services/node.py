@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from google.protobuf.descriptor import ServiceDescriptor
 
 from meshwright.agent.v1 import agent_pb2
-from meshwright.economy import Economy, EconomyServicer
+from meshwright.economy import Economy, EconomyServicer, MemoryLedgerStore
 from meshwright.economy.v1 import economy_pb2
 from meshwright.gateway import GatewayHandle, create_app, start_gateway
 from meshwright.mesh import policy
@@ -30,7 +30,7 @@ from meshwright.mesh.config import MeshConfig, backend_scheme
 from meshwright.mesh.errors import NotFound
 from meshwright.mesh.security import Security
 from meshwright.mesh.server import MeshServer
-from meshwright.registry import Registry, RegistryServicer
+from meshwright.registry import MemoryRegistryBackend, Registry, RegistryServicer
 from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow import (
     Engine,
@@ -158,7 +158,9 @@ async def start_node(
 
     if "registry" in services:
         node.registry = Registry(
-            default_lease_ttl_s=config.lease_ttl_s, sweep_interval_s=config.sweep_interval_s
+            MemoryRegistryBackend(),
+            default_lease_ttl_s=config.lease_ttl_s,
+            sweep_interval_s=config.sweep_interval_s,
         )
         local("registry", RegistryServicer(node.registry), REGISTRY_SERVICE)
     elif registry_target:
@@ -168,7 +170,9 @@ async def start_node(
         )
 
     if "economy" in services:
-        node.economy = Economy()
+        # Backends chosen here, at the composition root (the ledger is in memory until
+        # it gets its Redis store).
+        node.economy = Economy(MemoryLedgerStore())
         local("economy", EconomyServicer(node.economy), ECONOMY_SERVICE)
         pipeline.authorizer.register(policy.ACCOUNT, node.economy.owner_of)
     elif economy_target:

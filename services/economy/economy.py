@@ -14,7 +14,6 @@ from collections.abc import Callable
 from meshwright.economy import _checks, governance
 from meshwright.economy.idempotency import idempotency_key
 from meshwright.economy.ids import new_id
-from meshwright.economy.memory_store import MemoryLedgerStore
 from meshwright.economy.model import (
     INTERNAL,
     Account,
@@ -51,7 +50,7 @@ class Economy:
 
     def __init__(
         self,
-        store: LedgerStore | None = None,
+        store: LedgerStore,
         *,
         tiers: TierTable = DEFAULT_TIERS,
         default_voting_period_s: float = 3600.0,
@@ -59,7 +58,7 @@ class Economy:
     ) -> None:
         if not 0 < default_voting_period_s <= MAX_VOTING_PERIOD_S:
             raise ValueError("default_voting_period_s must be > 0 and at most ten years")
-        self.store: LedgerStore = MemoryLedgerStore() if store is None else store
+        self.store: LedgerStore = store
         self.tiers = tiers
         self.default_voting_period_s = default_voting_period_s
         self._clock = clock

@@ -20,8 +20,8 @@ ECONOMY_SERVICE = pb.DESCRIPTOR.services_by_name["EconomyService"]
 class EconomyServicer:
     """Serves ``meshwright.economy.v1.EconomyService`` from an ``Economy``."""
 
-    def __init__(self, economy: Economy | None = None) -> None:
-        self.economy = Economy() if economy is None else economy
+    def __init__(self, economy: Economy) -> None:
+        self.economy = economy
 
     async def CreateAccount(self, request: pb.CreateAccountRequest) -> pb.CreateAccountResponse:
         account = await self.economy.create_account(

@@ -28,7 +28,6 @@ from meshwright.registry import _access, _validate
 from meshwright.registry._convert import to_agent
 from meshwright.registry.backend import RegistryBackend
 from meshwright.registry.errors import AgentNotFound, RegistryStopped
-from meshwright.registry.memory import MemoryRegistryBackend
 from meshwright.registry.records import (
     ADDED,
     ANY_STATE,
@@ -66,7 +65,7 @@ class Registry:
 
     def __init__(
         self,
-        backend: RegistryBackend | None = None,
+        backend: RegistryBackend,
         *,
         default_lease_ttl_s: float = 10.0,
         sweep_interval_s: float = 1.0,
@@ -87,7 +86,7 @@ class Registry:
             raise ValueError("default_lease_ttl_s and sweep_interval_s must be positive")
         if deregister_after_s < 0:
             raise ValueError("deregister_after_s must not be negative")
-        self.backend: RegistryBackend = backend or MemoryRegistryBackend()
+        self.backend: RegistryBackend = backend
         self.default_lease_ttl_s = default_lease_ttl_s
         self.sweep_interval_s = sweep_interval_s
         self.deregister_after_s = deregister_after_s

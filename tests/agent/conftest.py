@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from meshwright.economy import Economy, EconomyServicer
+from meshwright.economy import Economy, EconomyServicer, MemoryLedgerStore
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh import MeshServer, NotFound, RemoteServiceClient
 from meshwright.mesh.security import insecure_pipeline
-from meshwright.registry import Registry, RegistryServicer
+from meshwright.registry import MemoryRegistryBackend, Registry, RegistryServicer
 from meshwright.registry.v1 import registry_pb2
 
 REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
@@ -41,11 +41,11 @@ class Mesh:
 
 
 async def start_mesh(port: int = 0, *, economy: bool = True) -> tuple[MeshServer, Registry]:
-    registry = Registry(sweep_interval_s=0.1)
+    registry = Registry(MemoryRegistryBackend(), sweep_interval_s=0.1)
     server = MeshServer(pipeline=insecure_pipeline(), port=port, grace_s=0)
     server.add(RegistryServicer(registry), REGISTRY_SERVICE)
     if economy:
-        server.add(EconomyServicer(Economy()), ECONOMY_SERVICE)
+        server.add(EconomyServicer(Economy(MemoryLedgerStore())), ECONOMY_SERVICE)
     await registry.start()
     await server.start()
     return server, registry

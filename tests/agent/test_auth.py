@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from meshwright.agent import SERVICE, Agent, AgentRuntime, TaskContext
 from meshwright.agent.v1 import agent_pb2
-from meshwright.economy import Economy, EconomyServicer
+from meshwright.economy import Economy, EconomyServicer, MemoryLedgerStore
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh import MeshServer, NotFound, RemoteServiceClient
 from meshwright.mesh.auth import (
@@ -32,7 +32,7 @@ from meshwright.mesh.auth import (
 from meshwright.mesh.errors import MeshError, PermissionDenied, Unauthenticated
 from meshwright.mesh.pipeline import Pipeline
 from meshwright.mesh.policy import ACCOUNT, Authorizer, RoleNotAllowed
-from meshwright.registry import Registry, RegistryServicer
+from meshwright.registry import MemoryRegistryBackend, Registry, RegistryServicer
 from meshwright.registry.v1 import registry_pb2
 from tests.agent.conftest import ECONOMY_SERVICE, REGISTRY_SERVICE
 from tests.conftest import eventually
@@ -83,8 +83,8 @@ class AuthMesh:
 @pytest.fixture
 async def mesh() -> AsyncIterator[AuthMesh]:
     keys = test_keys()
-    registry = Registry(sweep_interval_s=0.1)
-    economy = Economy()
+    registry = Registry(MemoryRegistryBackend(), sweep_interval_s=0.1)
+    economy = Economy(MemoryLedgerStore())
     pipeline = Pipeline(
         verifier=keys.verifier(), authorizer=Authorizer({ACCOUNT: economy.owner_of})
     )

@@ -11,13 +11,13 @@ import pytest_asyncio
 from meshwright.gateway import create_app, start_gateway
 from meshwright.mesh import MeshServer, RemoteServiceClient
 from meshwright.mesh.security import insecure_pipeline
-from meshwright.registry import SERVICE, Registry, RegistryServicer
+from meshwright.registry import SERVICE, MemoryRegistryBackend, Registry, RegistryServicer
 from tests.gateway.support import status_of
 
 
 @pytest_asyncio.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    registry = Registry()
+    registry = Registry(MemoryRegistryBackend())
     server = MeshServer(pipeline=insecure_pipeline(), port=0)
     server.add(RegistryServicer(registry), SERVICE)
     await server.start()

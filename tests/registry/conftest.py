@@ -15,7 +15,7 @@ from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh import LocalServiceClient, MeshServer, RemoteServiceClient, ServiceClient
 from meshwright.mesh.errors import MeshError
 from meshwright.mesh.security import insecure_pipeline
-from meshwright.registry import SERVICE, Registry, RegistryServicer
+from meshwright.registry import SERVICE, MemoryRegistryBackend, Registry, RegistryServicer
 from meshwright.registry.v1 import registry_pb2
 
 T0 = 1_700_000_000.0
@@ -102,7 +102,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def registry(clock: FakeClock) -> AsyncIterator[Registry]:
-    reg = Registry(clock=clock, default_lease_ttl_s=10.0, deregister_after_s=60.0)
+    reg = Registry(
+        MemoryRegistryBackend(), clock=clock, default_lease_ttl_s=10.0, deregister_after_s=60.0
+    )
     try:
         yield reg
     finally:

@@ -11,7 +11,7 @@ from meshwright.mesh import (
     RemoteServiceClient,
     ServiceClient,
 )
-from meshwright.registry import SERVICE, LeaseMismatch, Registry
+from meshwright.registry import SERVICE, LeaseMismatch, MemoryRegistryBackend, Registry
 from meshwright.registry.v1 import registry_pb2
 from tests.conftest import eventually
 from tests.registry.conftest import Collector, FakeClock, register_request, serving
@@ -127,7 +127,9 @@ async def test_sweep_marks_lapsed_once_then_removes_after_deregister_after(
 
 
 async def test_sweeper_task_announces_lapse_and_removal_to_watchers(clock: FakeClock) -> None:
-    registry = Registry(clock=clock, sweep_interval_s=0.01, deregister_after_s=30.0)
+    registry = Registry(
+        MemoryRegistryBackend(), clock=clock, sweep_interval_s=0.01, deregister_after_s=30.0
+    )
     await registry.start()
     async with serving(registry) as server:
         channel = grpc.aio.insecure_channel(server.address)
@@ -149,7 +151,7 @@ async def test_sweeper_task_announces_lapse_and_removal_to_watchers(clock: FakeC
 
 async def test_real_clock_lease_lapses() -> None:
     """With the system clock, a 1 s lease reads INACTIVE about a second later."""
-    registry = Registry()
+    registry = Registry(MemoryRegistryBackend())
     agent = await registry.register(
         register_request("a1").card, "h:1", agent_id="a1", lease_ttl_s=1.0
     )

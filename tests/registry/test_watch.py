@@ -9,7 +9,13 @@ import pytest
 
 from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh import MeshServer, RemoteServiceClient, ServiceClient, Unavailable
-from meshwright.registry import SERVICE, Registry, RegistryStopped, WatchOverflow
+from meshwright.registry import (
+    SERVICE,
+    MemoryRegistryBackend,
+    Registry,
+    RegistryStopped,
+    WatchOverflow,
+)
 from meshwright.registry.v1 import registry_pb2
 from tests.conftest import eventually
 from tests.registry.conftest import Collector, FakeClock, card, register_request, serving
@@ -100,7 +106,7 @@ async def test_filtered_watch_sees_agents_enter_and_leave(
 
 
 async def test_in_process_watch_overflow_spares_other_watchers() -> None:
-    registry = Registry(watch_queue_size=4)
+    registry = Registry(MemoryRegistryBackend(), watch_queue_size=4)
     agent = await registry.register(card("w"), "h:1", agent_id="a1")
     slow = registry.watch()
     fast = registry.watch()
@@ -124,7 +130,7 @@ async def test_in_process_watch_overflow_spares_other_watchers() -> None:
 
 
 async def test_slow_remote_watcher_is_cut_off_without_slowing_others() -> None:
-    registry = Registry(watch_queue_size=16)
+    registry = Registry(MemoryRegistryBackend(), watch_queue_size=16)
     async with serving(registry) as server:
         channel = grpc.aio.insecure_channel(server.address)
         try:

@@ -13,7 +13,7 @@ from google.protobuf import descriptor, message
 from google.rpc import status_pb2
 
 from meshwright.agent import Agent, TaskContext
-from meshwright.economy import Economy, EconomyServicer
+from meshwright.economy import Economy, EconomyServicer, MemoryLedgerStore
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh import MeshServer
 from meshwright.mesh._descriptors import methods_of
@@ -124,7 +124,8 @@ class Split:
 async def split(agents: Running) -> AsyncIterator[Split]:
     economy_server = MeshServer(pipeline=insecure_pipeline(), port=0, grace_s=0)
     economy_server.add(
-        EconomyServicer(Economy()), economy_pb2.DESCRIPTOR.services_by_name["EconomyService"]
+        EconomyServicer(Economy(MemoryLedgerStore())),
+        economy_pb2.DESCRIPTOR.services_by_name["EconomyService"],
     )
     await economy_server.start()
     node = await start_node(

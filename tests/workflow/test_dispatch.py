@@ -44,7 +44,7 @@ from meshwright.mesh.errors import (
 )
 from meshwright.mesh.security import insecure_pipeline
 from meshwright.registry import SERVICE as REGISTRY_SERVICE
-from meshwright.registry import Registry
+from meshwright.registry import MemoryRegistryBackend, Registry
 from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow.dispatch import (
     AGENT_AT_CAPACITY,
@@ -156,7 +156,7 @@ class World:
 @contextlib.asynccontextmanager
 async def running_world() -> AsyncIterator[World]:
     """A registry served on port 0 for one test; what the test started stops on exit."""
-    registry = Registry(default_lease_ttl_s=30.0, deregister_after_s=60.0)
+    registry = Registry(MemoryRegistryBackend(), default_lease_ttl_s=30.0, deregister_after_s=60.0)
     async with serving(registry) as server:
         channel = grpc.aio.insecure_channel(server.address)
         w = World(server, RemoteServiceClient(channel, REGISTRY_SERVICE), RecordingPool())

@@ -10,7 +10,7 @@ from google.protobuf import json_format
 
 from meshwright.agent import Agent, TaskContext
 from meshwright.agent.v1 import agent_pb2
-from meshwright.economy import Economy, EconomyServicer
+from meshwright.economy import Economy, EconomyServicer, MemoryLedgerStore
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh import MeshServer
 from meshwright.mesh.config import MeshConfig
@@ -154,7 +154,7 @@ async def test_no_workflow_starts_while_the_engine_stops(node: Node, agents: Run
 async def test_an_unreachable_economy_never_strands_the_escrow(agents: Running) -> None:
     """The ending refunds before it records the end: with the economy down the workflow
     waits (RUNNING) and retries, and ends, refunded, once the economy is back."""
-    economy = Economy()
+    economy = Economy(MemoryLedgerStore())
     service = economy_pb2.DESCRIPTOR.services_by_name["EconomyService"]
 
     async def serve_economy(port: int = 0) -> MeshServer:
