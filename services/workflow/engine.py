@@ -97,6 +97,9 @@ class EngineConfig:
     handoff_grace_s: float = 5.0
     """On stop: how long attempts under way may take to finish before the runs are handed
     off as they are."""
+    commit_linger_s: float = 0.002
+    """How long a busy run's next store write waits to gather more changes (a run whose
+    writes queue up behind each other); an idle run's writes go at once."""
     economy_timeout_s: float = 10.0
     """Deadline of each call to the economy."""
     cancel_wait_s: float = 10.0
@@ -225,7 +228,13 @@ class Engine:
         """Make ``stored`` a run of this replica under ``token``."""
         wf_id = stored.workflow_id
         holder: list[Run] = []
-        committer = Committer(self.store, wf_id, token, on_lost=lambda: self._lost_run(holder[0]))
+        committer = Committer(
+            self.store,
+            wf_id,
+            token,
+            on_lost=lambda: self._lost_run(holder[0]),
+            linger_s=self.config.commit_linger_s,
+        )
         run = Run.rebuild(stored, committer)
         holder.append(run)
         self._runs[wf_id] = run

@@ -7,9 +7,10 @@ in-memory fields (reservations, attempt tasks, in-flight slots) are caches of
 work under way, never the truth.
 
 Writes go through ``commit``: a group commit that merges every change
-submitted in the same loop turn (and while the previous write is in flight)
-into one ``store.apply``, so a burst of task transitions costs one store
-round trip, in order, each checked against the fencing token.
+submitted in the same loop turn (and while the previous write is in flight,
+plus ``linger_s`` when that happened: the run is busy) into one
+``store.apply``, so a burst of task transitions costs one store round trip,
+in order, each checked against the fencing token.
 """
 
 from __future__ import annotations
@@ -42,8 +43,11 @@ class Committer:
         workflow_id: str,
         token: int,
         on_lost: Callable[[], None],
+        *,
+        linger_s: float = 0.0,
     ) -> None:
         self._store = store
+        self._linger_s = linger_s
         self._workflow_id = workflow_id
         self.token = token
         self._on_lost = on_lost
@@ -116,6 +120,11 @@ class Committer:
                 for fut in waiters:
                     if not fut.done():
                         fut.set_result(None)
+                if self._pending is not None and self._linger_s > 0:
+                    # Changes arrived while that write was on its way: the run is busy.
+                    # Gather a little longer, so a burst costs a few large writes rather
+                    # than one small write per round trip. An idle run writes at once.
+                    await asyncio.sleep(self._linger_s)
         finally:
             self._flushing = None
 
