@@ -10,8 +10,9 @@ Names load on first use (PEP 562), so importing a contract such as
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from meshwright.mesh.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from meshwright.registry.backend import (
@@ -88,14 +89,4 @@ __all__ = [
 
 
 if not TYPE_CHECKING:  # mypy sees the imports above, and no catch-all attribute
-
-    def __getattr__(name: str) -> Any:
-        module = _EXPORTS.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value  # later lookups skip this hook
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *_EXPORTS})
+    __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

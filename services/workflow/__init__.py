@@ -7,8 +7,9 @@ contract, which agents use) does not load the engine, and the Redis store
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from meshwright.mesh.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from meshwright.workflow.dispatch import (
@@ -78,15 +79,5 @@ __all__ = [
 ]
 
 
-if not TYPE_CHECKING:  # mypy sees the imports above; a typo must not become Any
-
-    def __getattr__(name: str) -> Any:
-        module = _EXPORTS.get(name)
-        if module is None:
-            raise AttributeError(f"module 'meshwright.workflow' has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
+if not TYPE_CHECKING:  # mypy sees the imports above, and no catch-all attribute
+    __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
