@@ -207,13 +207,16 @@ class Engine:
         if self._creations:  # creations under way end stored, then are handed off
             await asyncio.wait(list(self._creations))
         self.scheduler.draining = True
-        await self.leases.stop()
+        # Still renewing while attempts under way finish: a hand-off longer than the
+        # lease must not let another replica take runs this one is still writing.
+        await self.leases.stop_adopting()
         runs = list(self._runs.values())
         if runs:
             await asyncio.gather(
                 *(self.scheduler.hand_off(r, self.config.handoff_grace_s) for r in runs),
                 return_exceptions=True,
             )
+        await self.leases.stop()
         for wf_id in list(self.leases.held):
             try:
                 await self.leases.release(wf_id)

@@ -73,6 +73,18 @@ class LeaseKeeper:
             asyncio.create_task(self._listening(), name="lease-cancels"),
         ]
 
+    async def stop_adopting(self) -> None:
+        """Stop claiming orphans (a replica about to hand off keeps renewing what it
+        holds until it releases it)."""
+        scanning = [t for t in self._tasks if t.get_name() == "lease-orphans"]
+        for t in scanning:
+            t.cancel()
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+            self._tasks.remove(t)
+
     async def stop(self) -> None:
         """Stop the loops (leases still held stay held; release them first)."""
         for t in self._tasks:

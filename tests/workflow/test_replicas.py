@@ -8,6 +8,7 @@ The same behaviours run across real processes on Redis in tests/e2e/test_durable
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -280,3 +281,32 @@ async def test_an_adopted_pending_workflow_the_economy_refuses_ends_failed(
     assert ended.error.startswith("escrow could not be opened: INSUFFICIENT_FUNDS")
     assert done == {}
     assert await pair.balance("poor") == (5, 0)
+
+
+async def test_a_hand_off_longer_than_the_lease_keeps_the_lease_until_released(
+    pair: Pair, agents: Running
+) -> None:
+    """Attempts that take longer than the lease TTL to finish during a hand-off: the
+    stopping replica keeps renewing, so no other replica takes the runs (and sends the
+    attempts again) before it released them."""
+    agent, done = worker("slow", delay=1.5, price=0)
+    await agents.start(agent, pair.a)
+    assert pair.a.engine is not None and pair.b.engine is not None
+    pair.a.engine.config = dataclasses.replace(pair.a.engine.config, handoff_grace_s=5.0)
+    wf_id = await create(pair.a, 2, budget=0, payer="")
+
+    async def running() -> bool:
+        wf = await pair.a.engine.get_workflow(wf_id)  # type: ignore[union-attr]
+        return all(t.state == W.TASK_RUN_STATE_RUNNING for t in wf.tasks)
+
+    await eventually(running)
+    stopping = asyncio.create_task(pair.a.engine.stop())
+    holders: set[str] = set()
+    while not stopping.done():
+        holders.add(await owner_of_lease(pair, wf_id))
+        await asyncio.sleep(0.05)
+    await stopping
+    assert "B" not in holders, holders  # lease TTL 1 s, hand-off ~1.5 s: still A's
+    ended = await asyncio.wait_for(pair.b.engine.wait(wf_id), 15)
+    assert ended.state == W.WORKFLOW_STATE_SUCCEEDED, ended.error
+    assert done == {"t0": 1, "t1": 1}  # finished under A, not run again by B
