@@ -468,6 +468,9 @@ class Engine:
             return await self.get_workflow(err.record.workflow_id)
         run = self._open(wf, token)
         if paid:
+            # A cancel arriving meanwhile waits for this (run.opening): it must refund
+            # an escrow that the economy may be opening right now.
+            opening = run.opening = asyncio.get_running_loop().create_future()
             try:
                 await self.payments.open(
                     escrow_id=wf.escrow_id,
@@ -476,6 +479,7 @@ class Engine:
                     workflow_id=workflow_id,
                 )
             except MeshError:
+                opening.set_result(False)
                 # Nothing was escrowed: the workflow never was (id and request id free).
                 self._runs.pop(workflow_id, None)
                 self.leases.drop(workflow_id)
@@ -484,6 +488,11 @@ class Engine:
                 except (LeaseLost, WorkflowNotFound):
                     pass
                 raise
+            opening.set_result(True)
+            if run.closing:  # cancelled while the escrow was being opened: it ends it
+                if run.finishing is not None:
+                    await asyncio.shield(run.finishing)
+                return await self.get_workflow(workflow_id)
             run.wf.state = W.WORKFLOW_STATE_RUNNING
             run.commit(Change(state=W.WORKFLOW_STATE_RUNNING, events=[self._created_event(wf)]))
         snapshot = run.view()

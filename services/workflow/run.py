@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from meshwright.workflow.dispatch import Slot
+from meshwright.workflow.errors import WorkflowNotFound
 from meshwright.workflow.store import Change, LeaseLost, WorkflowStore
 from meshwright.workflow.v1 import workflow_pb2
 
@@ -90,7 +91,7 @@ class Committer:
                     batch.write_id = f"{self.token}.{self._writes}"
                 try:
                     await self._store.apply(self._workflow_id, self.token, batch)
-                except LeaseLost as err:
+                except (LeaseLost, WorkflowNotFound) as err:  # another's, or gone
                     self.lost = True
                     for fut in [*waiters, *self._waiters]:
                         if not fut.done():
@@ -159,6 +160,9 @@ class Run:
     """The ending under way (or done); set once, by the first caller of finish."""
     deadline: asyncio.TimerHandle | None = None
     cancel_reason: str | None = None
+    opening: asyncio.Future[bool] | None = None
+    """Set while its creator opens the escrow; True once opened, False if refused (the
+    workflow is then discarded). An ending waits for it."""
 
     @property
     def workflow_id(self) -> str:

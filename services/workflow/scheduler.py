@@ -493,6 +493,9 @@ class Scheduler:
         await asyncio.shield(run.finishing)
 
     async def _end(self, run: Run, state: int, error: str) -> None:
+        if run.opening is not None and not await asyncio.shield(run.opening):
+            self._on_done(run)  # its escrow was refused: the workflow was discarded
+            return
         if run.deadline is not None:
             run.deadline.cancel()
         await self._stop_attempts(run, cancel_on_agents=True)

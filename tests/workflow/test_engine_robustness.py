@@ -213,3 +213,61 @@ async def test_an_unreachable_economy_never_strands_the_escrow(agents: Running) 
         await node.stop()
         if second is not None:
             await second.stop(0)
+
+
+async def test_a_cancel_while_the_escrow_is_being_opened_refunds_it(agents: Running) -> None:
+    """The economy is slow to open the escrow (a real economy behind a held door): a cancel
+    arriving meanwhile waits for the opening, then refunds what it escrowed."""
+    door = asyncio.Event()
+    at_door = asyncio.Event()
+
+    class SlowEconomy(EconomyServicer):
+        async def OpenEscrow(self, request: Any) -> Any:
+            at_door.set()
+            await door.wait()
+            return await super().OpenEscrow(request)
+
+    economy = Economy(MemoryLedgerStore())
+    server = MeshServer(pipeline=insecure_pipeline(), port=0, grace_s=0)
+    server.add(SlowEconomy(economy), economy_pb2.DESCRIPTOR.services_by_name["EconomyService"])
+    await server.start()
+    node = await start_node(
+        MeshConfig(insecure_no_auth=True, grpc_port=0, grace_s=0),
+        services=("registry", "workflow"),
+        economy_target=server.address,
+        gateway=False,
+    )
+    try:
+        await agents.start(echo_agent("a", price=1), node)
+        await node.clients["economy"].call(
+            "CreateAccount", economy_pb2.CreateAccountRequest(account_id="p", initial_balance=10)
+        )
+        d = json_format.ParseDict(fan(1, budget=10, payerAccountId="p"), W.WorkflowDefinition())
+        creating = asyncio.create_task(
+            node.clients["workflow"].call(
+                "CreateWorkflow", W.CreateWorkflowRequest(definition=d, workflow_id="wf-slow")
+            )
+        )
+        await asyncio.wait_for(at_door.wait(), 10)
+        cancelling = asyncio.create_task(
+            node.clients["workflow"].call(
+                "CancelWorkflow", W.CancelWorkflowRequest(workflow_id="wf-slow", reason="no")
+            )
+        )
+        await asyncio.sleep(0.2)
+        assert not cancelling.done()  # it waits for the opening
+        door.set()
+        cancelled = await asyncio.wait_for(cancelling, 10)
+        created = await asyncio.wait_for(creating, 10)
+        assert cancelled.workflow.state == W.WORKFLOW_STATE_CANCELLED
+        assert created.workflow.state == W.WORKFLOW_STATE_CANCELLED
+        account = await node.clients["economy"].call(
+            "GetAccount", economy_pb2.GetAccountRequest(account_id="p")
+        )
+        assert (account.account.balance, account.account.escrowed) == (10, 0)
+    finally:
+        door.set()
+        await agents.stop()
+        agents.runtimes.clear()
+        await node.stop()
+        await server.stop(0)
