@@ -292,9 +292,10 @@ class Engine:
 
     async def _open_escrow(self, run: Run) -> bool:
         """Escrow a PENDING run's budget and make it RUNNING; False if the economy
-        refused (the run then ended FAILED)."""
+        refused (the run then ended FAILED) or a cancel came meanwhile (it ends it)."""
         wf = run.wf
         d = wf.definition
+        opening = run.opening = asyncio.get_running_loop().create_future()
         try:
             await self.payments.open(
                 escrow_id=wf.escrow_id,
@@ -303,6 +304,7 @@ class Engine:
                 workflow_id=wf.workflow_id,
             )
         except MeshError as err:
+            opening.set_result(False)
             wf.state = W.WORKFLOW_STATE_FAILED
             wf.error = f"escrow could not be opened: {err.reason}: {err.message}"[:200]
             wf.end_time.CopyFrom(timestamp())
@@ -326,6 +328,9 @@ class Engine:
                 pass
             self._run_done(run)
             return False
+        opening.set_result(True)
+        if run.closing:
+            return False  # cancelled meanwhile: the ending refunds what was just escrowed
         wf.state = W.WORKFLOW_STATE_RUNNING
         run.commit(
             Change(
