@@ -260,10 +260,12 @@ class MemoryWorkflowStore:
             return events, False
         if self._entry(workflow_id).header.state in TERMINAL_STATES:
             return [], True
-        await self.wait_events(workflow_id, start, wait_s)
+        await self._wait(workflow_id, start, wait_s)
         return await self.events_after(workflow_id, start, limit=limit), False
 
-    async def wait_events(self, workflow_id: str, after_sequence: int, timeout: float) -> None:
+    async def _wait(self, workflow_id: str, after_sequence: int, timeout: float) -> None:
+        """Until the log holds an event after ``after_sequence``, the workflow is gone, or
+        ``timeout`` passed."""
         entry = self._entries.get(workflow_id)
         if entry is None or len(entry.events) > after_sequence:
             return

@@ -29,7 +29,7 @@ the one clock every replica shares. A finished workflow's keys and its request
 id get a TTL of ``retention_s``; listing drops index entries whose workflow
 expired as it meets them.
 
-Blocking reads (``wait_events``: ``XREAD BLOCK``) and ``cancel_signals``
+Blocking reads (``read_events``: ``XREAD BLOCK``) and ``cancel_signals``
 (a pub/sub subscription each) hold a connection while they wait, so
 ``from_url`` gives them a pool of their own: a crowd of watchers cannot take
 the connections transitions need.
@@ -499,24 +499,6 @@ class RedisWorkflowStore:
             # Nothing yet: a workflow that expired or was discarded wakes no blocked read.
             if not await self._r.exists(h):
                 raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
-
-    @_io
-    async def wait_events(self, workflow_id: str, after_sequence: int, timeout: float) -> None:
-        h, _, e = self._wf_keys(workflow_id)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(timeout, 0.0)
-        after = f"{max(after_sequence, 0)}-0"
-        while True:
-            if not await self._r.exists(h):
-                return
-            left = deadline - loop.time()
-            if left <= 0:
-                # A last look without blocking (BLOCK 0 would wait forever).
-                await self._blocking.xread({e: after}, count=1)
-                return
-            block_ms = max(1, round(min(left, _WAIT_SLICE_S) * 1000))
-            if await self._blocking.xread({e: after}, count=1, block=block_ms):
-                return
 
     # -- ownership ----------------------------------------------------------------
 

@@ -230,11 +230,6 @@ class WorkflowStore(Protocol):
         watch loops on: one round trip when events are there, two when it waits."""
         ...
 
-    async def wait_events(self, workflow_id: str, after_sequence: int, timeout: float) -> None:
-        """Return once the log holds an event after ``after_sequence``, the workflow is
-        gone, or ``timeout`` passed. Works across replicas (a Redis blocking read)."""
-        ...
-
     # -- ownership ----------------------------------------------------------------
 
     async def claim(self, workflow_id: str, replica: str, ttl_s: float) -> int | None:

@@ -481,12 +481,12 @@ async def test_events_after_returns_later_events_up_to_the_limit_exactly(h: Harn
     assert await h.store.events_after("wf-2", 0) == []
 
 
-async def test_wait_events_returns_when_events_exist_or_arrive(h: Harness) -> None:
+async def test_read_events_returns_at_once_when_events_exist_or_arrive(h: Harness) -> None:
     token = await create(h.store, "wf-1", events=[event()])
     started = time.monotonic()
-    await h.store.wait_events("wf-1", 0, 5.0)  # one is there already
+    await h.store.read_events("wf-1", 0, wait_s=5.0)  # one is there already
     assert time.monotonic() - started < 1.0
-    waiter = asyncio.ensure_future(h.store.wait_events("wf-1", 1, 10.0))
+    waiter = asyncio.ensure_future(h.store.read_events("wf-1", 1, wait_s=10.0))
     await asyncio.sleep(0.1)
     assert not waiter.done()
     started = time.monotonic()
@@ -495,27 +495,29 @@ async def test_wait_events_returns_when_events_exist_or_arrive(h: Harness) -> No
     assert time.monotonic() - started < 1.0
 
 
-async def test_wait_events_returns_after_its_timeout(h: Harness) -> None:
+async def test_read_events_returns_after_its_wait(h: Harness) -> None:
     await create(h.store, "wf-1", events=[event()])
     started = time.monotonic()
-    await h.store.wait_events("wf-1", 1, 0.3)
+    assert await h.store.read_events("wf-1", 1, wait_s=0.3) == ([], False)
     assert 0.25 <= time.monotonic() - started < 2.0
     started = time.monotonic()
-    await h.store.wait_events("wf-1", 1, 0)  # no time at all: a look, no wait
+    await h.store.read_events("wf-1", 1, wait_s=0)  # no time at all: a look, no wait
     assert time.monotonic() - started < 1.0
 
 
-async def test_wait_events_returns_when_the_workflow_is_or_goes_away(h: Harness) -> None:
+async def test_read_events_ends_at_once_when_the_workflow_is_or_goes_away(h: Harness) -> None:
     started = time.monotonic()
-    await h.store.wait_events("nope", 0, 5.0)
+    with pytest.raises(WorkflowNotFound):
+        await h.store.read_events("nope", 0, wait_s=5.0)
     assert time.monotonic() - started < 1.0
     token = await create(h.store, "wf-1")
-    waiter = asyncio.ensure_future(h.store.wait_events("wf-1", 0, 10.0))
+    waiter = asyncio.ensure_future(h.store.read_events("wf-1", 0, wait_s=10.0))
     await asyncio.sleep(0.1)
     assert not waiter.done()
     started = time.monotonic()
     await h.store.discard("wf-1", token)
-    await asyncio.wait_for(waiter, 5)
+    with pytest.raises(WorkflowNotFound):
+        await asyncio.wait_for(waiter, 5)
     assert time.monotonic() - started < 1.0
 
 
@@ -781,12 +783,3 @@ async def test_read_events_returns_what_is_there_or_waits_for_it(h: Harness) -> 
     assert time.monotonic() - started < 1
     with pytest.raises(WorkflowNotFound):
         await h.store.read_events("nope", 0, wait_s=0.1)
-
-
-async def test_read_events_ends_when_the_workflow_is_discarded_while_waiting(h: Harness) -> None:
-    token = await create(h.store, "wf-1")
-    waiting = asyncio.create_task(h.store.read_events("wf-1", 0, wait_s=10))
-    await asyncio.sleep(0.05)
-    await h.store.discard("wf-1", token)
-    with pytest.raises(WorkflowNotFound):
-        await asyncio.wait_for(waiting, 5)
