@@ -253,15 +253,17 @@ class Engine:
         run.done.set()
 
     def _lost_run(self, run: Run) -> None:
+        """Another replica owns ``run`` now (a write was refused, or renewal said so):
+        stop running it here, without writing."""
         if self._runs.get(run.workflow_id) is run:
+            run.committer.lost = True
             self.leases.drop(run.workflow_id)
             self.scheduler.spawn(self.scheduler.abandon(run))
 
     def _lost(self, workflow_id: str) -> None:
         run = self._runs.get(workflow_id)
         if run is not None:
-            run.committer.lost = True
-            self.scheduler.spawn(self.scheduler.abandon(run))
+            self._lost_run(run)
 
     def _cancel_requested(self, workflow_id: str, reason: str) -> None:
         run = self._runs.get(workflow_id)
