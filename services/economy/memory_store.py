@@ -1,530 +1,193 @@
-"""``LedgerStore`` in process memory: the embedded default and the test store.
+"""The ledger kernel in process memory: the embedded default and the reference backend.
 
-Atomicity comes from the event loop: each mutation checks and applies with no
-``await`` in between, so no other coroutine can observe or interleave with a
-half-done move. Rows are private and mutable; callers only ever get frozen
-snapshots.
+Atomicity comes from the event loop: ``commit`` checks and applies with no
+``await`` in between. It evaluates a plan exactly as ``kernel``'s docstring
+orders it, and ``RedisLedgerStore`` must agree with it case by case (the
+kernel conformance suite runs both).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from bisect import bisect_left
-from dataclasses import dataclass, field
+import bisect
+import heapq
+import time
+from collections.abc import Callable, Sequence
 
-from meshwright.economy import governance
-from meshwright.economy.errors import (
-    EscrowClosed,
-    EscrowExhausted,
-    InsufficientFunds,
-    InsufficientStake,
-    MintLimitExceeded,
-    ProposalClosed,
-    StakeLocked,
-    StakeRequired,
-    VotingOpen,
+from meshwright.economy.kernel import (
+    IDEM_MISMATCH,
+    ISSUANCE,
+    NOT_FOUND,
+    Absent,
+    Add,
+    Committed,
+    Delete,
+    Exists,
+    IndexAdd,
+    IndexRemove,
+    Plan,
+    Posting,
+    Put,
+    Refused,
+    StoredEntry,
+    account_log,
+    account_record,
 )
-from meshwright.economy.idempotency import DEFAULT_CAPACITY, IdempotencyCache, IdempotencyKey
-from meshwright.economy.model import (
-    INT64_MAX,
-    Account,
-    AccountCreated,
-    Escrow,
-    EscrowMoved,
-    EscrowReleased,
-    EscrowState,
-    Proposal,
-    ProposalState,
-    StakeChanged,
-    Transaction,
-    TransactionKind,
-    Transferred,
-    VoteChoice,
-)
-from meshwright.mesh.errors import AlreadyExists, NotFound
-from meshwright.mesh.timeutil import timestamp
-
-
-@dataclass(slots=True)
-class _AccountRow:
-    account_id: str
-    display_name: str
-    balance: int
-    staked: int
-    escrowed: int
-    create_time: float
-    owner: str = ""
-    ledger: list[Transaction] = field(default_factory=list)
-    """Entries touching this account, ascending by seq (append-only)."""
-
-    def snapshot(self) -> Account:
-        return Account(
-            self.account_id,
-            self.display_name,
-            self.balance,
-            self.staked,
-            self.escrowed,
-            self.create_time,
-            self.owner,
-        )
-
-
-@dataclass(slots=True)
-class _EscrowRow:
-    escrow_id: str
-    payer: _AccountRow
-    amount: int
-    captured: int
-    released: int
-    state: EscrowState
-    reference: str
-    create_time: float
-    close_time: float | None = None
-
-    def snapshot(self) -> Escrow:
-        return Escrow(
-            self.escrow_id,
-            self.payer.account_id,
-            self.amount,
-            self.captured,
-            self.released,
-            self.state,
-            self.reference,
-            self.create_time,
-            self.close_time,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerTotals:
-    """Sums over the whole store, for audits and tests."""
-
-    minted: int
-    balances: int
-    staked: int
-    escrowed: int
-    """Sum of the accounts' ``escrowed``."""
-    escrow_held: int
-    """Sum of what open escrows still hold."""
-
-    @property
-    def conserved(self) -> bool:
-        """Money is neither created nor lost outside of minting."""
-        return (
-            self.balances + self.staked + self.escrow_held == self.minted
-            and self.escrowed == self.escrow_held
-        )
 
 
 class MemoryLedgerStore:
-    """Everything in dicts; lost when the process exits."""
+    """Records, indexes and the ledger in dicts; lost when the process exits."""
 
-    def __init__(self, *, idempotency_capacity: int = DEFAULT_CAPACITY) -> None:
-        self._accounts: dict[str, _AccountRow] = {}
-        self._escrows: dict[str, _EscrowRow] = {}
-        self._proposals: dict[str, Proposal] = {}
-        self._votes: dict[str, dict[str, tuple[VoteChoice, int]]] = {}
-        # account -> proposals it voted on that may still be open (pruned lazily)
-        self._voted_on: dict[str, set[str]] = {}
-        self._idem = IdempotencyCache(idempotency_capacity)
-        self._seq = 0
-        self._minted = 0
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._records: dict[str, dict[str, str]] = {}
+        self._members: dict[str, list[str]] = {}
+        """Each index's members, sorted (``index_page``)."""
+        self._scores: dict[str, dict[str, float]] = {}
+        """Each index's member -> score (``index_due`` sorts them: sweeps are small)."""
+        self._ledger: list[StoredEntry] = []
+        """Every entry, ascending by seq (seq n is at position n - 1)."""
+        self._logs: dict[str, list[int]] = {}
+        self._idem: dict[str, tuple[str, Committed, float]] = {}
+        self._idem_expiry: list[tuple[float, str]] = []
+        self._clock = clock
 
-    # Helpers (synchronous: they run inside one atomic section) -----------
+    # The kernel --------------------------------------------------------------
 
-    def _account(self, account_id: str) -> _AccountRow:
-        row = self._accounts.get(account_id)
-        if row is None:
-            raise NotFound(f"account {account_id!r} not found", metadata={"account_id": account_id})
-        return row
-
-    def _escrow(self, escrow_id: str) -> _EscrowRow:
-        row = self._escrows.get(escrow_id)
-        if row is None:
-            raise NotFound(f"escrow {escrow_id!r} not found", metadata={"escrow_id": escrow_id})
-        return row
-
-    def _proposal(self, proposal_id: str) -> Proposal:
-        proposal = self._proposals.get(proposal_id)
-        if proposal is None:
-            raise NotFound(
-                f"proposal {proposal_id!r} not found", metadata={"proposal_id": proposal_id}
-            )
-        return proposal
-
-    def _record(
-        self,
-        transaction_id: str,
-        kind: TransactionKind,
-        debited: _AccountRow | None,
-        credited: _AccountRow | None,
-        amount: int,
-        now: float,
-        *,
-        escrow_id: str = "",
-        memo: str = "",
-    ) -> Transaction:
-        """Append one entry to the ledgers of the accounts it touches."""
-        self._seq += 1
-        tx = Transaction(
-            transaction_id,
-            self._seq,
-            kind,
-            debited.account_id if debited else "",
-            credited.account_id if credited else "",
-            amount,
-            escrow_id,
-            memo,
-            now,
-        )
-        if debited is not None:
-            debited.ledger.append(tx)
-        if credited is not None and credited is not debited:
-            credited.ledger.append(tx)
-        return tx
-
-    @staticmethod
-    def _require_funds(row: _AccountRow, amount: int) -> None:
-        if row.balance < amount:
-            raise InsufficientFunds(
-                f"account {row.account_id!r} has {row.balance} available, needs {amount}",
-                metadata={"account_id": row.account_id},
-            )
-
-    # Reads ---------------------------------------------------------------
-
-    async def get_account(self, account_id: str) -> Account | None:
-        row = self._accounts.get(account_id)
-        return None if row is None else row.snapshot()
-
-    async def get_escrow(self, escrow_id: str) -> Escrow | None:
-        row = self._escrows.get(escrow_id)
-        return None if row is None else row.snapshot()
-
-    async def get_proposal(self, proposal_id: str) -> Proposal | None:
-        return self._proposals.get(proposal_id)
-
-    async def list_transactions(
-        self, account_id: str, *, before_seq: int | None, limit: int
-    ) -> list[Transaction] | None:
-        row = self._accounts.get(account_id)
-        if row is None:
-            return None
-        ledger = row.ledger
-        end = len(ledger) if before_seq is None else bisect_left(ledger, before_seq, key=_seq)
-        return ledger[max(0, end - limit) : end][::-1]
-
-    def audit(self) -> LedgerTotals:
-        """Totals over every account and escrow (O(n); for tests and checks)."""
-        rows = self._accounts.values()
-        return LedgerTotals(
-            minted=self._minted,
-            balances=sum(r.balance for r in rows),
-            staked=sum(r.staked for r in rows),
-            escrowed=sum(r.escrowed for r in rows),
-            escrow_held=sum(
-                e.amount - e.captured - e.released
-                for e in self._escrows.values()
-                if e.state is EscrowState.OPEN
-            ),
-        )
-
-    # Mutations -----------------------------------------------------------
-
-    async def create_account(
-        self,
-        *,
-        account_id: str,
-        display_name: str,
-        initial_balance: int,
-        transaction_id: str,
-        now: float,
-        idem: IdempotencyKey | None,
-        owner: str = "",
-    ) -> AccountCreated:
-        if (hit := self._idem.replay(idem, AccountCreated)) is not None:
-            return hit
-        if account_id in self._accounts:
-            raise AlreadyExists(
-                f"account {account_id!r} already exists", metadata={"account_id": account_id}
-            )
-        if self._minted + initial_balance > INT64_MAX:
-            raise MintLimitExceeded("minting this would push the money supply past int64")
-        row = _AccountRow(account_id, display_name, initial_balance, 0, 0, now, owner)
-        self._accounts[account_id] = row
-        self._minted += initial_balance
-        tx = None
-        if initial_balance > 0:
-            tx = self._record(transaction_id, TransactionKind.MINT, None, row, initial_balance, now)
-        return self._idem.remember(idem, AccountCreated(row.snapshot(), tx))
-
-    async def transfer(
-        self,
-        *,
-        from_account_id: str,
-        to_account_id: str,
-        amount: int,
-        memo: str,
-        transaction_id: str,
-        now: float,
-        idem: IdempotencyKey | None,
-    ) -> Transferred:
-        if (hit := self._idem.replay(idem, Transferred)) is not None:
-            return hit
-        src = self._account(from_account_id)
-        dst = self._account(to_account_id)
-        self._require_funds(src, amount)
-        src.balance -= amount
-        dst.balance += amount
-        tx = self._record(
-            transaction_id, TransactionKind.TRANSFER, src, dst, amount, now, memo=memo
-        )
-        return self._idem.remember(idem, Transferred(tx, src.snapshot(), dst.snapshot()))
-
-    async def stake(
-        self,
-        *,
-        account_id: str,
-        amount: int,
-        transaction_id: str,
-        now: float,
-        idem: IdempotencyKey | None,
-    ) -> StakeChanged:
-        if (hit := self._idem.replay(idem, StakeChanged)) is not None:
-            return hit
-        row = self._account(account_id)
-        self._require_funds(row, amount)
-        row.balance -= amount
-        row.staked += amount
-        tx = self._record(transaction_id, TransactionKind.STAKE, row, None, amount, now)
-        return self._idem.remember(idem, StakeChanged(row.snapshot(), tx))
-
-    async def unstake(
-        self,
-        *,
-        account_id: str,
-        amount: int,
-        transaction_id: str,
-        now: float,
-        idem: IdempotencyKey | None,
-    ) -> StakeChanged:
-        if (hit := self._idem.replay(idem, StakeChanged)) is not None:
-            return hit
-        row = self._account(account_id)
-        if row.staked < amount:
-            raise InsufficientStake(
-                f"account {account_id!r} has {row.staked} staked, needs {amount}",
-                metadata={"account_id": account_id},
-            )
-        locked = self._locked_stake(account_id, now)
-        if row.staked - amount < locked:
-            # Otherwise one stake could vote, move to another account and vote again.
-            raise StakeLocked(
-                f"account {account_id!r} has {locked} of its {row.staked} staked backing votes "
-                f"on open proposals; at most {row.staked - locked} can be unstaked now",
-                metadata={"account_id": account_id, "locked": str(locked)},
-            )
-        row.staked -= amount
-        row.balance += amount
-        tx = self._record(transaction_id, TransactionKind.UNSTAKE, row, row, amount, now)
-        return self._idem.remember(idem, StakeChanged(row.snapshot(), tx))
-
-    async def open_escrow(
-        self,
-        *,
-        escrow_id: str,
-        payer_account_id: str,
-        amount: int,
-        reference: str,
-        transaction_id: str,
-        now: float,
-        idem: IdempotencyKey | None,
-    ) -> EscrowMoved:
-        if (hit := self._idem.replay(idem, EscrowMoved)) is not None:
-            return hit
-        payer = self._account(payer_account_id)
-        if escrow_id in self._escrows:
-            raise AlreadyExists(
-                f"escrow {escrow_id!r} already exists", metadata={"escrow_id": escrow_id}
-            )
-        self._require_funds(payer, amount)
-        payer.balance -= amount
-        payer.escrowed += amount
-        row = _EscrowRow(escrow_id, payer, amount, 0, 0, EscrowState.OPEN, reference, now)
-        self._escrows[escrow_id] = row
-        tx = self._record(
-            transaction_id, TransactionKind.ESCROW_OPEN, payer, None, amount, now,
-            escrow_id=escrow_id, memo=reference,
-        )  # fmt: skip
-        return self._idem.remember(idem, EscrowMoved(row.snapshot(), tx))
-
-    async def capture_escrow(
-        self,
-        *,
-        escrow_id: str,
-        payee_account_id: str,
-        amount: int,
-        memo: str,
-        transaction_id: str,
-        now: float,
-        idem: IdempotencyKey | None,
-    ) -> EscrowMoved:
-        # The hot path (one call per finished task): dict lookups and arithmetic only.
-        if idem is not None and (hit := self._idem.replay(idem, EscrowMoved)) is not None:
-            return hit
-        row = self._escrow(escrow_id)
-        payee = self._account(payee_account_id)
-        if row.state is not EscrowState.OPEN:
-            raise EscrowClosed(f"escrow {escrow_id!r} is closed", metadata={"escrow_id": escrow_id})
-        remaining = row.amount - row.captured
-        if remaining < amount:
-            raise EscrowExhausted(
-                f"escrow {escrow_id!r} holds {remaining}, needs {amount}",
-                metadata={"escrow_id": escrow_id},
-            )
-        row.captured += amount
-        row.payer.escrowed -= amount
-        payee.balance += amount
-        tx = self._record(
-            transaction_id, TransactionKind.ESCROW_CAPTURE, row.payer, payee, amount, now,
-            escrow_id=escrow_id, memo=memo,
-        )  # fmt: skip
-        return self._idem.remember(idem, EscrowMoved(row.snapshot(), tx))
-
-    async def release_escrow(
-        self,
-        *,
-        escrow_id: str,
-        transaction_id: str,
-        now: float,
-        idem: IdempotencyKey | None,
-    ) -> EscrowReleased:
-        if (hit := self._idem.replay(idem, EscrowReleased)) is not None:
-            return hit
-        row = self._escrow(escrow_id)
-        if row.state is not EscrowState.OPEN:
-            return self._idem.remember(idem, EscrowReleased(row.snapshot(), None))
-        remaining = row.amount - row.captured
-        row.released = remaining
-        row.state = EscrowState.CLOSED
-        row.close_time = now
-        row.payer.escrowed -= remaining
-        row.payer.balance += remaining
-        tx = None
-        if remaining > 0:
-            tx = self._record(
-                transaction_id, TransactionKind.ESCROW_RELEASE, row.payer, row.payer, remaining,
-                now, escrow_id=escrow_id, memo=row.reference,
-            )  # fmt: skip
-        return self._idem.remember(idem, EscrowReleased(row.snapshot(), tx))
-
-    async def create_proposal(
-        self,
-        *,
-        proposal_id: str,
-        proposer_account_id: str,
-        title: str,
-        description: str,
-        quorum: int,
-        voting_end_time: float,
-        now: float,
-        idem: IdempotencyKey | None,
-    ) -> Proposal:
-        if (hit := self._idem.replay(idem, Proposal)) is not None:
-            return hit
-        proposer = self._account(proposer_account_id)
-        if proposer.staked <= 0:
-            raise StakeRequired(
-                f"account {proposer_account_id!r} has no stake and cannot propose",
-                metadata={"account_id": proposer_account_id},
-            )
-        if proposal_id in self._proposals:
-            raise AlreadyExists(f"proposal {proposal_id!r} already exists")
-        proposal = Proposal(
-            proposal_id, proposer_account_id, title, description, ProposalState.OPEN,
-            0, 0, 0, quorum, 0, now, voting_end_time,
-        )  # fmt: skip
-        self._proposals[proposal_id] = proposal
-        self._votes[proposal_id] = {}
-        return self._idem.remember(idem, proposal)
-
-    async def cast_vote(
-        self,
-        *,
-        proposal_id: str,
-        voter_account_id: str,
-        choice: VoteChoice,
-        now: float,
-        idem: IdempotencyKey | None,
-    ) -> Proposal:
-        if (hit := self._idem.replay(idem, Proposal)) is not None:
-            return hit
-        proposal = self._proposal(proposal_id)
-        voter = self._account(voter_account_id)
-        if governance.as_of(proposal, now).state is not ProposalState.OPEN:
-            raise ProposalClosed(
-                f"voting on proposal {proposal_id!r} has ended",
-                metadata={"proposal_id": proposal_id},
-            )
-        if voter.staked <= 0:
-            raise StakeRequired(
-                f"account {voter_account_id!r} has no stake and cannot vote",
-                metadata={"account_id": voter_account_id},
-            )
-        votes = self._votes[proposal_id]
-        weights = {
-            VoteChoice.YES: proposal.yes_weight,
-            VoteChoice.NO: proposal.no_weight,
-            VoteChoice.ABSTAIN: proposal.abstain_weight,
-        }
-        previous = votes.get(voter_account_id)
-        if previous is not None:  # a re-vote replaces the earlier one
-            weights[previous[0]] -= previous[1]
-        weights[choice] += voter.staked
-        votes[voter_account_id] = (choice, voter.staked)
-        self._voted_on.setdefault(voter_account_id, set()).add(proposal_id)
-        proposal = dataclasses.replace(
-            proposal,
-            yes_weight=weights[VoteChoice.YES],
-            no_weight=weights[VoteChoice.NO],
-            abstain_weight=weights[VoteChoice.ABSTAIN],
-            voter_count=len(votes),
-        )
-        self._proposals[proposal_id] = proposal
-        return self._idem.remember(idem, proposal)
-
-    def _locked_stake(self, account_id: str, now: float) -> int:
-        """Stake behind the account's votes on proposals still open (the largest such vote)."""
-        proposals = self._voted_on.get(account_id)
-        if not proposals:
-            return 0
-        locked = 0
-        for proposal_id in list(proposals):
-            if governance.as_of(self._proposals[proposal_id], now).state is ProposalState.OPEN:
-                locked = max(locked, self._votes[proposal_id][account_id][1])
+    async def commit(self, plan: Plan) -> Committed:
+        self._expire_idempotency()
+        if plan.idem is not None:
+            stored = self._idem.get(plan.idem.key)
+            if stored is not None:
+                if stored[0] != plan.idem.fingerprint:
+                    raise Refused(IDEM_MISMATCH, plan.idem.key)
+                first = stored[1]
+                return Committed(first.entry, first.records, replayed=True)
+        for check in plan.checks:
+            record = self._records.get(check.record)
+            if isinstance(check, Exists):
+                ok = bool(record)
+            elif isinstance(check, Absent):
+                ok = not record
             else:
-                proposals.discard(proposal_id)
-        return locked
+                ok = (record or {}).get(check.field, "") == check.value
+            if not ok:
+                raise Refused(check.fail, check.record)
+        created = {w.record for w in plan.writes if isinstance(w, Put)}
+        balances: dict[tuple[str, str], int] = {}
+        postings: list[Posting] = []
+        for move in plan.moves:
+            for account in (move.debit, move.credit):
+                name = account_record(account)
+                if not self._records.get(name) and name not in created:
+                    raise Refused(NOT_FOUND, account)
+            debit = (move.debit, move.asset)
+            credit = (move.credit, move.asset)
+            have = balances.get(debit, self._balance(*debit))
+            amount = min(move.amount, max(have, 0)) if move.cap else move.amount
+            if amount <= 0:
+                continue
+            if have - amount < 0 and move.debit != ISSUANCE:
+                raise Refused(move.short, move.debit)
+            balances[debit] = have - amount
+            balances[credit] = balances.get(credit, self._balance(*credit)) + amount
+            postings.append(Posting(move.debit, move.asset, -amount))
+            postings.append(Posting(move.credit, move.asset, amount))
+        # Nothing can refuse from here on.
+        for write in plan.writes:
+            if isinstance(write, Put):
+                self._records.setdefault(write.record, {}).update(write.fields)
+        for (account, asset), value in balances.items():
+            self._records.setdefault(account_record(account), {})[asset] = str(value)
+        for write in plan.writes:
+            if isinstance(write, Add):
+                row = self._records.setdefault(write.record, {})
+                row[write.field] = str(int(row.get(write.field) or 0) + write.delta)
+            elif isinstance(write, Delete):
+                self._records.pop(write.record, None)
+            elif isinstance(write, IndexAdd):
+                self._index_add(write)
+            elif isinstance(write, IndexRemove):
+                self._index_remove(write)
+        entry: StoredEntry | None = None
+        if plan.entry is not None:
+            e = plan.entry
+            entry = StoredEntry(
+                seq=len(self._ledger) + 1,
+                transaction_id=e.transaction_id,
+                kind=e.kind,
+                time=e.time,
+                request_id=e.request_id,
+                caller=e.caller,
+                memo=e.memo,
+                refs=dict(e.refs),
+                postings=tuple(postings),
+            )
+            self._ledger.append(entry)
+            for account in dict.fromkeys(p.account_id for p in postings):
+                self._logs.setdefault(account_log(account), []).append(entry.seq)
+        result = Committed(
+            entry, {name: dict(self._records.get(name, {})) for name in plan.read_back}
+        )
+        if plan.idem is not None:
+            expires = self._clock() + plan.idem.ttl_s
+            self._idem[plan.idem.key] = (plan.idem.fingerprint, result, expires)
+            heapq.heappush(self._idem_expiry, (expires, plan.idem.key))
+        return result
 
-    async def close_proposal(
-        self, *, proposal_id: str, now: float, early_by: str | None
-    ) -> Proposal:
-        proposal = governance.as_of(self._proposal(proposal_id), now)
-        if proposal.state is ProposalState.OPEN:
-            if early_by is None:
-                # Otherwise anyone could end a vote the moment it leans their way.
-                raise VotingOpen(
-                    f"voting on proposal {proposal_id!r} is open for "
-                    f"{proposal.voting_end_time - now:.0f}s more; only an admin may close it early",
-                    metadata={
-                        "proposal_id": proposal_id,
-                        "voting_end_time": timestamp(proposal.voting_end_time).ToJsonString(),
-                    },
-                )
-            proposal = governance.decided(proposal, close_time=now, closed_early_by=early_by)
-        self._proposals[proposal_id] = proposal
-        return proposal
+    def _balance(self, account: str, asset: str) -> int:
+        return int(self._records.get(account_record(account), {}).get(asset) or 0)
+
+    def _index_add(self, write: IndexAdd) -> None:
+        scores = self._scores.setdefault(write.index, {})
+        if write.member not in scores:
+            bisect.insort(self._members.setdefault(write.index, []), write.member)
+        scores[write.member] = write.score
+
+    def _index_remove(self, write: IndexRemove) -> None:
+        scores = self._scores.get(write.index, {})
+        if scores.pop(write.member, None) is not None:
+            members = self._members[write.index]
+            del members[bisect.bisect_left(members, write.member)]
+
+    def _expire_idempotency(self) -> None:
+        now = self._clock()
+        while self._idem_expiry and self._idem_expiry[0][0] <= now:
+            _, key = heapq.heappop(self._idem_expiry)
+            stored = self._idem.get(key)
+            if stored is not None and stored[2] <= now:
+                del self._idem[key]
+
+    # Reads -------------------------------------------------------------------
+
+    async def read(self, records: Sequence[str]) -> dict[str, dict[str, str]]:
+        return {name: dict(self._records.get(name, {})) for name in records}
+
+    async def index_page(
+        self, index: str, *, after: str = "", limit: int, reverse: bool = False
+    ) -> list[str]:
+        members = self._members.get(index, [])
+        if reverse:
+            end = bisect.bisect_left(members, after) if after else len(members)
+            return members[max(0, end - limit) : end][::-1]
+        start = bisect.bisect_right(members, after) if after else 0
+        return members[start : start + limit]
+
+    async def index_due(self, index: str, *, max_score: float, limit: int) -> list[str]:
+        due = sorted((s, m) for m, s in self._scores.get(index, {}).items() if s <= max_score)
+        return [m for _, m in due[:limit]]
+
+    async def log_page(
+        self, account_id: str, *, before_seq: int | None, limit: int
+    ) -> list[StoredEntry]:
+        seqs = self._logs.get(account_log(account_id), [])
+        end = len(seqs) if before_seq is None else bisect.bisect_left(seqs, before_seq)
+        return [self._ledger[s - 1] for s in reversed(seqs[max(0, end - limit) : end])]
+
+    async def ledger_page(self, *, after_seq: int, limit: int) -> list[StoredEntry]:
+        start = max(after_seq, 0)
+        return self._ledger[start : start + limit]
+
+    async def close(self) -> None:
+        return None
 
 
-def _seq(tx: Transaction) -> int:
-    return tx.seq
+__all__ = ["MemoryLedgerStore"]
