@@ -27,8 +27,21 @@ if _version_not_supported:
 
 class EconomyServiceStub:
     """EconomyService keeps accounts on a double-entry ledger, moves money
-    between them, holds stakes, escrows workflow budgets and runs governance
-    votes. Every amount is an integer count of minor units; none is a float.
+    between them, holds stakes, escrows workflow budgets, pays rewards and runs
+    governance votes that can change the economy's parameters. Every amount is
+    an integer count of minor units of one asset; none is a float. There are two
+    assets: CREDIT pays for work (transfers, escrows, rewards) and GOV is staked
+    for tiers and voting weight.
+
+    Every movement is a transaction of postings that sum to zero per asset.
+    Besides user accounts the ledger has accounts of its own, with reserved ids:
+    "system:issuance" (minted money comes from it; its balance is minus the
+    supply), "system:treasury" (fees), "system:rewards" (the CREDIT rewards are
+    paid from), "escrow:<escrow_id>" (what an escrow still holds),
+    "stake:<account_id>" (an account's staked GOV) and "unbonding:<account_id>"
+    (GOV on its way back from stake). AuditLedger replays every posting and
+    checks it against the stored balances.
+
     Mutations carry a request_id: a retry with the same request_id replays the
     first result instead of applying the change twice; the same request_id with
     different parameters returns INVALID_ARGUMENT naming request_id.
@@ -36,7 +49,10 @@ class EconomyServiceStub:
     Errors are google.rpc.Status values whose ErrorInfo (domain meshwright.dev)
     carries a reason. Generic failures use the code's name as reason:
     INVALID_ARGUMENT (with BadRequest field violations), NOT_FOUND,
-    ALREADY_EXISTS. Each RPC below lists the reasons of its own domain.
+    ALREADY_EXISTS. Every mutation may also return ABORTED with reason
+    LEDGER_CONTENDED when one of its steps could not be applied after repeated
+    conflicting writes; nothing was applied, and a retry with the same
+    request_id is safe. Each RPC below lists the reasons of its own domain.
 
     Before any RPC runs, the access policy (the meshwright.mesh.v1.access
     option on each RPC) and the call pipeline answer for every method alike:
@@ -64,10 +80,20 @@ class EconomyServiceStub:
                 request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.CreateAccountRequest.SerializeToString,
                 response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.CreateAccountResponse.FromString,
                 _registered_method=True)
+        self.Mint = channel.unary_unary(
+                '/meshwright.economy.v1.EconomyService/Mint',
+                request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.MintRequest.SerializeToString,
+                response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.MintResponse.FromString,
+                _registered_method=True)
         self.GetAccount = channel.unary_unary(
                 '/meshwright.economy.v1.EconomyService/GetAccount',
                 request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetAccountRequest.SerializeToString,
                 response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetAccountResponse.FromString,
+                _registered_method=True)
+        self.ListAccounts = channel.unary_unary(
+                '/meshwright.economy.v1.EconomyService/ListAccounts',
+                request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ListAccountsRequest.SerializeToString,
+                response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ListAccountsResponse.FromString,
                 _registered_method=True)
         self.Transfer = channel.unary_unary(
                 '/meshwright.economy.v1.EconomyService/Transfer',
@@ -104,6 +130,31 @@ class EconomyServiceStub:
                 request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ReleaseEscrowRequest.SerializeToString,
                 response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ReleaseEscrowResponse.FromString,
                 _registered_method=True)
+        self.RenewEscrow = channel.unary_unary(
+                '/meshwright.economy.v1.EconomyService/RenewEscrow',
+                request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.RenewEscrowRequest.SerializeToString,
+                response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.RenewEscrowResponse.FromString,
+                _registered_method=True)
+        self.GetEscrow = channel.unary_unary(
+                '/meshwright.economy.v1.EconomyService/GetEscrow',
+                request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetEscrowRequest.SerializeToString,
+                response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetEscrowResponse.FromString,
+                _registered_method=True)
+        self.ListEscrows = channel.unary_unary(
+                '/meshwright.economy.v1.EconomyService/ListEscrows',
+                request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ListEscrowsRequest.SerializeToString,
+                response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ListEscrowsResponse.FromString,
+                _registered_method=True)
+        self.ReportTaskFailure = channel.unary_unary(
+                '/meshwright.economy.v1.EconomyService/ReportTaskFailure',
+                request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ReportTaskFailureRequest.SerializeToString,
+                response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ReportTaskFailureResponse.FromString,
+                _registered_method=True)
+        self.DistributeRewards = channel.unary_unary(
+                '/meshwright.economy.v1.EconomyService/DistributeRewards',
+                request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.DistributeRewardsRequest.SerializeToString,
+                response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.DistributeRewardsResponse.FromString,
+                _registered_method=True)
         self.CreateProposal = channel.unary_unary(
                 '/meshwright.economy.v1.EconomyService/CreateProposal',
                 request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.CreateProposalRequest.SerializeToString,
@@ -119,17 +170,45 @@ class EconomyServiceStub:
                 request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetProposalRequest.SerializeToString,
                 response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetProposalResponse.FromString,
                 _registered_method=True)
+        self.ListProposals = channel.unary_unary(
+                '/meshwright.economy.v1.EconomyService/ListProposals',
+                request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ListProposalsRequest.SerializeToString,
+                response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ListProposalsResponse.FromString,
+                _registered_method=True)
         self.CloseProposal = channel.unary_unary(
                 '/meshwright.economy.v1.EconomyService/CloseProposal',
                 request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.CloseProposalRequest.SerializeToString,
                 response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.CloseProposalResponse.FromString,
                 _registered_method=True)
+        self.GetParameters = channel.unary_unary(
+                '/meshwright.economy.v1.EconomyService/GetParameters',
+                request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetParametersRequest.SerializeToString,
+                response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetParametersResponse.FromString,
+                _registered_method=True)
+        self.AuditLedger = channel.unary_unary(
+                '/meshwright.economy.v1.EconomyService/AuditLedger',
+                request_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.AuditLedgerRequest.SerializeToString,
+                response_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.AuditLedgerResponse.FromString,
+                _registered_method=True)
 
 
 class EconomyServiceServicer:
     """EconomyService keeps accounts on a double-entry ledger, moves money
-    between them, holds stakes, escrows workflow budgets and runs governance
-    votes. Every amount is an integer count of minor units; none is a float.
+    between them, holds stakes, escrows workflow budgets, pays rewards and runs
+    governance votes that can change the economy's parameters. Every amount is
+    an integer count of minor units of one asset; none is a float. There are two
+    assets: CREDIT pays for work (transfers, escrows, rewards) and GOV is staked
+    for tiers and voting weight.
+
+    Every movement is a transaction of postings that sum to zero per asset.
+    Besides user accounts the ledger has accounts of its own, with reserved ids:
+    "system:issuance" (minted money comes from it; its balance is minus the
+    supply), "system:treasury" (fees), "system:rewards" (the CREDIT rewards are
+    paid from), "escrow:<escrow_id>" (what an escrow still holds),
+    "stake:<account_id>" (an account's staked GOV) and "unbonding:<account_id>"
+    (GOV on its way back from stake). AuditLedger replays every posting and
+    checks it against the stored balances.
+
     Mutations carry a request_id: a retry with the same request_id replays the
     first result instead of applying the change twice; the same request_id with
     different parameters returns INVALID_ARGUMENT naming request_id.
@@ -137,7 +216,10 @@ class EconomyServiceServicer:
     Errors are google.rpc.Status values whose ErrorInfo (domain meshwright.dev)
     carries a reason. Generic failures use the code's name as reason:
     INVALID_ARGUMENT (with BadRequest field violations), NOT_FOUND,
-    ALREADY_EXISTS. Each RPC below lists the reasons of its own domain.
+    ALREADY_EXISTS. Every mutation may also return ABORTED with reason
+    LEDGER_CONTENDED when one of its steps could not be applied after repeated
+    conflicting writes; nothing was applied, and a retry with the same
+    request_id is safe. Each RPC below lists the reasons of its own domain.
 
     Before any RPC runs, the access policy (the meshwright.mesh.v1.access
     option on each RPC) and the call pipeline answer for every method alike:
@@ -155,14 +237,29 @@ class EconomyServiceServicer:
     """
 
     def CreateAccount(self, request, context):
-        """CreateAccount opens an account owned by the caller (or by `owner`),
-        optionally funded by minting initial_balance. Only admins mint: anyone else
-        setting initial_balance gets PERMISSION_DENIED (PRIVILEGED_FIELD), and only
-        admins and mesh services may set owner (PRIVILEGED_FIELD). Returns
-        ALREADY_EXISTS if the id is taken, INVALID_ARGUMENT for a bad account_id,
-        owner (also a caller whose principal cannot be an owner), display_name,
+        """CreateAccount opens a user account owned by the caller (or by `owner`),
+        optionally funded by minting initial_balance (CREDIT) and
+        initial_gov_balance (GOV). Only admins mint: anyone else setting either
+        gets PERMISSION_DENIED (PRIVILEGED_FIELD), and only admins and mesh
+        services may set owner (PRIVILEGED_FIELD). Returns ALREADY_EXISTS if the id
+        is taken, INVALID_ARGUMENT for a bad account_id (also one starting with a
+        reserved prefix: "system:", "escrow:", "stake:" or "unbonding:"), owner
+        (also a caller whose principal cannot be an owner), display_name,
         request_id or a negative balance, RESOURCE_EXHAUSTED (MINT_LIMIT_EXCEEDED)
-        if minting would push the money supply past int64.
+        if minting would push an asset's supply past int64.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Mint(self, request, context):
+        """Mint creates an amount of an asset in system:issuance and credits it to
+        an account (a TRANSACTION_KIND_MINT transaction). Only admins mint (any
+        other role: PERMISSION_DENIED, ROLE_NOT_ALLOWED). Returns NOT_FOUND if the
+        account is unknown, INVALID_ARGUMENT for a bad or reserved account_id, an
+        unspecified asset, a non-positive amount, a bad memo or request_id,
+        RESOURCE_EXHAUSTED (MINT_LIMIT_EXCEEDED) if it would push the asset's
+        supply past int64.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,60 +275,82 @@ class EconomyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAccounts(self, request, context):
+        """ListAccounts returns accounts in id order, a page at a time, filtered by
+        owner and kind. Agents and clients list only their own: an empty owner
+        stands for the caller, and naming another principal is PERMISSION_DENIED
+        (NOT_OWNER). Admins and mesh services list anyone's, and with an empty
+        owner every account, the ledger's own included. Returns INVALID_ARGUMENT
+        for a bad owner, page_size or page_token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Transfer(self, request, context):
-        """Transfer moves an amount from one account's available balance to
-        another's. Agents and clients spend only from accounts they own
-        (PERMISSION_DENIED, NOT_OWNER); mesh services do not transfer (they pay
-        through escrows). Returns NOT_FOUND for an unknown account,
-        INVALID_ARGUMENT for a bad id, a non-positive amount or a self-transfer,
-        FAILED_PRECONDITION (reason INSUFFICIENT_FUNDS) if the source cannot cover
-        it.
+        """Transfer moves an amount of one asset (CREDIT unless asset says GOV) from
+        one user account's available balance to another's. The transfer_fee_bps
+        parameter's share of the amount, if any, goes to system:treasury as a
+        second posting pair of the same transaction. Agents and clients spend only
+        from accounts they own (PERMISSION_DENIED, NOT_OWNER); mesh services do not
+        transfer (they pay through escrows). Returns NOT_FOUND for an unknown
+        account, INVALID_ARGUMENT for a bad or reserved id, a non-positive amount
+        or a self-transfer, FAILED_PRECONDITION (reason INSUFFICIENT_FUNDS) if the
+        source cannot cover it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListTransactions(self, request, context):
-        """ListTransactions returns an account's ledger entries, newest first, a
-        page at a time. Agents and clients list only accounts they own
-        (PERMISSION_DENIED, NOT_OWNER). Returns NOT_FOUND if the account is
-        unknown, INVALID_ARGUMENT for a bad account_id, page_size or page_token.
+        """ListTransactions returns the transactions that post to an account,
+        newest first, a page at a time, optionally only those of one asset or
+        kind. Agents and clients list only accounts they own (PERMISSION_DENIED,
+        NOT_OWNER). Returns NOT_FOUND if the account is unknown, INVALID_ARGUMENT
+        for a bad account_id, page_size or page_token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Stake(self, request, context):
-        """Stake locks part of the available balance as stake; the stake sets the
-        account's tier and its voting weight. Agents and clients stake only their
-        own accounts (PERMISSION_DENIED, NOT_OWNER). Returns NOT_FOUND if the
-        account is unknown, INVALID_ARGUMENT for a bad id or a non-positive
-        amount, FAILED_PRECONDITION (INSUFFICIENT_FUNDS) if the balance cannot
-        cover it.
+        """Stake moves GOV from the account's available gov_balance to
+        stake:<account_id>; the stake sets the account's tier and its voting
+        weight. Agents and clients stake only their own accounts
+        (PERMISSION_DENIED, NOT_OWNER). Returns NOT_FOUND if the account is
+        unknown, INVALID_ARGUMENT for a bad id or a non-positive amount,
+        FAILED_PRECONDITION (INSUFFICIENT_FUNDS) if the GOV balance cannot cover
+        it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Unstake(self, request, context):
-        """Unstake returns staked money to the available balance. Agents and
-        clients unstake only their own accounts (PERMISSION_DENIED, NOT_OWNER).
-        Returns NOT_FOUND if the account is unknown, INVALID_ARGUMENT for a bad id
-        or a non-positive amount, FAILED_PRECONDITION (INSUFFICIENT_STAKE) if less
-        is staked, and (STAKE_LOCKED) if the stake would fall below what backs the
-        account's votes on proposals still open.
+        """Unstake takes GOV out of stake. With an unbonding_period parameter of
+        zero it returns to the gov_balance at once; otherwise it waits in
+        unbonding:<account_id> (the response's unbonding says until when) and the
+        economy returns it when the period ends (TRANSACTION_KIND_UNBOND_COMPLETE).
+        Agents and clients unstake only their own accounts (PERMISSION_DENIED,
+        NOT_OWNER). Returns NOT_FOUND if the account is unknown, INVALID_ARGUMENT
+        for a bad id or a non-positive amount, FAILED_PRECONDITION
+        (INSUFFICIENT_STAKE) if less is staked, and (STAKE_LOCKED) if the stake
+        would fall below what backs the account's votes on proposals still open.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def OpenEscrow(self, request, context):
-        """OpenEscrow moves an amount from the payer's available balance into a new
-        escrow. Only the workflow service opens escrows (any other role:
-        PERMISSION_DENIED, ROLE_NOT_ALLOWED), for a payer account whose ownership
-        CreateWorkflow checked. Returns NOT_FOUND if the payer is unknown,
-        INVALID_ARGUMENT for a bad id, reference or a non-positive amount,
-        FAILED_PRECONDITION (INSUFFICIENT_FUNDS) if it cannot be covered,
+        """OpenEscrow moves an amount of CREDIT from the payer's available balance
+        into a new escrow (the account escrow:<escrow_id>). The escrow expires at
+        expire_time (now + ttl) unless RenewEscrow pushes it back: the economy then
+        refunds the remainder to the payer itself (state EXPIRED,
+        TRANSACTION_KIND_ESCROW_EXPIRE). Only the workflow service opens escrows
+        (any other role: PERMISSION_DENIED, ROLE_NOT_ALLOWED), for a payer account
+        whose ownership CreateWorkflow checked. Returns NOT_FOUND if the payer is
+        unknown, INVALID_ARGUMENT for a bad id, reference, ttl or a non-positive
+        amount, FAILED_PRECONDITION (INSUFFICIENT_FUNDS) if it cannot be covered,
         ALREADY_EXISTS if escrow_id is taken.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -239,13 +358,19 @@ class EconomyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CaptureEscrow(self, request, context):
-        """CaptureEscrow pays an amount out of an open escrow to a payee. Only the
-        workflow service captures (any other role: PERMISSION_DENIED,
+        """CaptureEscrow pays an amount out of an open escrow to a payee. On top of
+        the amount the payee may get a bonus from system:rewards: its tier's
+        multiplier and, once its streak of paid tasks reaches the streak_bonus
+        threshold, the streak bonus (as far as the pool covers it). A capture
+        naming a task_id pays that task exactly once per escrow: a repeat with the
+        same payee and amount returns the first capture (and pays nothing), one
+        with another payee or amount is FAILED_PRECONDITION (TASK_ALREADY_PAID).
+        Only the workflow service captures (any other role: PERMISSION_DENIED,
         ROLE_NOT_ALLOWED), so nobody can pay a running workflow's budget to
         themselves. Returns NOT_FOUND for an unknown escrow or payee,
-        INVALID_ARGUMENT for a bad id, memo or a non-positive amount,
+        INVALID_ARGUMENT for a bad id, memo, task_id or a non-positive amount,
         FAILED_PRECONDITION (ESCROW_CLOSED or ESCROW_EXHAUSTED) if the escrow is
-        closed or holds less than the amount.
+        closed or holds less than the amount, (ESCROW_EXPIRED) if it has expired.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -253,28 +378,92 @@ class EconomyServiceServicer:
 
     def ReleaseEscrow(self, request, context):
         """ReleaseEscrow refunds what is left in an escrow to the payer and closes
-        it. Releasing a closed escrow returns it unchanged. Only the workflow
-        service releases (any other role: PERMISSION_DENIED, ROLE_NOT_ALLOWED).
-        Returns NOT_FOUND if the escrow is unknown, INVALID_ARGUMENT for a bad id.
+        it. Releasing a closed or expired escrow returns it unchanged. Only the
+        workflow service releases (any other role: PERMISSION_DENIED,
+        ROLE_NOT_ALLOWED). Returns NOT_FOUND if the escrow is unknown,
+        INVALID_ARGUMENT for a bad id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewEscrow(self, request, context):
+        """RenewEscrow moves an open escrow's expire_time to now + ttl (the
+        escrow_ttl parameter when unset); the workflow service renews the escrows
+        of workflows still running. Only the workflow service renews (any other
+        role: PERMISSION_DENIED, ROLE_NOT_ALLOWED). Returns NOT_FOUND if the escrow
+        is unknown, INVALID_ARGUMENT for a bad id or ttl, FAILED_PRECONDITION
+        (ESCROW_CLOSED) if it was released, (ESCROW_EXPIRED) if it has expired.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEscrow(self, request, context):
+        """GetEscrow returns an escrow. Agents and clients read only escrows paid
+        from accounts they own (PERMISSION_DENIED, NOT_OWNER, also for an unknown
+        id). Returns NOT_FOUND if unknown (to admins and mesh services),
+        INVALID_ARGUMENT for a bad escrow_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEscrows(self, request, context):
+        """ListEscrows returns escrows, newest first, a page at a time, filtered by
+        owner (of the payer account) and state. Agents and clients list only their
+        own: an empty owner stands for the caller, and naming another principal is
+        PERMISSION_DENIED (NOT_OWNER). Admins and mesh services list anyone's, and
+        with an empty owner every escrow. Returns INVALID_ARGUMENT for a bad owner,
+        page_size or page_token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportTaskFailure(self, request, context):
+        """ReportTaskFailure tells the economy that a task the payee ran failed: the
+        payee's streak of paid tasks goes back to zero, so it earns no streak
+        bonus until it builds one again. Only the workflow service reports (any
+        other role: PERMISSION_DENIED, ROLE_NOT_ALLOWED). Returns NOT_FOUND if the
+        payee account is unknown, INVALID_ARGUMENT for a bad id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DistributeRewards(self, request, context):
+        """DistributeRewards pays an amount of CREDIT from system:rewards to the
+        accounts with stake, in proportion to their stake weighted by their
+        tier's multiplier (one TRANSACTION_KIND_REWARD_DISTRIBUTION transaction;
+        none when nobody has stake). The economy also distributes the
+        reward_distribution parameter's amount by itself every interval. Only
+        admins distribute on demand (any other role: PERMISSION_DENIED,
+        ROLE_NOT_ALLOWED). Returns INVALID_ARGUMENT for a non-positive amount, a
+        bad memo or request_id, FAILED_PRECONDITION (INSUFFICIENT_FUNDS) if the
+        rewards pool holds less than the amount.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateProposal(self, request, context):
-        """CreateProposal opens a governance vote. Agents and clients propose only
-        with accounts they own (PERMISSION_DENIED, NOT_OWNER). Returns NOT_FOUND
-        if the proposer account is unknown, INVALID_ARGUMENT for a bad id, title,
-        description, voting_period or quorum, FAILED_PRECONDITION
-        (STAKE_REQUIRED) if it has no stake.
+        """CreateProposal opens a governance vote, optionally on a parameter change
+        that is applied when the proposal passes (a TRANSACTION_KIND_PARAMETER_CHANGE
+        entry; GetParameters then shows the next version). Agents and clients
+        propose only with accounts they own (PERMISSION_DENIED, NOT_OWNER).
+        Returns NOT_FOUND if the proposer account is unknown, INVALID_ARGUMENT for
+        a bad id, title, description, voting_period, quorum, threshold_bps or
+        change (a value the parameter cannot take), FAILED_PRECONDITION
+        (STAKE_REQUIRED) if it has no GOV staked.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CastVote(self, request, context):
-        """CastVote records a stake-weighted vote; a second vote by the same account
-        replaces its first. The stake behind the vote stays locked (Unstake
+        """CastVote records a vote weighted by the voter's staked GOV; a second vote
+        by the same account replaces its first. The stake behind the vote stays locked (Unstake
         refuses to go below it) until the proposal closes, so one stake cannot
         vote twice through another account. Votes are cast as the caller: the
         voter account must be the caller's own, for admins too (PERMISSION_DENIED,
@@ -296,6 +485,15 @@ class EconomyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProposals(self, request, context):
+        """ListProposals returns proposals, newest first, a page at a time,
+        optionally only those in one state; anyone may list them. Returns
+        INVALID_ARGUMENT for a bad page_size or page_token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CloseProposal(self, request, context):
         """CloseProposal decides a proposal whose voting window has ended; closing a
         decided proposal returns it unchanged. Only an admin may close before the
@@ -309,6 +507,28 @@ class EconomyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetParameters(self, request, context):
+        """GetParameters returns the economy's parameters as they stand (the
+        defaults, changed by every passed proposal with a change); anyone may read
+        them. Returns no error of its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuditLedger(self, request, context):
+        """AuditLedger replays every posting of every transaction and compares the
+        result with the stored balances: ok is true when each transaction sums to
+        zero per asset, every stored balance equals its replay, no account but
+        system:issuance is negative, and each asset's supply is held by the
+        accounts. It changes nothing. Only admins audit (any other role:
+        PERMISSION_DENIED, ROLE_NOT_ALLOWED). Returns no error of its own: a
+        mismatch is reported in the response, not as an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EconomyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -317,10 +537,20 @@ def add_EconomyServiceServicer_to_server(servicer, server):
                     request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.CreateAccountRequest.FromString,
                     response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.CreateAccountResponse.SerializeToString,
             ),
+            'Mint': grpc.unary_unary_rpc_method_handler(
+                    servicer.Mint,
+                    request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.MintRequest.FromString,
+                    response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.MintResponse.SerializeToString,
+            ),
             'GetAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccount,
                     request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetAccountRequest.FromString,
                     response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetAccountResponse.SerializeToString,
+            ),
+            'ListAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccounts,
+                    request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ListAccountsRequest.FromString,
+                    response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ListAccountsResponse.SerializeToString,
             ),
             'Transfer': grpc.unary_unary_rpc_method_handler(
                     servicer.Transfer,
@@ -357,6 +587,31 @@ def add_EconomyServiceServicer_to_server(servicer, server):
                     request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ReleaseEscrowRequest.FromString,
                     response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ReleaseEscrowResponse.SerializeToString,
             ),
+            'RenewEscrow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewEscrow,
+                    request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.RenewEscrowRequest.FromString,
+                    response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.RenewEscrowResponse.SerializeToString,
+            ),
+            'GetEscrow': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEscrow,
+                    request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetEscrowRequest.FromString,
+                    response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetEscrowResponse.SerializeToString,
+            ),
+            'ListEscrows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEscrows,
+                    request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ListEscrowsRequest.FromString,
+                    response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ListEscrowsResponse.SerializeToString,
+            ),
+            'ReportTaskFailure': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportTaskFailure,
+                    request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ReportTaskFailureRequest.FromString,
+                    response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ReportTaskFailureResponse.SerializeToString,
+            ),
+            'DistributeRewards': grpc.unary_unary_rpc_method_handler(
+                    servicer.DistributeRewards,
+                    request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.DistributeRewardsRequest.FromString,
+                    response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.DistributeRewardsResponse.SerializeToString,
+            ),
             'CreateProposal': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateProposal,
                     request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.CreateProposalRequest.FromString,
@@ -372,10 +627,25 @@ def add_EconomyServiceServicer_to_server(servicer, server):
                     request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetProposalRequest.FromString,
                     response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetProposalResponse.SerializeToString,
             ),
+            'ListProposals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProposals,
+                    request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ListProposalsRequest.FromString,
+                    response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.ListProposalsResponse.SerializeToString,
+            ),
             'CloseProposal': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseProposal,
                     request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.CloseProposalRequest.FromString,
                     response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.CloseProposalResponse.SerializeToString,
+            ),
+            'GetParameters': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetParameters,
+                    request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetParametersRequest.FromString,
+                    response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.GetParametersResponse.SerializeToString,
+            ),
+            'AuditLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditLedger,
+                    request_deserializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.AuditLedgerRequest.FromString,
+                    response_serializer=meshwright_dot_economy_dot_v1_dot_economy__pb2.AuditLedgerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -387,8 +657,21 @@ def add_EconomyServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class EconomyService:
     """EconomyService keeps accounts on a double-entry ledger, moves money
-    between them, holds stakes, escrows workflow budgets and runs governance
-    votes. Every amount is an integer count of minor units; none is a float.
+    between them, holds stakes, escrows workflow budgets, pays rewards and runs
+    governance votes that can change the economy's parameters. Every amount is
+    an integer count of minor units of one asset; none is a float. There are two
+    assets: CREDIT pays for work (transfers, escrows, rewards) and GOV is staked
+    for tiers and voting weight.
+
+    Every movement is a transaction of postings that sum to zero per asset.
+    Besides user accounts the ledger has accounts of its own, with reserved ids:
+    "system:issuance" (minted money comes from it; its balance is minus the
+    supply), "system:treasury" (fees), "system:rewards" (the CREDIT rewards are
+    paid from), "escrow:<escrow_id>" (what an escrow still holds),
+    "stake:<account_id>" (an account's staked GOV) and "unbonding:<account_id>"
+    (GOV on its way back from stake). AuditLedger replays every posting and
+    checks it against the stored balances.
+
     Mutations carry a request_id: a retry with the same request_id replays the
     first result instead of applying the change twice; the same request_id with
     different parameters returns INVALID_ARGUMENT naming request_id.
@@ -396,7 +679,10 @@ class EconomyService:
     Errors are google.rpc.Status values whose ErrorInfo (domain meshwright.dev)
     carries a reason. Generic failures use the code's name as reason:
     INVALID_ARGUMENT (with BadRequest field violations), NOT_FOUND,
-    ALREADY_EXISTS. Each RPC below lists the reasons of its own domain.
+    ALREADY_EXISTS. Every mutation may also return ABORTED with reason
+    LEDGER_CONTENDED when one of its steps could not be applied after repeated
+    conflicting writes; nothing was applied, and a retry with the same
+    request_id is safe. Each RPC below lists the reasons of its own domain.
 
     Before any RPC runs, the access policy (the meshwright.mesh.v1.access
     option on each RPC) and the call pipeline answer for every method alike:
@@ -441,6 +727,33 @@ class EconomyService:
             _registered_method=True)
 
     @staticmethod
+    def Mint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwright.economy.v1.EconomyService/Mint',
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.MintRequest.SerializeToString,
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.MintResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetAccount(request,
             target,
             options=(),
@@ -457,6 +770,33 @@ class EconomyService:
             '/meshwright.economy.v1.EconomyService/GetAccount',
             meshwright_dot_economy_dot_v1_dot_economy__pb2.GetAccountRequest.SerializeToString,
             meshwright_dot_economy_dot_v1_dot_economy__pb2.GetAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwright.economy.v1.EconomyService/ListAccounts',
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.ListAccountsRequest.SerializeToString,
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.ListAccountsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -657,6 +997,141 @@ class EconomyService:
             _registered_method=True)
 
     @staticmethod
+    def RenewEscrow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwright.economy.v1.EconomyService/RenewEscrow',
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.RenewEscrowRequest.SerializeToString,
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.RenewEscrowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEscrow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwright.economy.v1.EconomyService/GetEscrow',
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.GetEscrowRequest.SerializeToString,
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.GetEscrowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEscrows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwright.economy.v1.EconomyService/ListEscrows',
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.ListEscrowsRequest.SerializeToString,
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.ListEscrowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportTaskFailure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwright.economy.v1.EconomyService/ReportTaskFailure',
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.ReportTaskFailureRequest.SerializeToString,
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.ReportTaskFailureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DistributeRewards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwright.economy.v1.EconomyService/DistributeRewards',
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.DistributeRewardsRequest.SerializeToString,
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.DistributeRewardsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateProposal(request,
             target,
             options=(),
@@ -738,6 +1213,33 @@ class EconomyService:
             _registered_method=True)
 
     @staticmethod
+    def ListProposals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwright.economy.v1.EconomyService/ListProposals',
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.ListProposalsRequest.SerializeToString,
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.ListProposalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CloseProposal(request,
             target,
             options=(),
@@ -754,6 +1256,60 @@ class EconomyService:
             '/meshwright.economy.v1.EconomyService/CloseProposal',
             meshwright_dot_economy_dot_v1_dot_economy__pb2.CloseProposalRequest.SerializeToString,
             meshwright_dot_economy_dot_v1_dot_economy__pb2.CloseProposalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetParameters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwright.economy.v1.EconomyService/GetParameters',
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.GetParametersRequest.SerializeToString,
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.GetParametersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwright.economy.v1.EconomyService/AuditLedger',
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.AuditLedgerRequest.SerializeToString,
+            meshwright_dot_economy_dot_v1_dot_economy__pb2.AuditLedgerResponse.FromString,
             options,
             channel_credentials,
             insecure,

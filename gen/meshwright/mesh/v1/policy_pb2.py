@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmeshwright/mesh/v1/policy.proto\x12\x12meshwright.mesh.v1\x1a google/protobuf/descriptor.proto\"X\n\nOwnedField\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.meshwright.mesh.v1.OwnerKind\x12\x0e\n\x06strict\x18\x03 \x01(\x08\"\xa5\x01\n\x0c\x41\x63\x63\x65ssPolicy\x12\'\n\x05roles\x18\x01 \x03(\x0e\x32\x18.meshwright.mesh.v1.Role\x12\x34\n\x0cowned_fields\x18\x02 \x03(\x0b\x32\x1e.meshwright.mesh.v1.OwnedField\x12\x19\n\x11\x61\x64min_only_fields\x18\x03 \x03(\t\x12\x1b\n\x13service_only_fields\x18\x04 \x03(\t*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_ADMIN\x10\x01\x12\x10\n\x0cROLE_SERVICE\x10\x02\x12\x0e\n\nROLE_AGENT\x10\x03\x12\x0f\n\x0bROLE_CLIENT\x10\x04*n\n\tOwnerKind\x12\x1a\n\x16OWNER_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12OWNER_KIND_ACCOUNT\x10\x01\x12\x14\n\x10OWNER_KIND_AGENT\x10\x02\x12\x17\n\x13OWNER_KIND_WORKFLOW\x10\x03:R\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0b\x32 .meshwright.mesh.v1.AccessPolicy:W\n\x0bmesh_access\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x0b\x32 .meshwright.mesh.v1.AccessPolicyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fmeshwright/mesh/v1/policy.proto\x12\x12meshwright.mesh.v1\x1a google/protobuf/descriptor.proto\"X\n\nOwnedField\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.meshwright.mesh.v1.OwnerKind\x12\x0e\n\x06strict\x18\x03 \x01(\x08\"\xa5\x01\n\x0c\x41\x63\x63\x65ssPolicy\x12\'\n\x05roles\x18\x01 \x03(\x0e\x32\x18.meshwright.mesh.v1.Role\x12\x34\n\x0cowned_fields\x18\x02 \x03(\x0b\x32\x1e.meshwright.mesh.v1.OwnedField\x12\x19\n\x11\x61\x64min_only_fields\x18\x03 \x03(\t\x12\x1b\n\x13service_only_fields\x18\x04 \x03(\t*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_ADMIN\x10\x01\x12\x10\n\x0cROLE_SERVICE\x10\x02\x12\x0e\n\nROLE_AGENT\x10\x03\x12\x0f\n\x0bROLE_CLIENT\x10\x04*\x9f\x01\n\tOwnerKind\x12\x1a\n\x16OWNER_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12OWNER_KIND_ACCOUNT\x10\x01\x12\x14\n\x10OWNER_KIND_AGENT\x10\x02\x12\x17\n\x13OWNER_KIND_WORKFLOW\x10\x03\x12\x15\n\x11OWNER_KIND_ESCROW\x10\x04\x12\x18\n\x14OWNER_KIND_PRINCIPAL\x10\x05:R\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0b\x32 .meshwright.mesh.v1.AccessPolicy:W\n\x0bmesh_access\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x0b\x32 .meshwright.mesh.v1.AccessPolicyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ROLE']._serialized_start=347
   _globals['_ROLE']._serialized_end=442
-  _globals['_OWNERKIND']._serialized_start=444
-  _globals['_OWNERKIND']._serialized_end=554
+  _globals['_OWNERKIND']._serialized_start=445
+  _globals['_OWNERKIND']._serialized_end=604
   _globals['_OWNEDFIELD']._serialized_start=89
   _globals['_OWNEDFIELD']._serialized_end=177
   _globals['_ACCESSPOLICY']._serialized_start=180

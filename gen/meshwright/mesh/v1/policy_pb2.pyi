@@ -22,6 +22,8 @@ class OwnerKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OWNER_KIND_ACCOUNT: _ClassVar[OwnerKind]
     OWNER_KIND_AGENT: _ClassVar[OwnerKind]
     OWNER_KIND_WORKFLOW: _ClassVar[OwnerKind]
+    OWNER_KIND_ESCROW: _ClassVar[OwnerKind]
+    OWNER_KIND_PRINCIPAL: _ClassVar[OwnerKind]
 ROLE_UNSPECIFIED: Role
 ROLE_ADMIN: Role
 ROLE_SERVICE: Role
@@ -31,6 +33,8 @@ OWNER_KIND_UNSPECIFIED: OwnerKind
 OWNER_KIND_ACCOUNT: OwnerKind
 OWNER_KIND_AGENT: OwnerKind
 OWNER_KIND_WORKFLOW: OwnerKind
+OWNER_KIND_ESCROW: OwnerKind
+OWNER_KIND_PRINCIPAL: OwnerKind
 ACCESS_FIELD_NUMBER: _ClassVar[int]
 access: _descriptor.FieldDescriptor
 MESH_ACCESS_FIELD_NUMBER: _ClassVar[int]
