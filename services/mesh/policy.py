@@ -8,8 +8,9 @@ of others (AgentService, routed by skill) ``mesh_access`` applies instead.
 cannot be served (and the contract tests fail first).
 
 Ownership is looked up by ``OwnerResolver``s the composition root registers
-per resource kind (accounts from the economy, workflows from the engine);
-agent ids are owned by the agent principal of the same subject.
+per resource kind (accounts and escrows from the economy, workflows from the
+engine); agent ids are owned by the agent principal of the same subject, and a
+principal name (a listing's ``owner`` filter) only by that principal.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ OwnerResolver = Callable[[str], Awaitable[str | None]]
 ACCOUNT = policy_pb2.OWNER_KIND_ACCOUNT
 AGENT = policy_pb2.OWNER_KIND_AGENT
 WORKFLOW = policy_pb2.OWNER_KIND_WORKFLOW
+ESCROW = policy_pb2.OWNER_KIND_ESCROW
+PRINCIPAL = policy_pb2.OWNER_KIND_PRINCIPAL
 
 _ROLE_OF = {
     policy_pb2.ROLE_ADMIN: Role.ADMIN,
@@ -196,8 +199,17 @@ class Authorizer:
 
         A resource that does not exist is refused the same way, so callers learn
         nothing about others' ids and nobody can act on an id someone else
-        creates between this check and the call.
+        creates between this check and the call. A ``PRINCIPAL`` value is owned
+        by the principal of that name alone; callers that pass ownership checks
+        (admins, mesh services) get here only for a strict field.
         """
+        if kind == PRINCIPAL:
+            if value == who.name:
+                return
+            raise NotOwner(
+                f"{field}: {value!r} is not the caller's principal",
+                metadata={"field": field},
+            )
         if kind == AGENT:
             if who.role is Role.AGENT and who.subject == value:
                 return
@@ -224,6 +236,8 @@ class Authorizer:
 __all__ = [
     "ACCOUNT",
     "AGENT",
+    "ESCROW",
+    "PRINCIPAL",
     "WORKFLOW",
     "Authorizer",
     "NotOwner",

@@ -59,6 +59,8 @@ from meshwright.mesh.pipeline import Endpoint, Pipeline
 from meshwright.mesh.policy import (
     ACCOUNT,
     AGENT,
+    ESCROW,
+    PRINCIPAL,
     WORKFLOW,
     Authorizer,
     NotOwner,
@@ -930,6 +932,9 @@ async def test_a_strict_field_binds_even_admins(
         ({"initial_balance": 5}, "service", False),  # admin only
         ({"initial_balance": 5}, "client", False),
         ({"initial_balance": 0}, "client", True),  # unset is not set
+        ({"initial_gov_balance": 5}, "admin", True),  # minting GOV is minting too
+        ({"initial_gov_balance": 5}, "service", False),
+        ({"initial_gov_balance": 5}, "client", False),
         ({"owner": "client:x"}, "service", True),  # service only: mesh services may
         ({"owner": "client:x"}, "admin", True),
         ({"owner": "client:x"}, "client", False),
@@ -989,6 +994,66 @@ async def test_agents_own_only_their_own_id(who: Principal, allowed: bool) -> No
             await authorizer.require_owner(AGENT, "a1", who, field="agent_id")
 
 
+@pytest.mark.parametrize(
+    ("role", "subject", "owner", "allowed"),
+    [
+        ("client", "alice", "client:alice", True),
+        ("client", "alice", "client:bob", False),
+        ("client", "alice", "agent:alice", False),  # the same subject, another role
+        ("agent", "a1", "agent:a1", True),
+        ("agent", "a1", "client:a1", False),
+        ("client", "alice", "", True),  # nothing named: the servicer scopes it to the caller
+        ("service", "mesh", "client:bob", True),  # trusted, not strict
+        ("admin", "root", "client:bob", True),
+    ],
+)
+async def test_a_principal_field_must_name_the_caller(
+    economy: Any, role: str, subject: str, owner: str, allowed: bool
+) -> None:
+    request = E.ListAccountsRequest(owner=owner)
+    if allowed:
+        await economy("ListAccounts", request, role, subject)
+    else:
+        with pytest.raises(NotOwner) as err:
+            await economy("ListAccounts", request, role, subject)
+        assert err.value.metadata == {"field": "owner"}
+
+
+@pytest.mark.parametrize(
+    ("who", "allowed"),
+    [
+        (Principal(Role.CLIENT, "alice"), True),
+        (Principal(Role.CLIENT, "bob"), False),
+        # A strict principal field binds the trusted too: only their own name passes.
+        (Principal(Role.ADMIN, "root"), False),
+        (Principal(Role.SERVICE, "mesh"), False),
+    ],
+)
+async def test_a_principal_is_owned_by_that_principal_alone(who: Principal, allowed: bool) -> None:
+    authorizer = Authorizer()  # no resolver needed: the value is the owner
+    if allowed:
+        await authorizer.require_owner(PRINCIPAL, "client:alice", who, field="owner")
+    else:
+        with pytest.raises(NotOwner, match="owner"):
+            await authorizer.require_owner(PRINCIPAL, "client:alice", who, field="owner")
+
+
+async def test_escrow_ownership_comes_from_its_resolver() -> None:
+    async def escrow_owner(escrow_id: str) -> str | None:
+        return {"esc-alice": "client:alice"}.get(escrow_id)
+
+    run = economy_call(auth_pipeline(authorizer=Authorizer({ESCROW: escrow_owner})))
+    await run("GetEscrow", E.GetEscrowRequest(escrow_id="esc-alice"), "client", "alice")
+    for escrow_id in ("esc-alice", "esc-nobody"):
+        with pytest.raises(NotOwner):
+            await run("GetEscrow", E.GetEscrowRequest(escrow_id=escrow_id), "client", "bob")
+    await run("GetEscrow", E.GetEscrowRequest(escrow_id="esc-nobody"), "service", "mesh")
+    with pytest.raises(Internal, match="no owner lookup for OWNER_KIND_ESCROW"):
+        await economy_call(auth_pipeline())(
+            "GetEscrow", E.GetEscrowRequest(escrow_id="esc-alice"), "client", "alice"
+        )
+
+
 def test_policies_read_from_the_contract() -> None:
     execute = SERVICE.methods_by_name["ExecuteTask"]
     assert declared(execute) and declared(execute, mesh=True)
@@ -1000,12 +1065,16 @@ def test_policies_read_from_the_contract() -> None:
         (("voter_account_id",), ACCOUNT, True)
     ]
     create = policy_of(ECONOMY.methods_by_name["CreateAccount"])
-    assert create.admin_only == (("initial_balance",),)
+    assert create.admin_only == (("initial_balance",), ("initial_gov_balance",))
     assert create.service_only == (("owner",),)
     assert create.allows_role(Role.CLIENT) and not policy_of(
         ECONOMY.methods_by_name["OpenEscrow"]
     ).allows_role(Role.CLIENT)
-    assert WORKFLOW != ACCOUNT != AGENT
+    listing = policy_of(ECONOMY.methods_by_name["ListAccounts"])
+    assert [(o.path, o.kind, o.strict) for o in listing.owned] == [(("owner",), PRINCIPAL, False)]
+    escrow = policy_of(ECONOMY.methods_by_name["GetEscrow"])
+    assert [(o.path, o.kind) for o in escrow.owned] == [(("escrow_id",), ESCROW)]
+    assert len({ACCOUNT, AGENT, WORKFLOW, ESCROW, PRINCIPAL}) == 5
 
 
 def test_field_value_follows_paths() -> None:
