@@ -7,7 +7,7 @@ class from the ``ErrorInfo`` reason.
 
 from __future__ import annotations
 
-from meshwright.mesh.errors import FailedPrecondition, ResourceExhausted
+from meshwright.mesh.errors import Aborted, FailedPrecondition, ResourceExhausted
 
 
 class InsufficientFunds(FailedPrecondition):
@@ -46,6 +46,24 @@ class EscrowExhausted(FailedPrecondition):
     reason = "ESCROW_EXHAUSTED"
 
 
+class EscrowExpired(FailedPrecondition):
+    """The escrow was not renewed in time; the economy released it to the payer."""
+
+    reason = "ESCROW_EXPIRED"
+
+
+class TaskAlreadyPaid(FailedPrecondition):
+    """The task was already paid from this escrow, to another payee or another amount."""
+
+    reason = "TASK_ALREADY_PAID"
+
+
+class LedgerContended(Aborted):
+    """The ledger kept changing under the request (conflicting writers); retry it."""
+
+    reason = "LEDGER_CONTENDED"
+
+
 class ProposalClosed(FailedPrecondition):
     """The proposal's voting has ended."""
 
@@ -71,11 +89,14 @@ class MintLimitExceeded(ResourceExhausted):
 __all__ = [
     "EscrowClosed",
     "EscrowExhausted",
+    "EscrowExpired",
     "InsufficientFunds",
     "InsufficientStake",
+    "LedgerContended",
     "MintLimitExceeded",
     "ProposalClosed",
     "StakeLocked",
     "StakeRequired",
+    "TaskAlreadyPaid",
     "VotingOpen",
 ]

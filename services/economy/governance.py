@@ -10,9 +10,14 @@ import dataclasses
 from meshwright.economy.model import Proposal, ProposalState
 
 
-def outcome(yes: int, no: int, abstain: int, quorum: int) -> ProposalState:
-    """PASSED iff the turnout meets quorum and yes outweighs no."""
-    if yes + no + abstain >= quorum and yes > no:
+def outcome(
+    yes: int, no: int, abstain: int, quorum: int, threshold_bps: int = 5_000
+) -> ProposalState:
+    """PASSED iff the turnout meets quorum and yes is more than ``threshold_bps`` of yes + no.
+
+    At the default 5000 that is "yes outweighs no"; a tie never passes.
+    """
+    if yes + no + abstain >= quorum and yes * 10_000 > threshold_bps * (yes + no):
         return ProposalState.PASSED
     return ProposalState.REJECTED
 
@@ -26,7 +31,11 @@ def decided(proposal: Proposal, *, close_time: float, closed_early_by: str = "")
     return dataclasses.replace(
         proposal,
         state=outcome(
-            proposal.yes_weight, proposal.no_weight, proposal.abstain_weight, proposal.quorum
+            proposal.yes_weight,
+            proposal.no_weight,
+            proposal.abstain_weight,
+            proposal.quorum,
+            proposal.threshold_bps,
         ),
         close_time=close_time,
         closed_early_by=closed_early_by,

@@ -23,7 +23,8 @@ a plan all or nothing, evaluating it in this fixed order:
    entry (if any) gets the next sequence number, its postings (two per
    effective move, in move order: debit ``-amount`` then credit ``+amount``),
    and is appended to the global ledger and to the log ``l:<account>`` of every
-   account it posts to; then the idempotency key is stored with the result for
+   account it posts to and every account in ``entry.also_log`` (once each, in
+   that order); then the idempotency key is stored with the result for
    ``idem.ttl_s``.
 5. **Result**: the entry as stored and the ``read_back`` records as they are
    after the writes.
@@ -183,6 +184,9 @@ class Entry:
     memo: str = ""
     refs: Mapping[str, str] = field(default_factory=dict)
     """What it is about (``escrow_id``, ``task_id``, ``proposal_id``...)."""
+    also_log: Sequence[str] = ()
+    """Accounts whose logs list the entry besides those it posts to (an account's
+    history shows the moves between its stake and unbonding accounts)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,7 @@ class MemoryLedgerStore:
                 postings=tuple(postings),
             )
             self._ledger.append(entry)
-            for account in dict.fromkeys(p.account_id for p in postings):
+            for account in dict.fromkeys([*(p.account_id for p in postings), *e.also_log]):
                 self._logs.setdefault(account_log(account), []).append(entry.seq)
         result = Committed(
             entry, {name: dict(self._records.get(name, {})) for name in plan.read_back}
