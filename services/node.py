@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from google.protobuf.descriptor import ServiceDescriptor
 
 from meshwright.agent.v1 import agent_pb2
-from meshwright.economy import Economy, EconomyServicer, MemoryLedgerStore
+from meshwright.economy import Economy, EconomyServicer, LedgerStore, MemoryLedgerStore
 from meshwright.economy.v1 import economy_pb2
 from meshwright.gateway import GatewayHandle, create_app, start_gateway
 from meshwright.mesh import policy
@@ -64,6 +64,8 @@ class Node:
     engine: Engine | None = None
     workflow_store: WorkflowStore | None = None
     """The workflow store this node opened (and closes)."""
+    ledger_store: LedgerStore | None = None
+    """The ledger store this node opened (and closes)."""
     gateway: GatewayHandle | None = None
     clients: dict[str, ServiceClient] = field(default_factory=dict)
     """Clients of each service calling as this process (its service token)."""
@@ -94,6 +96,10 @@ class Node:
             await self.engine.stop()
         if self.workflow_store is not None:
             await self.workflow_store.close()
+        if self.economy is not None:
+            await self.economy.stop()
+        if self.ledger_store is not None:
+            await self.ledger_store.close()
         if self.registry is not None:
             await self.registry.stop()
         await self.server.stop()
@@ -109,6 +115,15 @@ def open_workflow_store(url: str, scheme: str, *, retention_s: float) -> Workflo
     return RedisWorkflowStore.from_url(url, retention_s=retention_s)
 
 
+def open_ledger_store(url: str, scheme: str) -> LedgerStore:
+    """The economy's ledger store a ``store_url`` names (redis is imported only for redis://)."""
+    if scheme == "memory":
+        return MemoryLedgerStore()
+    from meshwright.economy.redis_store import RedisLedgerStore
+
+    return RedisLedgerStore.from_url(url)
+
+
 async def start_node(
     config: MeshConfig,
     *,
@@ -119,13 +134,15 @@ async def start_node(
     engine_config: EngineConfig | None = None,
     security: Security | None = None,
     workflow_store: WorkflowStore | None = None,
+    ledger_store: LedgerStore | None = None,
 ) -> Node:
     """Start ``services`` on one gRPC server (and the gateway in front of them).
 
     A service not run here is reached at its ``*_target`` address over gRPC.
     ``security`` (the pipeline, this process's token, TLS) is made from
     ``config`` when None. ``workflow_store`` replaces the one ``config.store_url`` names
-    (replicas in one process sharing a store, in tests); the node does not close it.
+    (replicas in one process sharing a store, in tests); the node does not close it, nor
+    ``ledger_store``, which replaces the economy's the same way.
     """
     unknown = set(services) - set(ALL_SERVICES)
     if unknown:
@@ -170,11 +187,18 @@ async def start_node(
         )
 
     if "economy" in services:
-        # Backends chosen here, at the composition root (the ledger is in memory until
-        # it gets its Redis store).
-        node.economy = Economy(MemoryLedgerStore())
+        # Backends chosen here, at the composition root.
+        ledger = ledger_store
+        if ledger is None:
+            ledger = node.ledger_store = open_ledger_store(config.store_url, store_scheme)
+        node.economy = Economy(
+            ledger,
+            idempotency_ttl_s=config.idempotency_ttl_s,
+            maintenance_interval_s=config.economy_maintenance_s,
+        )
         local("economy", EconomyServicer(node.economy), ECONOMY_SERVICE)
         pipeline.authorizer.register(policy.ACCOUNT, node.economy.owner_of)
+        pipeline.authorizer.register(policy.ESCROW, node.economy.escrow_owner)
     elif economy_target:
         economy_client = node.channels.client(economy_target, ECONOMY_SERVICE)
         node.clients["economy"] = economy_client
@@ -191,7 +215,17 @@ async def start_node(
                 return None
             return str(reply.account.owner)
 
+        async def remote_escrow_owner(escrow_id: str) -> str | None:
+            try:
+                reply = await economy_client.call(
+                    "GetEscrow", economy_pb2.GetEscrowRequest(escrow_id=escrow_id)
+                )
+            except NotFound:
+                return None
+            return str(reply.escrow.owner)
+
         pipeline.authorizer.register(policy.ACCOUNT, remote_account_owner)
+        pipeline.authorizer.register(policy.ESCROW, remote_escrow_owner)
 
     if "workflow" in services:
         missing = [d for d in ("registry", "economy") if d not in node.clients]
@@ -222,6 +256,8 @@ async def start_node(
         if node.registry is not None:
             await node.registry.start()
         await server.start()
+        if node.economy is not None:
+            node.economy.start()
         if node.engine is not None:
             await node.engine.start()
         if gateway:

@@ -31,14 +31,20 @@ class MeshConfig:
     registry_url: str = "memory://"
     """Registry backend: ``memory://`` (in-process)."""
     store_url: str = "memory://"
-    """State store of the workflow service: ``memory://`` (in-process, lost on exit) or
-    ``redis://[:password@]host:port/db`` (``rediss://`` for TLS), which replicas share and
-    which survives restarts. (The economy keeps its ledger in memory either way.)"""
+    """State store of the workflow service and the economy's ledger: ``memory://``
+    (in-process, lost on exit) or ``redis://[:password@]host:port/db`` (``rediss://`` for
+    TLS), which replicas share and which survives restarts."""
     workflow_retention_s: float = 7 * 24 * 3600.0
     """How long a finished workflow, its events and request id are kept, in seconds."""
     workflow_lease_ttl_s: float = 10.0
     """Lease of a workflow replica on each run it owns, in seconds: another replica takes a
     run over this long after its owner died."""
+    idempotency_ttl_s: float = 24 * 3600.0
+    """How long the economy remembers a request id, in seconds: a retry within it replays
+    the first result, one after it applies again."""
+    economy_maintenance_s: float = 1.0
+    """How often the economy expires unrenewed escrows, completes unbonding, closes
+    proposals past their window and makes scheduled reward distributions, in seconds."""
     lease_ttl_s: float = 10.0
     """Default agent lease length in seconds."""
     sweep_interval_s: float = 1.0
