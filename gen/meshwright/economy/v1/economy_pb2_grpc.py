@@ -253,13 +253,15 @@ class EconomyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Mint(self, request, context):
-        """Mint creates an amount of an asset in system:issuance and credits it to
-        an account (a TRANSACTION_KIND_MINT transaction). Only admins mint (any
-        other role: PERMISSION_DENIED, ROLE_NOT_ALLOWED). Returns NOT_FOUND if the
-        account is unknown, INVALID_ARGUMENT for a bad or reserved account_id, an
-        unspecified asset, a non-positive amount, a bad memo or request_id,
-        RESOURCE_EXHAUSTED (MINT_LIMIT_EXCEEDED) if it would push the asset's
-        supply past int64.
+        """Mint creates an amount of an asset out of system:issuance and credits it
+        to a user account, or to system:rewards (which pays capture bonuses and
+        reward distributions) or system:treasury (a TRANSACTION_KIND_MINT
+        transaction; asset unspecified means CREDIT). Only admins mint (any other
+        role: PERMISSION_DENIED, ROLE_NOT_ALLOWED). Returns NOT_FOUND if the
+        account is unknown, INVALID_ARGUMENT for a bad or other reserved
+        account_id, an unknown asset, a non-positive amount, a bad memo or
+        request_id, RESOURCE_EXHAUSTED (MINT_LIMIT_EXCEEDED) if it would push the
+        asset's supply past int64.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -289,14 +291,16 @@ class EconomyServiceServicer:
 
     def Transfer(self, request, context):
         """Transfer moves an amount of one asset (CREDIT unless asset says GOV) from
-        one user account's available balance to another's. The transfer_fee_bps
-        parameter's share of the amount, if any, goes to system:treasury as a
-        second posting pair of the same transaction. Agents and clients spend only
-        from accounts they own (PERMISSION_DENIED, NOT_OWNER); mesh services do not
-        transfer (they pay through escrows). Returns NOT_FOUND for an unknown
-        account, INVALID_ARGUMENT for a bad or reserved id, a non-positive amount
-        or a self-transfer, FAILED_PRECONDITION (reason INSUFFICIENT_FUNDS) if the
-        source cannot cover it.
+        one user account's available balance to another's, or into
+        system:rewards (anyone may fund the rewards pool). A CREDIT transfer also
+        costs the sender the transfer_fee_bps parameter's fee (rounded down) on top
+        of the amount, paid to system:treasury as a second posting pair of the same
+        transaction. Agents and clients spend only from accounts they own
+        (PERMISSION_DENIED, NOT_OWNER); mesh services do not transfer (they pay
+        through escrows). Returns NOT_FOUND for an unknown account,
+        INVALID_ARGUMENT for a bad or other reserved id, a non-positive amount or a
+        self-transfer, FAILED_PRECONDITION (reason INSUFFICIENT_FUNDS) if the
+        source cannot cover the amount and the fee.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -343,9 +347,9 @@ class EconomyServiceServicer:
 
     def OpenEscrow(self, request, context):
         """OpenEscrow moves an amount of CREDIT from the payer's available balance
-        into a new escrow (the account escrow:<escrow_id>). The escrow expires at
-        expire_time (now + ttl) unless RenewEscrow pushes it back: the economy then
-        refunds the remainder to the payer itself (state EXPIRED,
+        into a new escrow (the account escrow:<escrow_id>). The escrow expires ttl
+        after it was opened, last renewed or last captured from (expire_time): the
+        economy then refunds the remainder to the payer itself (state EXPIRED,
         TRANSACTION_KIND_ESCROW_EXPIRE). Only the workflow service opens escrows
         (any other role: PERMISSION_DENIED, ROLE_NOT_ALLOWED), for a payer account
         whose ownership CreateWorkflow checked. Returns NOT_FOUND if the payer is
@@ -358,13 +362,15 @@ class EconomyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CaptureEscrow(self, request, context):
-        """CaptureEscrow pays an amount out of an open escrow to a payee. On top of
-        the amount the payee may get a bonus from system:rewards: its tier's
-        multiplier and, once its streak of paid tasks reaches the streak_bonus
-        threshold, the streak bonus (as far as the pool covers it). A capture
-        naming a task_id pays that task exactly once per escrow: a repeat with the
-        same payee and amount returns the first capture (and pays nothing), one
-        with another payee or amount is FAILED_PRECONDITION (TASK_ALREADY_PAID).
+        """CaptureEscrow pays an amount out of an open escrow to a payee and moves
+        the escrow's expire_time to now + its ttl. On top of the amount the payee
+        gets a bonus from system:rewards, in the same transaction and as far as
+        the pool covers it: its tier's (amount x (multiplier - 1)) and, once its
+        streak of paid tasks (this one included) reaches the streak_bonus
+        threshold, the streak bonus (amount x bonus_bps). A capture naming a
+        task_id pays that task exactly once per escrow: a repeat with the same
+        payee and amount returns the first capture (and pays nothing), one with
+        another payee or amount is FAILED_PRECONDITION (TASK_ALREADY_PAID).
         Only the workflow service captures (any other role: PERMISSION_DENIED,
         ROLE_NOT_ALLOWED), so nobody can pay a running workflow's budget to
         themselves. Returns NOT_FOUND for an unknown escrow or payee,
@@ -388,9 +394,10 @@ class EconomyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RenewEscrow(self, request, context):
-        """RenewEscrow moves an open escrow's expire_time to now + ttl (the
-        escrow_ttl parameter when unset); the workflow service renews the escrows
-        of workflows still running. Only the workflow service renews (any other
+        """RenewEscrow moves an open escrow's expire_time to now + ttl (when unset,
+        the ttl it was opened or last renewed with); a given ttl becomes the
+        escrow's ttl. The workflow service renews the escrows of workflows still
+        running. Only the workflow service renews (any other
         role: PERMISSION_DENIED, ROLE_NOT_ALLOWED). Returns NOT_FOUND if the escrow
         is unknown, INVALID_ARGUMENT for a bad id or ttl, FAILED_PRECONDITION
         (ESCROW_CLOSED) if it was released, (ESCROW_EXPIRED) if it has expired.
@@ -410,7 +417,7 @@ class EconomyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListEscrows(self, request, context):
-        """ListEscrows returns escrows, newest first, a page at a time, filtered by
+        """ListEscrows returns escrows in id order, a page at a time, filtered by
         owner (of the payer account) and state. Agents and clients list only their
         own: an empty owner stands for the caller, and naming another principal is
         PERMISSION_DENIED (NOT_OWNER). Admins and mesh services list anyone's, and
@@ -434,10 +441,12 @@ class EconomyServiceServicer:
 
     def DistributeRewards(self, request, context):
         """DistributeRewards pays an amount of CREDIT from system:rewards to the
-        accounts with stake, in proportion to their stake weighted by their
-        tier's multiplier (one TRANSACTION_KIND_REWARD_DISTRIBUTION transaction;
-        none when nobody has stake). The economy also distributes the
-        reward_distribution parameter's amount by itself every interval. Only
+        accounts with stake, in proportion to their stake times their tier's
+        multiplier, exact to the minor unit (largest remainders first, ties to the
+        smaller account id), as one TRANSACTION_KIND_REWARD_DISTRIBUTION
+        transaction; none when nobody has stake. The economy also pays the
+        reward_distribution parameter's amount by itself once every interval (or
+        what the pool holds, if less). Only
         admins distribute on demand (any other role: PERMISSION_DENIED,
         ROLE_NOT_ALLOWED). Returns INVALID_ARGUMENT for a non-positive amount, a
         bad memo or request_id, FAILED_PRECONDITION (INSUFFICIENT_FUNDS) if the
