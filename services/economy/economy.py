@@ -189,7 +189,7 @@ def _page_after(page_token: str, violations: list[FieldViolation]) -> str:
         return ""
 
 
-_NOUNS = {"a": "account", "e": "escrow", "p": "proposal", "u": "unbonding entry"}
+_NOUNS = {"a": "account", "c": "capture", "e": "escrow", "p": "proposal", "u": "unbonding entry"}
 
 _MESSAGES = {
     "INSUFFICIENT_FUNDS": "account {id!r} cannot cover the amount",
@@ -960,7 +960,10 @@ class Economy:
         On top of the price the payee gets its tier bonus (price x (multiplier -
         1)) and, once its streak of paid tasks reaches the threshold, the streak
         bonus, both from the rewards pool while it has funds, in the same
-        transaction. A capture also extends the escrow's expiry by its ttl.
+        transaction. The streak is the one read when the capture is planned
+        (unguarded, so an agent's concurrent captures never conflict over it:
+        two of them may both see the streak before either). A capture also
+        extends the escrow's expiry by its ttl.
         """
         _raise_if(
             check_id(escrow_id, "escrow_id")
@@ -1572,7 +1575,9 @@ class Economy:
         while batch := await self.store.index_page(ACCOUNTS, after=cursor, limit=1000):
             accounts += batch
             cursor = batch[-1]
-        rows = await self.store.read([acct(a) for a in accounts]) if accounts else {}
+        rows: dict[str, dict[str, str]] = {}
+        for start in range(0, len(accounts), 1000):
+            rows |= await self.store.read([acct(a) for a in accounts[start : start + 1000]])
         mismatches: list[BalanceMismatch] = []
         negative: list[BalanceMismatch] = []
         held = dict.fromkeys(ASSETS, 0)
