@@ -1521,8 +1521,9 @@ class Economy:
                 "closed": repr(proposal.close_time),
                 "early_by": proposal.closed_early_by,
             }
-            checks: list[Check] = [FieldIs(record, "state", ProposalState.OPEN.name)] + [
-                FieldIs(record, c.name, row.get(c.name, "")) for c in VoteChoice
+            checks: list[Check] = [
+                FieldIs(record, "state", ProposalState.OPEN.name),
+                *(FieldIs(record, c.name, row.get(c.name, "")) for c in VoteChoice),
             ]
             writes: list[Write] = [IndexRemove(OPEN_PROPOSALS, proposal_id)]
             entry = None
