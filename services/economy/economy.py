@@ -198,6 +198,7 @@ _MESSAGES = {
     "ESCROW_EXHAUSTED": "escrow {id!r} holds less than the amount",
     "PROPOSAL_CLOSED": "voting on proposal {id!r} has ended",
     "STAKE_REQUIRED": "account {id!r} has no stake",
+    "PAYEE_NOT_OWNED": "account {id!r} does not belong to the principal that did the work",
 }
 
 
@@ -951,9 +952,15 @@ class Economy:
         *,
         memo: str = "",
         task_id: str = "",
+        payee_owner: str = "",
         request_id: str = "",
     ) -> EscrowMoved:
         """Pay ``amount`` out of an open escrow to the payee (the per-task hot path).
+
+        With ``payee_owner`` the payee account must belong to that principal
+        (PAYEE_NOT_OWNED otherwise, and nothing moves): the engine names the agent
+        that did the work, so an account someone opened under an agent's payout id
+        before the agent did cannot collect its pay.
 
         With a ``task_id`` the task is paid once: a repeat with the same payee
         and amount replays the first capture, another one is TASK_ALREADY_PAID.
@@ -971,6 +978,7 @@ class Economy:
             + _checks.positive_amount(amount, "amount")
             + _checks.text(memo, "memo", _checks.MAX_MEMO)
             + check_id(task_id, "task_id", required=False)
+            + check_principal(payee_owner, "payee_owner")
             + _checks.request_id(request_id)
         )
         now = self._clock()
@@ -1004,6 +1012,10 @@ class Economy:
                 _version(params),
                 FieldIs(record, "state", EscrowState.OPEN.name),
             ]
+            if payee_owner:
+                checks.append(
+                    FieldIs(acct(payee_account_id), "owner", payee_owner, "PAYEE_NOT_OWNED")
+                )
             writes: list[Write] = [
                 Add(record, "captured", amount),
                 Add(record, "n", 1),

@@ -58,6 +58,12 @@ class TaskAlreadyPaid(FailedPrecondition):
     reason = "TASK_ALREADY_PAID"
 
 
+class PayeeNotOwned(FailedPrecondition):
+    """The payee account does not belong to the principal the capture names (squatted)."""
+
+    reason = "PAYEE_NOT_OWNED"
+
+
 class LedgerContended(Aborted):
     """The ledger kept changing under the request (conflicting writers); retry it."""
 
@@ -94,6 +100,7 @@ __all__ = [
     "InsufficientStake",
     "LedgerContended",
     "MintLimitExceeded",
+    "PayeeNotOwned",
     "ProposalClosed",
     "StakeLocked",
     "StakeRequired",
