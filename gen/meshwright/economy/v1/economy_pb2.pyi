@@ -523,20 +523,22 @@ class OpenEscrowResponse(_message.Message):
     def __init__(self, escrow: _Optional[_Union[Escrow, _Mapping]] = ...) -> None: ...
 
 class CaptureEscrowRequest(_message.Message):
-    __slots__ = ("escrow_id", "payee_account_id", "amount", "memo", "request_id", "task_id")
+    __slots__ = ("escrow_id", "payee_account_id", "amount", "memo", "request_id", "task_id", "payee_owner")
     ESCROW_ID_FIELD_NUMBER: _ClassVar[int]
     PAYEE_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     MEMO_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYEE_OWNER_FIELD_NUMBER: _ClassVar[int]
     escrow_id: str
     payee_account_id: str
     amount: int
     memo: str
     request_id: str
     task_id: str
-    def __init__(self, escrow_id: _Optional[str] = ..., payee_account_id: _Optional[str] = ..., amount: _Optional[int] = ..., memo: _Optional[str] = ..., request_id: _Optional[str] = ..., task_id: _Optional[str] = ...) -> None: ...
+    payee_owner: str
+    def __init__(self, escrow_id: _Optional[str] = ..., payee_account_id: _Optional[str] = ..., amount: _Optional[int] = ..., memo: _Optional[str] = ..., request_id: _Optional[str] = ..., task_id: _Optional[str] = ..., payee_owner: _Optional[str] = ...) -> None: ...
 
 class CaptureEscrowResponse(_message.Message):
     __slots__ = ("escrow", "transaction", "bonus")

@@ -370,13 +370,17 @@ class EconomyServiceServicer:
         threshold, the streak bonus (amount x bonus_bps). A capture naming a
         task_id pays that task exactly once per escrow: a repeat with the same
         payee and amount returns the first capture (and pays nothing), one with
-        another payee or amount is FAILED_PRECONDITION (TASK_ALREADY_PAID).
-        Only the workflow service captures (any other role: PERMISSION_DENIED,
-        ROLE_NOT_ALLOWED), so nobody can pay a running workflow's budget to
-        themselves. Returns NOT_FOUND for an unknown escrow or payee,
-        INVALID_ARGUMENT for a bad id, memo, task_id or a non-positive amount,
-        FAILED_PRECONDITION (ESCROW_CLOSED or ESCROW_EXHAUSTED) if the escrow is
-        closed or holds less than the amount, (ESCROW_EXPIRED) if it has expired.
+        another payee or amount is FAILED_PRECONDITION (TASK_ALREADY_PAID). A
+        capture naming a payee_owner pays only if the payee account belongs to
+        that principal, so an account someone opened under an agent's payout id
+        before the agent did cannot collect its pay: FAILED_PRECONDITION
+        (PAYEE_NOT_OWNED) otherwise, and nothing moves. Only the workflow service
+        captures (any other role: PERMISSION_DENIED, ROLE_NOT_ALLOWED), so nobody
+        can pay a running workflow's budget to themselves. Returns NOT_FOUND for
+        an unknown escrow or payee, INVALID_ARGUMENT for a bad id, memo, task_id,
+        payee_owner or a non-positive amount, FAILED_PRECONDITION (ESCROW_CLOSED
+        or ESCROW_EXHAUSTED) if the escrow is closed or holds less than the
+        amount, (ESCROW_EXPIRED) if it has expired.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
