@@ -6,12 +6,26 @@ rich statuses, so no method here sets a status code.
 
 from __future__ import annotations
 
-from meshwright.economy._messages import account_pb, escrow_pb, proposal_pb, transaction_pb
+from meshwright.economy._messages import (
+    account_kind_of,
+    account_pb,
+    asset_of,
+    audit_pb,
+    escrow_pb,
+    escrow_state_of,
+    optional_duration_s,
+    parameter_change,
+    parameters_pb,
+    proposal_pb,
+    proposal_state_of,
+    transaction_kind_of,
+    transaction_pb,
+    unbonding_pb,
+)
 from meshwright.economy.economy import Economy
-from meshwright.economy.model import Account
+from meshwright.economy.model import Account, Asset
 from meshwright.economy.v1 import economy_pb2 as pb
 from meshwright.mesh.context import caller
-from meshwright.mesh.validation import duration_s
 
 ECONOMY_SERVICE = pb.DESCRIPTOR.services_by_name["EconomyService"]
 """The service descriptor to pass to ``MeshServer.add`` and the clients."""
@@ -23,38 +37,64 @@ class EconomyServicer:
     def __init__(self, economy: Economy) -> None:
         self.economy = economy
 
+    # Accounts -----------------------------------------------------------------
+
     async def CreateAccount(self, request: pb.CreateAccountRequest) -> pb.CreateAccountResponse:
         account = await self.economy.create_account(
             request.account_id,
             display_name=request.display_name,
             initial_balance=request.initial_balance,
+            initial_gov_balance=request.initial_gov_balance,
             request_id=request.request_id,
             owner=request.owner,
         )
-        return pb.CreateAccountResponse(account=account_pb(account, self.economy.tiers))
+        return pb.CreateAccountResponse(account=account_pb(account))
+
+    async def Mint(self, request: pb.MintRequest) -> pb.MintResponse:
+        done = await self.economy.mint(
+            request.account_id,
+            request.amount,
+            asset=asset_of(request.asset) or Asset.CREDIT,
+            memo=request.memo,
+            request_id=request.request_id,
+        )
+        return pb.MintResponse(
+            account=account_pb(done.account), transaction=transaction_pb(done.transaction)
+        )
 
     async def GetAccount(self, request: pb.GetAccountRequest) -> pb.GetAccountResponse:
         account = await self.economy.get_account(request.account_id)
-        return pb.GetAccountResponse(account=account_pb(account, self.economy.tiers))
+        return pb.GetAccountResponse(account=account_pb(account))
+
+    async def ListAccounts(self, request: pb.ListAccountsRequest) -> pb.ListAccountsResponse:
+        page = await self.economy.list_accounts(
+            owner=request.owner,
+            kind=account_kind_of(request.kind),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListAccountsResponse(
+            accounts=[account_pb(a) for a in page.items], next_page_token=page.next_page_token
+        )
 
     async def Transfer(self, request: pb.TransferRequest) -> pb.TransferResponse:
         done = await self.economy.transfer(
             request.from_account_id,
             request.to_account_id,
             request.amount,
+            asset=asset_of(request.asset) or Asset.CREDIT,
             memo=request.memo,
             request_id=request.request_id,
         )
-        tiers = self.economy.tiers
         to_account = (
-            account_pb(done.to_account, tiers)
+            account_pb(done.to_account)
             if _may_read(done.to_account)
             # Paying someone must not be a way around GetAccount's ownership check.
             else pb.Account(account_id=done.to_account.account_id)
         )
         return pb.TransferResponse(
             transaction=transaction_pb(done.transaction),
-            from_account=account_pb(done.from_account, tiers),
+            from_account=account_pb(done.from_account),
             to_account=to_account,
         )
 
@@ -62,30 +102,39 @@ class EconomyServicer:
         self, request: pb.ListTransactionsRequest
     ) -> pb.ListTransactionsResponse:
         page = await self.economy.list_transactions(
-            request.account_id, page_size=request.page_size, page_token=request.page_token
+            request.account_id,
+            asset=asset_of(request.asset),
+            kind=transaction_kind_of(request.kind),
+            page_size=request.page_size,
+            page_token=request.page_token,
         )
         return pb.ListTransactionsResponse(
             transactions=[transaction_pb(tx) for tx in page.transactions],
             next_page_token=page.next_page_token,
         )
 
+    # Stake ----------------------------------------------------------------------
+
     async def Stake(self, request: pb.StakeRequest) -> pb.StakeResponse:
         done = await self.economy.stake(
             request.account_id, request.amount, request_id=request.request_id
         )
         return pb.StakeResponse(
-            account=account_pb(done.account, self.economy.tiers),
-            transaction=transaction_pb(done.transaction),
+            account=account_pb(done.account), transaction=transaction_pb(done.transaction)
         )
 
     async def Unstake(self, request: pb.UnstakeRequest) -> pb.UnstakeResponse:
         done = await self.economy.unstake(
             request.account_id, request.amount, request_id=request.request_id
         )
-        return pb.UnstakeResponse(
-            account=account_pb(done.account, self.economy.tiers),
-            transaction=transaction_pb(done.transaction),
+        reply = pb.UnstakeResponse(
+            account=account_pb(done.account), transaction=transaction_pb(done.transaction)
         )
+        if done.unbonding is not None:
+            reply.unbonding.CopyFrom(unbonding_pb(done.unbonding))
+        return reply
+
+    # Escrow ---------------------------------------------------------------------
 
     async def OpenEscrow(self, request: pb.OpenEscrowRequest) -> pb.OpenEscrowResponse:
         done = await self.economy.open_escrow(
@@ -93,6 +142,7 @@ class EconomyServicer:
             request.amount,
             escrow_id=request.escrow_id,
             reference=request.reference,
+            ttl_s=optional_duration_s(request, "ttl"),
             request_id=request.request_id,
         )
         return pb.OpenEscrowResponse(escrow=escrow_pb(done.escrow))
@@ -103,24 +153,73 @@ class EconomyServicer:
             request.payee_account_id,
             request.amount,
             memo=request.memo,
+            task_id=request.task_id,
+            payee_owner=request.payee_owner,
             request_id=request.request_id,
         )
         return pb.CaptureEscrowResponse(
-            escrow=escrow_pb(done.escrow), transaction=transaction_pb(done.transaction)
+            escrow=escrow_pb(done.escrow),
+            transaction=transaction_pb(done.transaction),
+            bonus=done.bonus,
         )
 
     async def ReleaseEscrow(self, request: pb.ReleaseEscrowRequest) -> pb.ReleaseEscrowResponse:
         done = await self.economy.release_escrow(request.escrow_id, request_id=request.request_id)
         return pb.ReleaseEscrowResponse(escrow=escrow_pb(done.escrow))
 
+    async def RenewEscrow(self, request: pb.RenewEscrowRequest) -> pb.RenewEscrowResponse:
+        escrow = await self.economy.renew_escrow(
+            request.escrow_id, ttl_s=optional_duration_s(request, "ttl")
+        )
+        return pb.RenewEscrowResponse(escrow=escrow_pb(escrow))
+
+    async def GetEscrow(self, request: pb.GetEscrowRequest) -> pb.GetEscrowResponse:
+        escrow = await self.economy.get_escrow(request.escrow_id)
+        return pb.GetEscrowResponse(escrow=escrow_pb(escrow))
+
+    async def ListEscrows(self, request: pb.ListEscrowsRequest) -> pb.ListEscrowsResponse:
+        page = await self.economy.list_escrows(
+            owner=request.owner,
+            state=escrow_state_of(request.state),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListEscrowsResponse(
+            escrows=[escrow_pb(e) for e in page.items], next_page_token=page.next_page_token
+        )
+
+    # Rewards --------------------------------------------------------------------
+
+    async def ReportTaskFailure(
+        self, request: pb.ReportTaskFailureRequest
+    ) -> pb.ReportTaskFailureResponse:
+        account = await self.economy.report_task_failure(
+            request.payee_account_id, escrow_id=request.escrow_id, task_id=request.task_id
+        )
+        return pb.ReportTaskFailureResponse(account=account_pb(account))
+
+    async def DistributeRewards(
+        self, request: pb.DistributeRewardsRequest
+    ) -> pb.DistributeRewardsResponse:
+        done = await self.economy.distribute_rewards(
+            request.amount, memo=request.memo, request_id=request.request_id
+        )
+        reply = pb.DistributeRewardsResponse(recipient_count=done.recipients)
+        if done.transaction is not None:
+            reply.transaction.CopyFrom(transaction_pb(done.transaction))
+        return reply
+
+    # Governance -----------------------------------------------------------------
+
     async def CreateProposal(self, request: pb.CreateProposalRequest) -> pb.CreateProposalResponse:
-        period = duration_s(request.voting_period) if request.HasField("voting_period") else None
         proposal = await self.economy.create_proposal(
             request.proposer_account_id,
             request.title,
             description=request.description,
-            voting_period_s=period,
+            voting_period_s=optional_duration_s(request, "voting_period"),
             quorum=request.quorum,
+            threshold_bps=request.threshold_bps or None,
+            change=parameter_change(request.change) if request.HasField("change") else None,
             request_id=request.request_id,
         )
         return pb.CreateProposalResponse(proposal=proposal_pb(proposal))
@@ -138,9 +237,27 @@ class EconomyServicer:
         proposal = await self.economy.get_proposal(request.proposal_id)
         return pb.GetProposalResponse(proposal=proposal_pb(proposal))
 
+    async def ListProposals(self, request: pb.ListProposalsRequest) -> pb.ListProposalsResponse:
+        page = await self.economy.list_proposals(
+            state=proposal_state_of(request.state),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListProposalsResponse(
+            proposals=[proposal_pb(p) for p in page.items], next_page_token=page.next_page_token
+        )
+
     async def CloseProposal(self, request: pb.CloseProposalRequest) -> pb.CloseProposalResponse:
         proposal = await self.economy.close_proposal(request.proposal_id)
         return pb.CloseProposalResponse(proposal=proposal_pb(proposal))
+
+    # The ledger -----------------------------------------------------------------
+
+    async def GetParameters(self, request: pb.GetParametersRequest) -> pb.GetParametersResponse:
+        return pb.GetParametersResponse(parameters=parameters_pb(await self.economy.parameters()))
+
+    async def AuditLedger(self, request: pb.AuditLedgerRequest) -> pb.AuditLedgerResponse:
+        return audit_pb(await self.economy.audit())
 
 
 def _may_read(account: Account) -> bool:
