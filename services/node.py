@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from google.protobuf.descriptor import ServiceDescriptor
 
 from meshwright.agent.v1 import agent_pb2
-from meshwright.economy import Economy, EconomyServicer, LedgerStore, MemoryLedgerStore
+from meshwright.economy import Economy, EconomyServicer, LedgerStore, MemoryLedgerStore, Params
 from meshwright.economy.v1 import economy_pb2
 from meshwright.gateway import GatewayHandle, create_app, start_gateway
 from meshwright.mesh import policy
@@ -115,6 +116,16 @@ def open_workflow_store(url: str, scheme: str, *, retention_s: float) -> Workflo
     return RedisWorkflowStore.from_url(url, retention_s=retention_s)
 
 
+def load_economy_params(path: str) -> Params | None:
+    """The economy's initial parameters from a JSON file (None: the defaults)."""
+    if not path:
+        return None
+    try:
+        return Params.from_config(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"economy parameters {path}: {err}") from None
+
+
 def open_ledger_store(url: str, scheme: str) -> LedgerStore:
     """The economy's ledger store a ``store_url`` names (redis is imported only for redis://)."""
     if scheme == "memory":
@@ -193,6 +204,7 @@ async def start_node(
             ledger = node.ledger_store = open_ledger_store(config.store_url, store_scheme)
         node.economy = Economy(
             ledger,
+            params=load_economy_params(config.economy_params),
             idempotency_ttl_s=config.idempotency_ttl_s,
             maintenance_interval_s=config.economy_maintenance_s,
         )

@@ -59,6 +59,41 @@ class Params:
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     @staticmethod
+    def from_config(text: str) -> Params:
+        """Parameters from a JSON object naming any of the fields (the rest keep their
+        defaults), e.g. ``{"transfer_fee_bps": 25, "tiers": {"levels": [["BRONZE", 100,
+        10000], ...]}}``. ValueError for unknown keys or values out of range."""
+        body = json.loads(text)
+        if not isinstance(body, dict):
+            raise ValueError("economy parameters must be a JSON object")
+        known = {f.name for f in dataclasses.fields(Params)} - {"version"}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise ValueError(f"unknown economy parameters {unknown}; known: {sorted(known)}")
+        defaults = json.loads(Params().to_json())
+        if "tiers" in body:
+            body["tiers"] = {**defaults["tiers"], **body["tiers"]}
+        params = Params.from_json(json.dumps({**defaults, **body}), 0)
+        change_errors = [
+            v
+            for change in (
+                ParameterChange(tiers=params.tiers),
+                ParameterChange(transfer_fee_bps=params.transfer_fee_bps),
+                ParameterChange(unbonding_period_s=params.unbonding_period_s),
+                ParameterChange(streak=(params.streak_threshold, params.streak_bonus_bps)),
+                ParameterChange(
+                    distribution=(params.distribution_amount, params.distribution_interval_s)
+                ),
+                ParameterChange(pass_threshold_bps=params.pass_threshold_bps),
+                ParameterChange(escrow_ttl_s=params.escrow_ttl_s),
+            )
+            for v in change.violations("parameters")
+        ]
+        if change_errors:
+            raise ValueError("; ".join(f"{v.field}: {v.description}" for v in change_errors))
+        return params
+
+    @staticmethod
     def from_json(text: str, version: int) -> Params:
         """Parse the stored form."""
         body: dict[str, Any] = json.loads(text)

@@ -42,6 +42,10 @@ class MeshConfig:
     idempotency_ttl_s: float = 24 * 3600.0
     """How long the economy remembers a request id, in seconds: a retry within it replays
     the first result, one after it applies again."""
+    economy_params: str = ""
+    """JSON file of the economy's initial parameters (tiers, fees, unbonding period, streak
+    bonus, reward distribution, pass threshold, escrow ttl); used only when the ledger is
+    empty, after which governance changes them. Defaults when empty."""
     economy_maintenance_s: float = 1.0
     """How often the economy expires unrenewed escrows, completes unbonding, closes
     proposals past their window and makes scheduled reward distributions, in seconds."""
