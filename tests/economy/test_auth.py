@@ -2,7 +2,8 @@
 changes nothing; the owner's own call still works.
 
 The economy is served by a real ``MeshServer`` whose pipeline verifies ES256 tokens and
-resolves account owners with ``Economy.owner_of`` (what ``start_node`` wires). Every test runs
+resolves account and escrow owners with ``Economy.owner_of`` and ``Economy.escrow_owner``
+(what ``start_node`` wires). Every RPC has its access-policy test here. Every test runs
 twice: over gRPC (raw calls, the status code as the wire carries it) and in-process through
 a ``LocalServiceClient`` on the same pipeline (``meshwright up``'s path, no shortcut).
 """
@@ -21,20 +22,31 @@ from google.protobuf import message
 from grpc_status import rpc_status
 
 from meshwright.economy import ECONOMY_SERVICE, Economy, EconomyServicer, MemoryLedgerStore
+from meshwright.economy._records import (
+    ACCOUNTS,
+    ESCROWS,
+    PARAMS,
+    PROPOSALS,
+    acct,
+    escrow_rec,
+    proposal_rec,
+    vote_rec,
+)
+from meshwright.economy.model import Asset
 from meshwright.economy.v1 import economy_pb2 as pb
 from meshwright.mesh import LocalServiceClient, MeshServer
 from meshwright.mesh.auth import TokenIssuer, generate_key_pair
 from meshwright.mesh.errors import MeshError, from_status_proto, grpc_code
 from meshwright.mesh.pipeline import Pipeline
-from meshwright.mesh.policy import ACCOUNT, Authorizer
+from meshwright.mesh.policy import ACCOUNT, ESCROW, Authorizer
 from tests.economy.conftest import FakeClock
 from tests.support_auth import test_keys
 
 Code = grpc.StatusCode
 YES, NO = pb.VOTE_CHOICE_YES, pb.VOTE_CHOICE_NO
 PERIOD_S = 600.0
-ACCOUNTS = ("alice", "bob", "worker", "mallory", "treasury", "alice\n", "ghost")
-ESCROWS = ("esc-1", "esc-2")
+GOV = 1_000
+"""GOV alice and bob are minted, to stake."""
 
 
 class Refused(Exception):
@@ -137,17 +149,27 @@ class Mesh:
         return self.as_("agent", "worker-1")
 
     async def state(self) -> dict[str, object]:
-        """Everything an attack could change: accounts, ledgers, escrows, proposals, totals."""
+        """Everything an attack could change: every account, escrow, proposal and vote
+        record, the parameters, and the whole ledger."""
         store = self.store
+        accounts = await store.index_page(ACCOUNTS, limit=10_000)
+        escrows = await store.index_page(ESCROWS, limit=10_000)
+        proposals = await store.index_page(PROPOSALS, limit=10_000)
+        names = [PARAMS, *map(acct, accounts), *map(escrow_rec, escrows)]
+        names += [proposal_rec(p) for p in proposals]
+        names += [vote_rec(p, a) for p in proposals for a in accounts]
         return {
-            "audit": store.audit(),
-            "accounts": {a: await store.get_account(a) for a in ACCOUNTS},
-            "ledgers": {
-                a: await store.list_transactions(a, before_seq=None, limit=10_000) for a in ACCOUNTS
-            },
-            "escrows": {e: await store.get_escrow(e) for e in ESCROWS},
-            "proposal": await store.get_proposal(self.proposal_id),
+            "records": await store.read(names),
+            "ledger": await store.ledger_page(after_seq=0, limit=100_000),
         }
+
+    async def issued(self, asset: Asset = Asset.CREDIT) -> int:
+        """The supply of ``asset`` minted so far."""
+        report = await self.economy.audit()
+        return next(s.issued for s in report.supplies if s.asset is asset)
+
+    async def balance(self, account_id: str) -> int:
+        return (await self.economy.get_account(account_id)).balance
 
 
 @pytest.fixture(params=["grpc", "in-process"])
@@ -156,7 +178,7 @@ async def mesh(request: pytest.FixtureRequest) -> AsyncIterator[Mesh]:
     store = MemoryLedgerStore()
     economy = Economy(store, clock=clock, default_voting_period_s=PERIOD_S)
     servicer = EconomyServicer(economy)
-    authorizer = Authorizer({ACCOUNT: economy.owner_of})
+    authorizer = Authorizer({ACCOUNT: economy.owner_of, ESCROW: economy.escrow_owner})
     pipeline = Pipeline(verifier=test_keys().verifier(), authorizer=authorizer)
     server = MeshServer(pipeline=pipeline, port=0)
     server.add(servicer, ECONOMY_SERVICE)
@@ -172,16 +194,21 @@ async def mesh(request: pytest.FixtureRequest) -> AsyncIterator[Mesh]:
 
 
 async def populate(env: Mesh) -> None:
-    """alice and bob (clients) with money and stake, an agent's payout account, an escrow
-    the workflow service opened from alice's account, and a proposal of alice's."""
-    for account_id, owner, balance in [
-        ("alice", "client:alice", 1_000),
-        ("bob", "client:bob", 1_000),
-        ("worker", "agent:worker-1", 0),
+    """alice and bob (clients) with CREDIT and staked GOV, an agent's payout account, an
+    escrow the workflow service opened from alice's account, and a proposal of alice's."""
+    for account_id, owner, balance, gov in [
+        ("alice", "client:alice", 1_000, GOV),
+        ("bob", "client:bob", 1_000, GOV),
+        ("worker", "agent:worker-1", 0, 0),
     ]:
         await env.admin.call(
             "CreateAccount",
-            pb.CreateAccountRequest(account_id=account_id, owner=owner, initial_balance=balance),
+            pb.CreateAccountRequest(
+                account_id=account_id,
+                owner=owner,
+                initial_balance=balance,
+                initial_gov_balance=gov,
+            ),
         )
     await env.alice.call("Stake", pb.StakeRequest(account_id="alice", amount=100))
     await env.bob.call("Stake", pb.StakeRequest(account_id="bob", amount=300))
@@ -218,6 +245,7 @@ def expired_token(role: str, subject: str) -> str:
 # Minting ---------------------------------------------------------------------
 
 MINT = pb.CreateAccountRequest(account_id="mallory", initial_balance=10**12)
+MINT_GOV = pb.CreateAccountRequest(account_id="mallory", initial_gov_balance=10**12)
 
 
 async def test_anonymous_and_bad_tokens_cannot_mint(mesh: Mesh) -> None:
@@ -239,8 +267,9 @@ async def test_anonymous_and_bad_tokens_cannot_mint(mesh: Mesh) -> None:
 )
 async def test_only_admin_mints(mesh: Mesh, role: str, subject: str) -> None:
     before = await mesh.state()
-    err = await refused(mesh.as_(role, subject), "CreateAccount", MINT)
-    assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "PRIVILEGED_FIELD")
+    for request in (MINT, MINT_GOV):
+        err = await refused(mesh.as_(role, subject), "CreateAccount", request)
+        assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "PRIVILEGED_FIELD")
     assert await mesh.state() == before  # no account, no money
     # At the limit: one minor unit is minting too.
     one = pb.CreateAccountRequest(account_id="mallory", initial_balance=1)
@@ -251,18 +280,56 @@ async def test_only_admin_mints(mesh: Mesh, role: str, subject: str) -> None:
         "CreateAccount", pb.CreateAccountRequest(account_id="mallory")
     )
     assert (reply.account.balance, reply.account.owner) == (0, f"{role}:{subject}")
-    assert mesh.store.audit().minted == before["audit"].minted  # type: ignore[attr-defined]
+    assert await mesh.issued() == 2_000  # alice's and bob's, nothing more
 
 
 async def test_admin_mints(mesh: Mesh) -> None:
-    minted = mesh.store.audit().minted
+    minted = await mesh.issued()
     reply = await mesh.admin.call(
         "CreateAccount",
-        pb.CreateAccountRequest(account_id="treasury", initial_balance=10**12),
+        pb.CreateAccountRequest(
+            account_id="treasury", initial_balance=10**12, initial_gov_balance=7
+        ),
     )
-    assert (reply.account.balance, reply.account.owner) == (10**12, "admin:ops")
-    assert mesh.store.audit().minted == minted + 10**12
-    assert mesh.store.audit().conserved
+    a = reply.account
+    assert (a.balance, a.gov_balance, a.owner) == (10**12, 7, "admin:ops")
+    assert await mesh.issued() == minted + 10**12
+    assert (await mesh.economy.audit()).ok
+
+
+MINT_RPC = pb.MintRequest(account_id="alice", asset=pb.ASSET_GOV, amount=10**12)
+
+
+@pytest.mark.parametrize(
+    ("role", "subject"),
+    [("client", "alice"), ("agent", "worker-1"), ("service", "mesh")],
+)
+async def test_only_admin_calls_mint(mesh: Mesh, role: str, subject: str) -> None:
+    before = await mesh.state()
+    err = await refused(mesh.as_(role, subject), "Mint", MINT_RPC)  # alice's own account too
+    assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "ROLE_NOT_ALLOWED")
+    err = await refused(mesh.anonymous, "Mint", MINT_RPC)
+    assert (err.code, err.reason) == (Code.UNAUTHENTICATED, "TOKEN_MISSING")
+    assert await mesh.state() == before
+
+
+async def test_admin_calls_mint(mesh: Mesh) -> None:
+    reply = await mesh.admin.call(
+        "Mint", pb.MintRequest(account_id="alice", asset=pb.ASSET_GOV, amount=5, memo="grant")
+    )
+    assert reply.account.gov_balance == GOV - 100 + 5  # 100 staked in populate
+    tx = reply.transaction
+    assert (tx.kind, tx.from_account_id, tx.to_account_id, tx.asset, tx.caller) == (
+        pb.TRANSACTION_KIND_MINT,
+        "system:issuance",
+        "alice",
+        pb.ASSET_GOV,
+        "admin:ops",
+    )
+    # Unspecified asset: CREDIT. The rewards pool can be funded too.
+    reply = await mesh.admin.call("Mint", pb.MintRequest(account_id="system:rewards", amount=9))
+    assert (reply.account.balance, reply.transaction.asset) == (9, pb.ASSET_CREDIT)
+    assert (await mesh.economy.audit()).ok
 
 
 async def test_only_admins_and_services_name_an_owner(mesh: Mesh) -> None:
@@ -311,7 +378,7 @@ async def test_a_caller_that_cannot_be_an_owner_opens_no_account(mesh: Mesh) -> 
         mesh.caller(token), "CreateAccount", pb.CreateAccountRequest(account_id="m")
     )
     assert (err.code, err.reason) == (Code.UNAUTHENTICATED, "TOKEN_INVALID")
-    assert await mesh.store.get_account("m") is None
+    assert await mesh.economy.owner_of("m") is None
 
 
 # Spending ---------------------------------------------------------------------
@@ -333,15 +400,31 @@ async def test_nobody_transfers_out_of_anothers_account(mesh: Mesh) -> None:
     mine = await mesh.alice.call(
         "Transfer", pb.TransferRequest(from_account_id="alice", to_account_id="bob", amount=70)
     )
-    assert (mine.from_account.balance, mine.from_account.owner) == (630, "client:alice")
+    assert (mine.from_account.balance, mine.from_account.owner) == (730, "client:alice")
     assert mine.to_account == pb.Account(account_id="bob")
-    assert (await mesh.store.get_account("bob")).balance == 770  # type: ignore[union-attr]
+    assert await mesh.balance("bob") == 1_070
     # An admin sees both.
     ops = await mesh.admin.call(
         "Transfer", pb.TransferRequest(from_account_id="bob", to_account_id="alice", amount=1)
     )
-    assert (ops.from_account.balance, ops.to_account.balance) == (769, 631)
-    assert mesh.store.audit().conserved
+    assert (ops.from_account.balance, ops.to_account.balance) == (1_069, 731)
+    # GOV moves the same way, under the same rule.
+    err = await refused(
+        mesh.bob,
+        "Transfer",
+        pb.TransferRequest(
+            from_account_id="alice", to_account_id="bob", amount=5, asset=pb.ASSET_GOV
+        ),
+    )
+    assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "NOT_OWNER")
+    gov = await mesh.alice.call(
+        "Transfer",
+        pb.TransferRequest(
+            from_account_id="alice", to_account_id="bob", amount=5, asset=pb.ASSET_GOV
+        ),
+    )
+    assert gov.from_account.gov_balance == GOV - 100 - 5
+    assert (await mesh.economy.audit()).ok
 
 
 async def test_nobody_stakes_or_unstakes_anothers_account(mesh: Mesh) -> None:
@@ -383,7 +466,8 @@ async def test_nobody_reads_anothers_account(mesh: Mesh) -> None:
     assert await mesh.state() == before
 
     own = await mesh.alice.call("GetAccount", pb.GetAccountRequest(account_id="alice"))
-    assert (own.account.balance, own.account.owner) == (700, "client:alice")
+    assert (own.account.balance, own.account.owner) == (800, "client:alice")
+    assert (own.account.gov_balance, own.account.staked) == (GOV - 100, 100)
     ledger = await mesh.alice.call(
         "ListTransactions", pb.ListTransactionsRequest(account_id="alice")
     )
@@ -416,6 +500,9 @@ async def test_only_the_workflow_service_moves_escrows(mesh: Mesh, who: str) -> 
         # Even from one's own account: escrows belong to workflows.
         ("OpenEscrow", pb.OpenEscrowRequest(escrow_id="esc-2", payer_account_id="alice",
                                             amount=10)),
+        # Keep a workflow's budget locked, or wipe a rival agent's streak:
+        ("RenewEscrow", pb.RenewEscrowRequest(escrow_id="esc-1")),
+        ("ReportTaskFailure", pb.ReportTaskFailureRequest(payee_account_id="worker")),
     ]:  # fmt: skip
         err = await refused(caller, method, request)
         assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "ROLE_NOT_ALLOWED"), method
@@ -433,9 +520,154 @@ async def test_the_workflow_service_moves_escrows(mesh: Mesh) -> None:
     opened = await mesh.service.call(
         "OpenEscrow", pb.OpenEscrowRequest(escrow_id="esc-2", payer_account_id="bob", amount=5)
     )
-    assert opened.escrow.amount == 5
-    assert (await mesh.store.get_account("worker")).balance == 50  # type: ignore[union-attr]
-    assert mesh.store.audit().conserved
+    assert (opened.escrow.amount, opened.escrow.owner) == (5, "client:bob")
+    assert await mesh.balance("worker") == 50
+    assert (await mesh.economy.audit()).ok
+
+
+async def test_the_workflow_service_renews_escrows_and_reports_failures(mesh: Mesh) -> None:
+    got = await mesh.service.call("GetEscrow", pb.GetEscrowRequest(escrow_id="esc-1"))
+    mesh.clock.advance(60)
+    renewed = await mesh.service.call("RenewEscrow", pb.RenewEscrowRequest(escrow_id="esc-1"))
+    assert renewed.escrow.expire_time.seconds == got.escrow.expire_time.seconds + 60
+    await mesh.service.call(
+        "CaptureEscrow",
+        pb.CaptureEscrowRequest(escrow_id="esc-1", payee_account_id="worker", amount=1),
+    )
+    assert (await mesh.economy.get_account("worker")).streak == 1
+    reply = await mesh.service.call(
+        "ReportTaskFailure",
+        pb.ReportTaskFailureRequest(payee_account_id="worker", escrow_id="esc-1", task_id="t"),
+    )
+    assert (reply.account.account_id, reply.account.streak) == ("worker", 0)
+
+
+# Listing and reading what one owns ----------------------------------------------
+
+
+async def ids(caller: Caller, method: str, request: message.Message, field: str) -> list[str]:
+    reply = await caller.call(method, request)
+    key = "escrow_id" if field == "escrows" else "account_id"
+    return [getattr(item, key) for item in getattr(reply, field)]
+
+
+async def test_clients_and_agents_list_only_their_own_accounts(mesh: Mesh) -> None:
+    listing = pb.ListAccountsRequest()
+    assert await ids(mesh.alice, "ListAccounts", listing, "accounts") == ["alice"]
+    assert await ids(mesh.worker, "ListAccounts", listing, "accounts") == ["worker"]
+    mine = pb.ListAccountsRequest(owner="client:alice")
+    assert await ids(mesh.alice, "ListAccounts", mine, "accounts") == ["alice"]
+    # Naming someone else, even a kind of account, is refused, not an empty page.
+    for caller, owner in [
+        (mesh.bob, "client:alice"),
+        (mesh.worker, "client:alice"),
+        (mesh.alice, "agent:worker-1"),
+        (mesh.alice, "admin:ops"),
+    ]:
+        err = await refused(caller, "ListAccounts", pb.ListAccountsRequest(owner=owner))
+        assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "NOT_OWNER")
+    err = await refused(mesh.anonymous, "ListAccounts", listing)
+    assert err.code == Code.UNAUTHENTICATED
+    # Admins and services see anyone's, and everything with no owner: the ledger's own too.
+    for caller in (mesh.admin, mesh.service):
+        assert await ids(caller, "ListAccounts", mine, "accounts") == ["alice"]
+        everything = await ids(caller, "ListAccounts", listing, "accounts")
+        assert {"alice", "bob", "worker", "system:issuance", "stake:alice"} <= set(everything)
+        users = pb.ListAccountsRequest(kind=pb.ACCOUNT_KIND_USER)
+        assert await ids(caller, "ListAccounts", users, "accounts") == ["alice", "bob", "worker"]
+
+
+async def test_nobody_reads_anothers_escrow(mesh: Mesh) -> None:
+    before = await mesh.state()
+    for escrow_id in ("esc-1", "esc-ghost"):
+        for caller in (mesh.bob, mesh.worker):
+            err = await refused(caller, "GetEscrow", pb.GetEscrowRequest(escrow_id=escrow_id))
+            assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "NOT_OWNER")
+        err = await refused(mesh.anonymous, "GetEscrow", pb.GetEscrowRequest(escrow_id=escrow_id))
+        assert err.code == Code.UNAUTHENTICATED
+    assert await mesh.state() == before
+    # alice's workflow paid it from her account: she reads it, as do admins and services.
+    own = await mesh.alice.call("GetEscrow", pb.GetEscrowRequest(escrow_id="esc-1"))
+    assert (own.escrow.owner, own.escrow.payer_account_id, own.escrow.amount) == (
+        "client:alice",
+        "alice",
+        200,
+    )
+    for caller in (mesh.admin, mesh.service):
+        got = await caller.call("GetEscrow", pb.GetEscrowRequest(escrow_id="esc-1"))
+        assert got.escrow == own.escrow
+        err = await refused(caller, "GetEscrow", pb.GetEscrowRequest(escrow_id="esc-ghost"))
+        assert err.code == Code.NOT_FOUND
+
+
+async def test_clients_list_only_their_own_escrows(mesh: Mesh) -> None:
+    await mesh.service.call(
+        "OpenEscrow", pb.OpenEscrowRequest(escrow_id="esc-2", payer_account_id="bob", amount=5)
+    )
+    listing = pb.ListEscrowsRequest()
+    assert await ids(mesh.alice, "ListEscrows", listing, "escrows") == ["esc-1"]
+    assert await ids(mesh.bob, "ListEscrows", listing, "escrows") == ["esc-2"]
+    assert await ids(mesh.worker, "ListEscrows", listing, "escrows") == []
+    err = await refused(mesh.bob, "ListEscrows", pb.ListEscrowsRequest(owner="client:alice"))
+    assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "NOT_OWNER")
+    err = await refused(mesh.anonymous, "ListEscrows", listing)
+    assert err.code == Code.UNAUTHENTICATED
+    for caller in (mesh.admin, mesh.service):
+        assert await ids(caller, "ListEscrows", listing, "escrows") == ["esc-1", "esc-2"]
+        bobs = pb.ListEscrowsRequest(owner="client:bob", state=pb.ESCROW_STATE_OPEN)
+        assert await ids(caller, "ListEscrows", bobs, "escrows") == ["esc-2"]
+
+
+# Rewards and the ledger ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["alice", "worker", "service"])
+async def test_only_admin_distributes_rewards_and_audits(mesh: Mesh, who: str) -> None:
+    await mesh.admin.call("Mint", pb.MintRequest(account_id="system:rewards", amount=1_000))
+    before = await mesh.state()
+    caller: Caller = getattr(mesh, who)
+    for method, request in [
+        ("DistributeRewards", pb.DistributeRewardsRequest(amount=400)),
+        ("AuditLedger", pb.AuditLedgerRequest()),
+    ]:
+        err = await refused(caller, method, request)
+        assert (err.code, err.reason) == (Code.PERMISSION_DENIED, "ROLE_NOT_ALLOWED"), method
+        err = await refused(mesh.anonymous, method, request)
+        assert (err.code, err.reason) == (Code.UNAUTHENTICATED, "TOKEN_MISSING"), method
+    assert await mesh.state() == before
+
+
+async def test_admin_distributes_rewards_and_audits(mesh: Mesh) -> None:
+    await mesh.admin.call("Mint", pb.MintRequest(account_id="system:rewards", amount=1_000))
+    done = await mesh.admin.call(
+        "DistributeRewards", pb.DistributeRewardsRequest(amount=400, memo="q1")
+    )
+    # alice staked 100 and bob 300, both bronze (1.0x): 100 and 300.
+    assert done.recipient_count == 2
+    assert (done.transaction.kind, done.transaction.memo) == (
+        pb.TRANSACTION_KIND_REWARD_DISTRIBUTION,
+        "q1",
+    )
+    assert (await mesh.balance("alice"), await mesh.balance("bob")) == (900, 1_300)
+    report = await mesh.admin.call("AuditLedger", pb.AuditLedgerRequest())
+    assert report.ok and not report.mismatches and not report.negative_balances
+    credit = next(s for s in report.supplies if s.asset == pb.ASSET_CREDIT)
+    assert credit.issued == credit.held == 3_000
+
+
+async def test_everyone_with_a_token_reads_proposals_and_parameters(mesh: Mesh) -> None:
+    for caller in (mesh.alice, mesh.bob, mesh.worker, mesh.admin, mesh.service):
+        page = await caller.call("ListProposals", pb.ListProposalsRequest())
+        assert [p.proposal_id for p in page.proposals] == [mesh.proposal_id]
+        got = await caller.call("GetParameters", pb.GetParametersRequest())
+        assert got.parameters.version == 1 and got.parameters.pass_threshold_bps == 5_000
+    for method, request in [
+        ("ListProposals", pb.ListProposalsRequest()),
+        ("GetParameters", pb.GetParametersRequest()),
+        ("GetProposal", pb.GetProposalRequest(proposal_id=mesh.proposal_id)),
+    ]:
+        err = await refused(mesh.anonymous, method, request)
+        assert (err.code, err.reason) == (Code.UNAUTHENTICATED, "TOKEN_MISSING"), method
 
 
 # Governance ------------------------------------------------------------------
@@ -458,7 +690,7 @@ async def test_nobody_votes_in_anothers_name_not_even_an_admin(mesh: Mesh) -> No
     assert (tally.proposal.yes_weight, tally.proposal.voter_count) == (100, 1)
     # An admin votes with an account of its own.
     await mesh.admin.call(
-        "CreateAccount", pb.CreateAccountRequest(account_id="treasury", initial_balance=50)
+        "CreateAccount", pb.CreateAccountRequest(account_id="treasury", initial_gov_balance=50)
     )
     await mesh.admin.call("Stake", pb.StakeRequest(account_id="treasury", amount=50))
     tally = await mesh.admin.call(
@@ -538,7 +770,18 @@ async def test_no_second_account_that_looks_like_alice(mesh: Mesh, lookalike: st
     err = await refused(mesh.admin, "GetAccount", pb.GetAccountRequest(account_id=lookalike))
     assert (err.code, err.fields) == (Code.INVALID_ARGUMENT, ["account_id"])
     assert await mesh.state() == before
-    assert await mesh.store.get_account(lookalike) is None
+    assert await mesh.economy.owner_of(lookalike) is None
+
+
+@pytest.mark.parametrize(
+    "reserved", ["system:treasury", "system:mine", "escrow:esc-1", "stake:alice", "unbonding:x"]
+)
+async def test_nobody_opens_an_account_among_the_ledgers_own(mesh: Mesh, reserved: str) -> None:
+    before = await mesh.state()
+    for caller in (mesh.bob, mesh.admin, mesh.service):
+        err = await refused(caller, "CreateAccount", pb.CreateAccountRequest(account_id=reserved))
+        assert (err.code, err.fields) == (Code.INVALID_ARGUMENT, ["account_id"])
+    assert await mesh.state() == before
 
 
 # Idempotency keeps the owner -----------------------------------------------------
@@ -565,12 +808,13 @@ async def test_request_id_binds_the_owner(mesh: Mesh) -> None:
 
 
 async def test_a_replay_is_not_handed_to_another_caller(mesh: Mesh) -> None:
-    """The owner an empty `owner` stands for (the caller) is part of the key."""
+    """Request ids are the caller's own: another caller's same id is a request of its own
+    (here for an id that is taken), never a replay of carol's answer."""
     request = pb.CreateAccountRequest(account_id="mallory", request_id="k2")
     first = await mesh.as_("client", "carol").call("CreateAccount", request)
     assert first.account.owner == "client:carol"
     assert await mesh.as_("client", "carol").call("CreateAccount", request) == first
     before = await mesh.state()
     err = await refused(mesh.as_("client", "dave"), "CreateAccount", request)
-    assert (err.code, err.fields) == (Code.INVALID_ARGUMENT, ["request_id"])
+    assert err.code == Code.ALREADY_EXISTS
     assert await mesh.state() == before
