@@ -41,7 +41,16 @@ from meshwright.mesh.client import ChannelPool, ServiceClient
 from meshwright.mesh.config import MeshConfig
 from meshwright.mesh.errors import MeshError
 from meshwright.mesh.pipeline import Pipeline
-from meshwright.mesh.policy import ACCOUNT, AGENT, WORKFLOW, Policy, field_value, policy_of
+from meshwright.mesh.policy import (
+    ACCOUNT,
+    AGENT,
+    ESCROW,
+    PRINCIPAL,
+    WORKFLOW,
+    Policy,
+    field_value,
+    policy_of,
+)
 from meshwright.mesh.security import Security
 from meshwright.node import Node, start_node
 from meshwright.registry.v1 import registry_pb2
@@ -62,7 +71,14 @@ DENIED = grpc.StatusCode.PERMISSION_DENIED
 # The resources every owned field names: alice's; bob owns nothing here.
 ALICE_ACCOUNT = "acct-alice"
 ALICE_AGENT = "agent-alice"
-OWNED_VALUE = {ACCOUNT: ALICE_ACCOUNT, AGENT: ALICE_AGENT, WORKFLOW: "wf-alice"}
+ALICE_ESCROW = "esc-alice"
+OWNED_VALUE = {
+    ACCOUNT: ALICE_ACCOUNT,
+    AGENT: ALICE_AGENT,
+    WORKFLOW: "wf-alice",
+    ESCROW: ALICE_ESCROW,
+    PRINCIPAL: "client:alice",
+}
 
 
 @dataclass(frozen=True)
@@ -133,10 +149,11 @@ def expected(policy: Policy, caller: Caller) -> grpc.StatusCode | None:
     for owned in policy.owned:
         if trusted and not owned.strict:
             continue
-        # alice the agent owns the agent id; alice the client the account and workflow.
+        # alice the agent owns the agent id; alice the client the account, workflow,
+        # escrow and her principal name.
         owns = caller.owner and (
             (caller.role is Role.AGENT and owned.kind == AGENT)
-            or (caller.role is Role.CLIENT and owned.kind in (ACCOUNT, WORKFLOW))
+            or (caller.role is Role.CLIENT and owned.kind in (ACCOUNT, WORKFLOW, ESCROW, PRINCIPAL))
         )
         if not owns:
             return DENIED
@@ -188,6 +205,13 @@ async def world() -> AsyncIterator[World]:
                 account_id=ALICE_ACCOUNT, owner="client:alice", initial_balance=100
             ),
             metadata=admin_md,
+        )
+        await economy.call(
+            "OpenEscrow",
+            economy_pb2.OpenEscrowRequest(
+                escrow_id=ALICE_ESCROW, payer_account_id=ALICE_ACCOUNT, amount=10
+            ),
+            metadata=[("authorization", "Bearer " + keys.token(Role.SERVICE, "mesh"))],
         )
         workflows = next(c for c in node.fronted if c.service.name == "WorkflowService")
         alice_md = [("authorization", "Bearer " + keys.token(Role.CLIENT, "alice"))]
@@ -315,7 +339,11 @@ async def test_rest(world: World, method: Any, caller: Caller) -> None:
             ):
                 status = reply.status_code
         elif binding.http_method in ("GET", "DELETE"):
-            reply = await world.http.request(binding.http_method, path, headers=headers)
+            # The rest of the request goes in the query (an owned `owner` filter, say).
+            params = {k: v for k, v in body.items() if isinstance(v, str)}
+            reply = await world.http.request(
+                binding.http_method, path, headers=headers, params=params
+            )
             status = reply.status_code
         else:
             content = json_format.MessageToJson(request) if binding.body == "*" else "{}"
