@@ -49,7 +49,7 @@ class DemoClients:
     """Who does what in the demo."""
 
     admin_economy: ServiceClient
-    """Economy as the admin: mints the payer's funds, reads the agents' pay."""
+    """Economy as the admin: mints the payer's funds, reads the agents' pay, audits."""
     economy: ServiceClient
     """Economy as the client that owns the payer account."""
     workflows: ServiceClient
@@ -60,8 +60,8 @@ class DemoClients:
 
 
 async def run_demo(clients: DemoClients, console: Console) -> bool:
-    """Fund the demo account, run the demo workflow live, show the bill."""
-    from meshwright.cli import demo_definition
+    """Fund the demo account, run the demo workflow live, show the bill and the audit."""
+    from meshwright.cli import audit_lines, demo_definition
 
     economy, workflows = clients.economy, clients.workflows
     try:
@@ -106,4 +106,8 @@ async def run_demo(clients: DemoClients, console: Console) -> bool:
         f"  demo account balance {payer.account.balance} "
         f"(spent {final.spent} of {definition.budget}, rest refunded)"
     )
-    return final.state == workflow_pb2.WORKFLOW_STATE_SUCCEEDED
+    # Every move above is a balanced ledger transaction: replaying them gives the balances.
+    audit = await clients.admin_economy.call("AuditLedger", economy_pb2.AuditLedgerRequest())
+    for line in audit_lines(audit):
+        console.print(escape(f"  {line}"))
+    return final.state == workflow_pb2.WORKFLOW_STATE_SUCCEEDED and audit.ok

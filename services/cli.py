@@ -8,8 +8,9 @@ variable.
 Client commands find their bearer token by themselves, first match wins:
 ``--token``; ``--as admin|client`` (that development token file);
 ``$MESHWRIGHT_TOKEN``; else the development token file ``meshwright up``
-wrote to the config directory: ``admin.token`` for ``account create
---balance N`` (only admins mint), ``client.token`` for everything else.
+wrote to the config directory: ``admin.token`` for what only admins may do
+(``account create --balance N`` or ``--gov N``, ``account mint``, ``ledger
+audit``), ``client.token`` for everything else.
 """
 
 from __future__ import annotations
@@ -339,9 +340,10 @@ class Credentials:
     source: str
 
 
-def client_credentials(args: argparse.Namespace, *, mint: bool = False) -> Credentials:
+def client_credentials(args: argparse.Namespace, *, admin: bool = False) -> Credentials:
     """``--token``, else ``--as`` (a dev token file), else ``$MESHWRIGHT_TOKEN``, else the
-    dev token file for the command: admin when it mints (``mint``), client otherwise."""
+    dev token file for the command: admin when only admins may do it (``admin``: minting,
+    auditing), client otherwise."""
     if args.token:
         return Credentials(args.token.strip(), "--token")
     role = args.as_role
@@ -349,7 +351,7 @@ def client_credentials(args: argparse.Namespace, *, mint: bool = False) -> Crede
         env = os.environ.get("MESHWRIGHT_TOKEN", "").strip()
         if env:
             return Credentials(env, "MESHWRIGHT_TOKEN")
-        role = "admin" if mint else "client"
+        role = "admin" if admin else "client"
     path = _dev_dir() / f"{role}.token"
     try:
         token = path.read_text().strip() or None
@@ -449,30 +451,260 @@ async def _agents(args: argparse.Namespace) -> int:
         await pool.close()
 
 
+def _enum_arg(enum: Any, prefix: str) -> Any:
+    """An argparse type taking a contract enum's value by its short name (``gov``, ``GOV``)."""
+    names = [n.removeprefix(prefix) for n in enum.keys() if not n.endswith("_UNSPECIFIED")]
+
+    def parse(text: str) -> int:
+        name = text.strip().upper().removeprefix(prefix)
+        if name not in names:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not one of {', '.join(n.lower() for n in names)}"
+            )
+        value: int = enum.Value(prefix + name)
+        return value
+
+    parse.__name__ = enum.DESCRIPTOR.name  # argparse names the type in its errors
+    return parse
+
+
+def _short(enum: Any, value: int, prefix: str) -> str:
+    """An enum value's name without its prefix (``ASSET_GOV`` -> ``GOV``)."""
+    name: str = enum.Name(value)
+    return name.removeprefix(prefix)
+
+
+def _when(ts: Any) -> str:
+    """A Timestamp as UTC ``YYYY-MM-DD HH:MM:SS`` (``-`` when unset)."""
+    if not ts.seconds and not ts.nanos:
+        return "-"
+    return str(ts.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _more(token: str) -> None:
+    if token:
+        console.print(esc(f"next page: --page-token {token}"), style="dim", soft_wrap=True)
+
+
+E = economy_pb2
+
+
+def history_line(tx: economy_pb2.Transaction, account_id: str) -> str:
+    """One transaction as the account saw it: what it posted to the account, per asset
+    (``+300 CREDIT +50 GOV``), then the first movement's accounts, the id and the memo."""
+    net: dict[int, int] = {}
+    for p in tx.postings:
+        if p.account_id == account_id:
+            net[p.asset] = net.get(p.asset, 0) + p.amount
+    change = " ".join(
+        f"{amount:+} {_short(E.Asset, asset, 'ASSET_')}" for asset, amount in sorted(net.items())
+    )
+    kind = _short(E.TransactionKind, tx.kind, "TRANSACTION_KIND_")
+    memo = f"  {tx.memo}" if tx.memo else ""
+    return (
+        f"{_when(tx.create_time)}  {kind:<19} {change or '-':<22} "
+        f"{tx.from_account_id or '-'} -> {tx.to_account_id or '-'}  {tx.transaction_id}{memo}"
+    )
+
+
 async def _account(args: argparse.Namespace) -> int:
     from meshwright._console import to_json
 
     pool = _pool(args, args.credentials)
     try:
         eco = _client(pool, args.target, economy_pb2, "EconomyService")
-        if args.acct_command == "create":
+        command = args.acct_command
+        if command == "create":
             owner = args.owner
-            if owner is None and args.balance and args.credentials.source.endswith("admin.token"):
+            minting = args.balance or args.gov
+            if owner is None and minting and args.credentials.source.endswith("admin.token"):
                 # Minted by the dev admin for the dev client: the account is the user's.
                 owner = _dev_client_principal()
             reply = await eco.call(
                 "CreateAccount",
-                economy_pb2.CreateAccountRequest(
+                E.CreateAccountRequest(
                     account_id=args.id,
                     initial_balance=args.balance,
+                    initial_gov_balance=args.gov,
                     display_name=args.name,
                     owner=owner or "",
                 ),
             )
+            console.print(to_json(reply.account))
+        elif command in ("get", "show"):
+            reply = await eco.call("GetAccount", E.GetAccountRequest(account_id=args.id))
+            console.print(to_json(reply.account))
+        elif command == "list":
+            page = await eco.call(
+                "ListAccounts",
+                E.ListAccountsRequest(
+                    owner=args.owner,
+                    kind=args.kind,
+                    page_size=args.limit,
+                    page_token=args.page_token,
+                ),
+            )
+            for a in page.accounts:
+                kind = _short(E.AccountKind, a.kind, "ACCOUNT_KIND_")
+                console.print(
+                    esc(
+                        f"{a.account_id}  {kind:<12} CREDIT {a.balance}  GOV {a.gov_balance}"
+                        f"  staked {a.staked}  escrowed {a.escrowed}  {a.owner or '-'}"
+                    ),
+                    soft_wrap=True,
+                )
+            _more(page.next_page_token)
+        elif command == "mint":
+            reply = await eco.call(
+                "Mint",
+                E.MintRequest(
+                    account_id=args.id,
+                    asset=args.asset,
+                    amount=args.amount,
+                    memo=args.memo,
+                    request_id=args.request_id,
+                ),
+            )
+            console.print(to_json(reply))
+        elif command == "transfer":
+            reply = await eco.call(
+                "Transfer",
+                E.TransferRequest(
+                    from_account_id=args.source,
+                    to_account_id=args.destination,
+                    amount=args.amount,
+                    asset=args.asset,
+                    memo=args.memo,
+                    request_id=args.request_id,
+                ),
+            )
+            console.print(to_json(reply))
+        elif command == "history":
+            page = await eco.call(
+                "ListTransactions",
+                E.ListTransactionsRequest(
+                    account_id=args.id,
+                    asset=args.asset,
+                    kind=args.kind,
+                    page_size=args.limit,
+                    page_token=args.page_token,
+                ),
+            )
+            for tx in page.transactions:
+                console.print(esc(history_line(tx, args.id)), soft_wrap=True)
+            _more(page.next_page_token)
         else:
-            reply = await eco.call("GetAccount", economy_pb2.GetAccountRequest(account_id=args.id))
-        console.print(to_json(reply.account))
+            return 2
         return 0
+    finally:
+        await pool.close()
+
+
+async def _escrow(args: argparse.Namespace) -> int:
+    from meshwright._console import to_json
+
+    pool = _pool(args, args.credentials)
+    try:
+        eco = _client(pool, args.target, economy_pb2, "EconomyService")
+        if args.escrow_command == "show":
+            reply = await eco.call("GetEscrow", E.GetEscrowRequest(escrow_id=args.id))
+            console.print(to_json(reply.escrow))
+            return 0
+        page = await eco.call(
+            "ListEscrows",
+            E.ListEscrowsRequest(
+                owner=args.owner, state=args.state, page_size=args.limit, page_token=args.page_token
+            ),
+        )
+        for e in page.escrows:
+            state = _short(E.EscrowState, e.state, "ESCROW_STATE_")
+            until = _when(e.expire_time) if e.state == E.ESCROW_STATE_OPEN else _when(e.close_time)
+            console.print(
+                esc(
+                    f"{e.escrow_id}  {state:<8} {e.payer_account_id}  amount {e.amount}  "
+                    f"captured {e.captured}  released {e.released}  "
+                    f"{'expires' if e.state == E.ESCROW_STATE_OPEN else 'closed'} {until}"
+                    f"  {e.reference}"
+                ),
+                soft_wrap=True,
+            )
+        _more(page.next_page_token)
+        return 0
+    finally:
+        await pool.close()
+
+
+async def _proposal(args: argparse.Namespace) -> int:
+    from meshwright._console import to_json
+
+    pool = _pool(args, args.credentials)
+    try:
+        eco = _client(pool, args.target, economy_pb2, "EconomyService")
+        if args.proposal_command == "show":
+            reply = await eco.call("GetProposal", E.GetProposalRequest(proposal_id=args.id))
+            console.print(to_json(reply.proposal))
+            return 0
+        page = await eco.call(
+            "ListProposals",
+            E.ListProposalsRequest(
+                state=args.state, page_size=args.limit, page_token=args.page_token
+            ),
+        )
+        for pr in page.proposals:
+            state = _short(E.ProposalState, pr.state, "PROPOSAL_STATE_")
+            change = pr.change.WhichOneof("change") if pr.HasField("change") else None
+            console.print(
+                esc(
+                    f"{pr.proposal_id}  {state:<8} yes {pr.yes_weight}  no {pr.no_weight}  "
+                    f"abstain {pr.abstain_weight}  ends {_when(pr.voting_end_time)}  "
+                    f"{pr.title}" + (f"  [change: {change}]" if change else "")
+                ),
+                soft_wrap=True,
+            )
+        _more(page.next_page_token)
+        return 0
+    finally:
+        await pool.close()
+
+
+def audit_lines(report: economy_pb2.AuditLedgerResponse) -> list[str]:
+    """An audit report as plain lines: the verdict, each asset's supply, what is amiss."""
+    verdict = "OK" if report.ok else "MISMATCHED"
+    lines = [
+        f"ledger {verdict}: {report.transaction_count} transactions, "
+        f"{report.account_count} accounts"
+    ]
+    for s in report.supplies:
+        asset = _short(E.Asset, s.asset, "ASSET_")
+        lines.append(f"  {asset:<6} issued {s.issued}  held {s.held}")
+    for m in report.mismatches:
+        asset = _short(E.Asset, m.asset, "ASSET_")
+        lines.append(f"  mismatch {m.account_id} {asset}: stored {m.stored}, replayed {m.replayed}")
+    for tx_id in report.unbalanced_transaction_ids:
+        lines.append(f"  unbalanced transaction {tx_id}")
+    for m in report.negative_balances:
+        asset = _short(E.Asset, m.asset, "ASSET_")
+        lines.append(f"  negative {m.account_id} {asset}: {m.stored}")
+    return lines
+
+
+async def _ledger(args: argparse.Namespace) -> int:
+    from meshwright._console import to_json
+
+    pool = _pool(args, args.credentials)
+    try:
+        eco = _client(pool, args.target, economy_pb2, "EconomyService")
+        if args.ledger_command == "params":
+            reply = await eco.call("GetParameters", E.GetParametersRequest())
+            console.print(to_json(reply.parameters))
+            return 0
+        report = await eco.call("AuditLedger", E.AuditLedgerRequest())
+        if args.json:
+            console.print(to_json(report))
+        else:
+            for line in audit_lines(report):
+                console.print(esc(line), soft_wrap=True)
+        return 0 if report.ok else 1
     finally:
         await pool.close()
 
@@ -549,8 +781,9 @@ def _client_flags(sp: argparse.ArgumentParser, *, leaf: bool) -> None:
         choices=TOKEN_ROLES,
         default=default(None),
         help="call with that development token file (admin.token or client.token in "
-        "$MESHWRIGHT_CONFIG_DIR or ~/.config/meshwright); default: admin to mint "
-        "(account create --balance), client otherwise",
+        "$MESHWRIGHT_CONFIG_DIR or ~/.config/meshwright); default: admin for what only "
+        "admins may do (account create --balance/--gov, account mint, ledger audit), client "
+        "otherwise",
     )
     add_tls_flags(sp, default=lambda name: default(env_default(name, "")))
 
@@ -693,12 +926,22 @@ def build_parser() -> argparse.ArgumentParser:
     _client_flags(ag, leaf=False)
     ag.add_argument("--skill", default="")
 
-    acct = sub.add_parser("account", help="create or show an economy account")
+    asset = _enum_arg(economy_pb2.Asset, "ASSET_")
+    tx_kind = _enum_arg(economy_pb2.TransactionKind, "TRANSACTION_KIND_")
+
+    def paging(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--limit", type=int, default=100, help="most rows (page size, 100)")
+        sp.add_argument("--page-token", default="", help="the next page, as the last one said")
+
+    acct = sub.add_parser("account", help="economy accounts: create, show, mint, transfer")
     _client_flags(acct, leaf=False)
     asub = acct.add_subparsers(dest="acct_command", required=True)
-    create = asub.add_parser("create", help="open an account (--balance mints: admin only)")
+    create = asub.add_parser(
+        "create", help="open an account (--balance and --gov mint: admin only)"
+    )
     create.add_argument("id")
-    create.add_argument("--balance", type=int, default=0)
+    create.add_argument("--balance", type=int, default=0, help="CREDIT to mint into it")
+    create.add_argument("--gov", type=int, default=0, help="GOV to mint into it (for staking)")
     create.add_argument("--name", default="")
     create.add_argument(
         "--owner",
@@ -707,14 +950,92 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the caller, except that an account minted with the development admin "
         "token belongs to the development client",
     )
-    show = asub.add_parser("get")
+    show = asub.add_parser("get", aliases=["show"], help="show an account's balances")
     show.add_argument("id")
-    for leaf in (create, show):
+    alist = asub.add_parser("list", help="list accounts (yours; admins: everyone's)")
+    alist.add_argument("--owner", default="", help="only this principal's, e.g. client:dev")
+    alist.add_argument(
+        "--kind", type=_enum_arg(economy_pb2.AccountKind, "ACCOUNT_KIND_"), default=0
+    )
+    paging(alist)
+    mint = asub.add_parser("mint", help="mint money into an account (admin only)")
+    mint.add_argument("id")
+    mint.add_argument("amount", type=int)
+    mint.add_argument("--asset", type=asset, default=economy_pb2.ASSET_CREDIT, help="credit|gov")
+    mint.add_argument("--memo", default="")
+    mint.add_argument("--request-id", default="", help="idempotency key")
+    transfer = asub.add_parser("transfer", help="move money from your account to another")
+    transfer.add_argument("source", metavar="from")
+    transfer.add_argument("destination", metavar="to")
+    transfer.add_argument("amount", type=int)
+    transfer.add_argument(
+        "--asset", type=asset, default=economy_pb2.ASSET_CREDIT, help="credit|gov"
+    )
+    transfer.add_argument("--memo", default="")
+    transfer.add_argument("--request-id", default="", help="idempotency key")
+    history = asub.add_parser("history", help="an account's transactions, newest first")
+    history.add_argument("id")
+    history.add_argument("--asset", type=asset, default=0, help="only credit or gov")
+    history.add_argument("--kind", type=tx_kind, default=0, help="only one kind, e.g. transfer")
+    paging(history)
+    for leaf in (create, show, alist, mint, transfer, history):
+        _client_flags(leaf, leaf=True)
+
+    esc_p = sub.add_parser("escrow", help="workflow budgets held in escrow")
+    _client_flags(esc_p, leaf=False)
+    esub = esc_p.add_subparsers(dest="escrow_command", required=True)
+    elist = esub.add_parser("list", help="list escrows, newest first (yours; admins: all)")
+    elist.add_argument("--owner", default="", help="only those paid by this principal")
+    elist.add_argument(
+        "--state", type=_enum_arg(economy_pb2.EscrowState, "ESCROW_STATE_"), default=0
+    )
+    paging(elist)
+    eshow = esub.add_parser("show", help="show an escrow")
+    eshow.add_argument("id")
+    for leaf in (elist, eshow):
+        _client_flags(leaf, leaf=True)
+
+    prop = sub.add_parser("proposal", help="governance proposals")
+    _client_flags(prop, leaf=False)
+    psub = prop.add_subparsers(dest="proposal_command", required=True)
+    plist = psub.add_parser("list", help="list proposals, newest first")
+    plist.add_argument(
+        "--state", type=_enum_arg(economy_pb2.ProposalState, "PROPOSAL_STATE_"), default=0
+    )
+    paging(plist)
+    pshow = psub.add_parser("show", help="show a proposal and its tally")
+    pshow.add_argument("id")
+    for leaf in (plist, pshow):
+        _client_flags(leaf, leaf=True)
+
+    ledger = sub.add_parser("ledger", help="the ledger as a whole: audit, parameters")
+    _client_flags(ledger, leaf=False)
+    lsub = ledger.add_subparsers(dest="ledger_command", required=True)
+    audit = lsub.add_parser(
+        "audit",
+        help="replay every posting against the balances (admin only); exit 1 on a mismatch",
+    )
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    params = lsub.add_parser("params", help="the economy's parameters")
+    for leaf in (audit, params):
         _client_flags(leaf, leaf=True)
 
     agent = sub.add_parser("agent", help="run an agent process (see `meshwright agent run -h`)")
     agent.add_argument("rest", nargs=argparse.REMAINDER)
     return p
+
+
+CLIENT_COMMANDS = ("workflow", "agents", "account", "escrow", "proposal", "ledger")
+"""Commands that call a running mesh (and so need credentials)."""
+
+
+def _admin_only(args: argparse.Namespace) -> bool:
+    """Whether the command does what only admins may (it calls with admin.token by default)."""
+    if args.command == "account":
+        if args.acct_command == "create":
+            return bool(args.balance or args.gov)
+        return bool(args.acct_command == "mint")
+    return bool(args.command == "ledger" and args.ledger_command == "audit")
 
 
 def _caller(creds: Credentials) -> str:
@@ -769,14 +1090,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workflow": _workflow,
         "agents": _agents,
         "account": _account,
+        "escrow": _escrow,
+        "proposal": _proposal,
+        "ledger": _ledger,
     }
     creds: Credentials | None = None
     try:
         if args.command == "token":
             return _token(args)
-        if args.command in ("workflow", "agents", "account"):
-            mint = args.command == "account" and args.acct_command == "create" and args.balance
-            creds = args.credentials = client_credentials(args, mint=bool(mint))
+        if args.command in CLIENT_COMMANDS:
+            creds = args.credentials = client_credentials(args, admin=_admin_only(args))
         return asyncio.run(handlers[args.command](args))
     except (Unauthenticated, PermissionDenied) as err:
         err_console.print(f"[red]error[/red] {esc(_auth_error(err, creds))}", soft_wrap=True)

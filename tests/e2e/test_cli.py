@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from meshwright.economy import ECONOMY_SERVICE, Economy, EconomyServicer, MemoryLedgerStore
+from meshwright.economy.kernel import Plan, Put, account_record
 from meshwright.economy.v1 import economy_pb2
+from meshwright.mesh import MeshServer
 from meshwright.mesh.client import ChannelPool
+from meshwright.mesh.security import insecure_pipeline
 from meshwright.workflow.v1 import workflow_pb2 as W
 from tests.e2e._proc import Running, cli_env, meshwright
 from tests.e2e.conftest import Mesh
@@ -68,3 +72,24 @@ async def test_workflow_run_follow_against_a_running_mesh(mesh: Mesh, env: dict[
     assert "[system.snapshot]" in out, out  # user text is not eaten as markup
     rc, out = await meshwright("workflow", "--target", target, "get", "wf-nope", env=env)
     assert rc == 1 and "WORKFLOW_NOT_FOUND" in out, out
+
+
+async def test_ledger_audit_exits_1_and_names_what_does_not_add_up(env: dict[str, str]) -> None:
+    store = MemoryLedgerStore()
+    economy = Economy(store)
+    server = MeshServer(pipeline=insecure_pipeline(), port=0)
+    server.add(EconomyServicer(economy), ECONOMY_SERVICE)
+    await server.start()
+    try:
+        await economy.create_account("alice", initial_balance=100)
+        rc, out = await meshwright("ledger", "audit", "--target", server.address, env=env)
+        assert rc == 0 and "ledger OK: 1 transactions" in out, out
+        # A balance written past the ledger (a bad restore, a hand edit): the replay disagrees.
+        await store.commit(Plan(writes=[Put(account_record("alice"), {"CREDIT": "130"})]))
+        rc, out = await meshwright("ledger", "audit", "--target", server.address, env=env)
+        assert rc == 1, out
+        assert "ledger MISMATCHED: 1 transactions" in out, out
+        assert "CREDIT issued 100  held 130" in out, out
+        assert "mismatch alice CREDIT: stored 130, replayed 100" in out, out
+    finally:
+        await server.stop(0)

@@ -17,7 +17,9 @@ import pytest
 import pytest_asyncio
 
 from meshwright.cli import parse_duration
+from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh.auth import Role, verifier_from_files
+from meshwright.mesh.client import ChannelPool
 from tests.e2e._proc import Running, cli_env, grpcurl, meshwright
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -46,6 +48,7 @@ async def test_up_demo_with_auth_writes_private_keys_and_runs_as_the_client(
         assert re.search(rf"TASK_SUCCEEDED\s+{task} on \S+ paid", out), out
     assert "WORKFLOW_SUCCEEDED spent 12, refunded 88" in out, out
     assert "demo account balance 988" in out, out
+    assert re.search(r"ledger OK: \d+ transactions, \d+ accounts", out), out  # balances replay
     # How to call it, with the token files' real paths.
     token_file = config / "client.token"
     assert f'-H "authorization: Bearer $(cat {token_file})"' in out, out
@@ -161,6 +164,122 @@ async def test_cli_mints_as_admin_and_runs_workflows_as_the_client(up: Up) -> No
     assert rc == 0 and "WORKFLOW_SUCCEEDED" in out, out
     rc, out = await meshwright("account", "get", "carol", env=up.env())
     assert rc == 0 and json.loads(out)["balance"] == "288", out
+
+
+async def test_cli_account_mint_transfer_list_and_history(up: Up) -> None:
+    # --gov mints GOV (for staking) as the admin too; the account is the dev client's.
+    rc, out = await meshwright(
+        "account", "create", "erin", "--balance", "300", "--gov", "50", env=up.env()
+    )
+    assert rc == 0, out
+    assert (json.loads(out)["govBalance"], json.loads(out)["owner"]) == ("50", "client:dev")
+    rc, out = await meshwright("account", "mint", "erin", "25", "--asset", "gov", env=up.env())
+    assert rc == 0, out
+    minted = json.loads(out)
+    assert minted["account"]["govBalance"] == "75"
+    assert minted["transaction"]["fromAccountId"] == "system:issuance"
+    rc, out = await meshwright("account", "mint", "erin", "1", "--as", "client", env=up.env())
+    assert rc == 1 and "PERMISSION_DENIED (ROLE_NOT_ALLOWED)" in out, out
+
+    rc, out = await meshwright("account", "create", "frank", env=up.env())
+    assert rc == 0, out
+    rc, out = await meshwright("account", "transfer", "erin", "frank", "40", env=up.env())
+    assert rc == 0, out
+    moved = json.loads(out)
+    assert (moved["fromAccount"]["balance"], moved["toAccount"]["balance"]) == ("260", "40")
+    rc, out = await meshwright(
+        "account", "transfer", "frank", "erin", "5", "--asset", "gov", env=up.env()
+    )
+    assert rc == 1 and "INSUFFICIENT_FUNDS" in out, out
+
+    rc, out = await meshwright("account", "show", "erin", env=up.env())
+    assert rc == 0 and json.loads(out)["balance"] == "260", out
+    # The client lists its own accounts; the admin the ledger's too.
+    rc, out = await meshwright("account", "list", env=up.env())
+    assert rc == 0, out
+    assert re.search(r"^erin\s+USER\s+CREDIT 260  GOV 75 .* client:dev$", out, re.M), out
+    assert re.search(r"^frank\s+USER\s+CREDIT 40 ", out, re.M) and "system:" not in out, out
+    rc, out = await meshwright(
+        "account", "list", "--as", "admin", "--kind", "issuance", env=up.env()
+    )
+    assert rc == 0 and re.search(r"^system:issuance\s+ISSUANCE", out, re.M), out
+
+    rc, out = await meshwright("account", "history", "erin", env=up.env())
+    assert rc == 0, out
+    lines = out.strip().splitlines()
+    assert [line.split()[2] for line in lines] == ["TRANSFER", "MINT", "MINT"], out
+    assert "-40 CREDIT" in lines[0] and "erin -> frank" in lines[0], out
+    assert "+300 CREDIT +50 GOV" in lines[2], out  # one mint, two assets
+    rc, out = await meshwright(
+        "account", "history", "erin", "--asset", "gov", "--kind", "mint", "--limit", "1",
+        env=up.env(),
+    )  # fmt: skip
+    assert rc == 0, out
+    assert "+25 GOV" in out and "next page: --page-token" in out, out
+    rc, out = await meshwright("account", "history", "erin", "--kind", "bogus", env=up.env())
+    assert rc == 2 and "is not one of" in out, out
+
+
+async def test_cli_escrows_proposals_and_the_ledger(up: Up) -> None:
+    rc, out = await meshwright(
+        "account", "create", "gina", "--balance", "100", "--gov", "80", env=up.env()
+    )
+    assert rc == 0, out
+    rc, out = await meshwright(
+        "workflow", "run", "demo", "--payer", "gina", "--follow", env=up.env()
+    )
+    assert rc == 0 and "WORKFLOW_SUCCEEDED" in out, out
+    rc, out = await meshwright("escrow", "list", "--state", "closed", env=up.env())
+    assert rc == 0, out
+    (line,) = [ln for ln in out.splitlines() if "  gina  " in ln]
+    assert re.search(r"CLOSED\s+gina  amount 100  captured 12  released 88", line), out
+    escrow_id = line.split()[0]
+    rc, out = await meshwright("escrow", "show", escrow_id, env=up.env())
+    assert rc == 0, out
+    escrow = json.loads(out)
+    assert (escrow["state"], escrow["owner"], escrow["captures"]) == (
+        "ESCROW_STATE_CLOSED",
+        "client:dev",
+        4,
+    )
+
+    # A proposal (staking and proposing over gRPC, as the client).
+    pool = ChannelPool(token=up.token("client"))
+    try:
+        eco = pool.client(up.grpc, economy_pb2.DESCRIPTOR.services_by_name["EconomyService"])
+        await eco.call("Stake", economy_pb2.StakeRequest(account_id="gina", amount=80))
+        created = await eco.call(
+            "CreateProposal",
+            economy_pb2.CreateProposalRequest(
+                proposer_account_id="gina",
+                title="a small fee",
+                change=economy_pb2.ParameterChange(transfer_fee_bps=10),
+            ),
+        )
+    finally:
+        await pool.close()
+    proposal_id = created.proposal.proposal_id
+    rc, out = await meshwright("proposal", "list", "--state", "open", env=up.env())
+    assert rc == 0, out
+    assert re.search(
+        rf"^{proposal_id}\s+OPEN .* a small fee  \[change: transfer_fee_bps\]$", out, re.M
+    )
+    rc, out = await meshwright("proposal", "show", proposal_id, env=up.env())
+    assert rc == 0 and json.loads(out)["change"] == {"transferFeeBps": 10}, out
+
+    rc, out = await meshwright("ledger", "params", env=up.env())
+    assert rc == 0, out
+    params = json.loads(out)
+    assert (params["version"], params["passThresholdBps"]) == ("1", 5000), out
+    # The audit is the admin's (the CLI picks admin.token for it), and it balances.
+    rc, out = await meshwright("ledger", "audit", env=up.env())
+    assert rc == 0, out
+    assert re.search(r"^ledger OK: \d+ transactions, \d+ accounts$", out, re.M), out
+    assert re.search(r"^  CREDIT issued (\d+)  held \1$", out, re.M), out
+    rc, out = await meshwright("ledger", "audit", "--json", env=up.env())
+    assert rc == 0 and json.loads(out)["ok"] is True, out
+    rc, out = await meshwright("ledger", "audit", "--as", "client", env=up.env())
+    assert rc == 1 and "PERMISSION_DENIED (ROLE_NOT_ALLOWED)" in out, out
 
 
 async def test_cli_refusals_are_one_clear_line(up: Up, tmp_path: Path) -> None:
