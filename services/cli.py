@@ -166,11 +166,12 @@ def _print_auth(config: MeshConfig, node: Node, creds: DevCredentials | None) ->
 
 
 def _store_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The workflow store settings given as flags (None: the env or the default)."""
+    """The store and economy settings given as flags (None: the env or the default)."""
     return {
         "store_url": args.store,
         "workflow_retention_s": args.workflow_retention,
         "workflow_lease_ttl_s": args.workflow_lease_ttl,
+        "economy_params": args.economy_params,
     }
 
 
@@ -817,8 +818,17 @@ def build_parser() -> argparse.ArgumentParser:
             "--store",
             default=env_default("store_url", "memory://"),
             metavar="URL",
-            help="workflow store: memory:// (in-process) or redis://host:6379/0, shared by "
-            "replicas and kept across restarts (env MESHWRIGHT_STORE_URL)",
+            help="workflow store and economy ledger: memory:// (in-process) or "
+            "redis://host:6379/0, shared by replicas and kept across restarts "
+            "(env MESHWRIGHT_STORE_URL)",
+        )
+        sp.add_argument(
+            "--economy-params",
+            default=None,
+            metavar="FILE",
+            help="JSON file of the economy's starting parameters, e.g. "
+            '{"transfer_fee_bps": 25, "escrow_ttl_s": 600}; read only while the ledger is '
+            "empty, governance changes them afterwards (env MESHWRIGHT_ECONOMY_PARAMS)",
         )
         sp.add_argument(
             "--workflow-retention",

@@ -93,3 +93,29 @@ async def test_ledger_audit_exits_1_and_names_what_does_not_add_up(env: dict[str
         assert "mismatch alice CREDIT: stored 130, replayed 100" in out, out
     finally:
         await server.stop(0)
+
+
+async def test_up_takes_the_economys_starting_parameters(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "params.json"
+    bad.write_text('{"transfer_fee_bps": 25000}')
+    rc, out = await meshwright(
+        "up", "--grpc-port", "0", "--http-port", "0", "--agents", "0",
+        "--economy-params", str(bad), env=env,
+    )  # fmt: skip
+    assert rc == 2, out
+    assert "transfer_fee_bps: must be 0..10000 basis points" in out, out
+    good = tmp_path / "good.json"
+    good.write_text('{"transfer_fee_bps": 25}')
+    up = await Running.start(
+        "up", "--grpc-port", "0", "--http-port", "0", "--agents", "0",
+        "--economy-params", str(good), env=env,
+    )  # fmt: skip
+    try:
+        await up.wait_for("ready; Ctrl-C stops the mesh")
+        grpc_address = (await up.wait_for(r"gRPC\s+(127\.0\.0\.1:\d+)")).group(1)
+        rc, out = await meshwright("ledger", "params", "--target", grpc_address, env=env)
+        assert rc == 0 and '"transferFeeBps": 25' in out, out
+    finally:
+        assert await up.stop() == 0, up.output
