@@ -114,7 +114,7 @@ class AccountOps(_Ledger):
                 read_back=_records.user_records(account_id),
             )
 
-        committed = await self._run(build)
+        committed = await self._run(build, idem)
         assert committed is not None
         return await self._after(committed, account_id)
 
@@ -197,7 +197,7 @@ class AccountOps(_Ledger):
                 read_back=_records.user_records(account_id),
             )
 
-        committed = await self._run(build)
+        committed = await self._run(build, idem)
         assert committed is not None and committed.entry is not None
         return Minted(
             await self._after(committed, account_id), _records.transaction_of(committed.entry)
@@ -252,7 +252,7 @@ class AccountOps(_Ledger):
                 ],
             )
 
-        committed = await self._run(build)
+        committed = await self._run(build, idem)
         assert committed is not None and committed.entry is not None
         return Transferred(
             _records.transaction_of(committed.entry),
@@ -277,7 +277,6 @@ class AccountOps(_Ledger):
             violations += more
         if kind not in (None, 0) and kind not in TransactionKind._value2member_map_:
             violations.append(FieldViolation("kind", "is not a transaction kind"))
-        want_kind = TransactionKind(kind) if kind else None
         limit = _page_limit(page_size, violations)
         before: int | None = None
         try:
@@ -285,6 +284,7 @@ class AccountOps(_Ledger):
         except InvalidArgument as err:
             violations.extend(err.violations)
         _raise_if(violations)
+        want_kind = TransactionKind(kind) if kind else None
         if not (await self.store.read([acct(account_id)]))[acct(account_id)]:
             raise NotFound(f"account {account_id!r} not found", metadata={"account_id": account_id})
         found: list[Transaction] = []

@@ -154,7 +154,7 @@ class EscrowOps(_Ledger):
                 read_back=[record],
             )
 
-        committed = await self._run(build)
+        committed = await self._run(build, idem)
         assert committed is not None and committed.entry is not None
         opened = committed.entry.refs.get("escrow_id", the_id)
         return EscrowMoved(
@@ -231,9 +231,10 @@ class EscrowOps(_Ledger):
                 FieldIs(record, "state", EscrowState.OPEN.name),
             ]
             if payee_owner:
-                checks.append(
-                    FieldIs(acct(payee_account_id), "owner", payee_owner, "PAYEE_NOT_OWNED")
-                )
+                checks += [
+                    Exists(acct(payee_account_id), NOT_FOUND),
+                    FieldIs(acct(payee_account_id), "owner", payee_owner, "PAYEE_NOT_OWNED"),
+                ]
             writes: list[Write] = [
                 Add(record, "captured", amount),
                 Add(record, "n", 1),
@@ -277,7 +278,7 @@ class EscrowOps(_Ledger):
                 read_back=[record],
             )
 
-        committed = await self._run(build)
+        committed = await self._run(build, idem)
         assert committed is not None and committed.entry is not None
         tx = _records.transaction_of(committed.entry)
         bonus = sum(
@@ -338,7 +339,7 @@ class EscrowOps(_Ledger):
                 read_back=[record],
             )
 
-        committed = await self._run(build)
+        committed = await self._run(build, idem)
         if committed is None:
             row = (await self.store.read([record]))[record]
             return EscrowReleased(_records.escrow_of(escrow_id, row), None), False

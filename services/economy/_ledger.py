@@ -266,17 +266,26 @@ class _Ledger:
             return idem
         return Idem(idem.key, idem.fingerprint, self.idempotency_ttl_s)
 
-    async def _run(self, build: Callable[[Params], Awaitable[Plan | None]]) -> Committed | None:
+    async def _run(
+        self, build: Callable[[Params], Awaitable[Plan | None]], idem: Idem | None = None
+    ) -> Committed | None:
         """Plan and commit, planning again while a guarded read went stale.
 
         ``build`` returns None when there is nothing to commit (the caller reads
-        the outcome itself).
+        the outcome itself), or raises the refusal its read decided. Either way a
+        retried request (``idem``) first replays its stored result, if any: the
+        ledger may no longer allow what the first attempt did.
         """
         for attempt in range(MAX_ATTEMPTS):
             params = await self.parameters(fresh=attempt > 0)
-            plan = await build(params)
+            try:
+                plan = await build(params)
+            except MeshError:
+                if idem is not None and (first := await self._replay(idem)) is not None:
+                    return first
+                raise
             if plan is None:
-                return None
+                return None if idem is None else await self._replay(idem)
             try:
                 return await self.store.commit(plan)
             except Refused as refused:
@@ -288,11 +297,17 @@ class _Ledger:
             f"the ledger changed under this request {MAX_ATTEMPTS} times in a row; retry it"
         )
 
+    async def _replay(self, idem: Idem) -> Committed | None:
+        try:
+            return await self.store.replay(idem)
+        except Refused as refused:
+            raise _error(refused) from None
+
     async def _accounts(self, account_ids: Sequence[str]) -> dict[str, Account | None]:
         """Views of accounts in one read (None for unknown ones)."""
+        tiers = (await self.parameters()).tiers  # first: it bootstraps an empty ledger
         names = [name for a in account_ids for name in _records.user_records(a)]
         rows = await self.store.read(names)
-        tiers = (await self.parameters()).tiers
         return {a: _view(a, rows, tiers) if rows[acct(a)] else None for a in account_ids}
 
     async def _after(self, committed: Committed, account_id: str) -> Account:

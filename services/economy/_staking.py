@@ -86,29 +86,33 @@ class StakingOps(_Ledger):
                 read_back=_records.user_records(account_id),
             )
 
-        committed = await self._run(build)
+        committed = await self._run(build, idem)
         assert committed is not None and committed.entry is not None
         return StakeChanged(
             await self._after(committed, account_id), _records.transaction_of(committed.entry)
         )
 
-    async def _locked_stake(self, account_id: str, now: float) -> int:
-        """Stake behind the account's votes on proposals still open (the largest such vote)."""
-        proposals = await self.store.index_page(
-            _records.votes_index(account_id), limit=MAX_PAGE_SIZE
-        )
-        if not proposals:
-            return 0
-        names = [_records.proposal_rec(p) for p in proposals] + [
-            _records.vote_rec(p, account_id) for p in proposals
-        ]
-        rows = await self.store.read(names)
+    async def _locked_stake(self, account_id: str, now: float) -> tuple[int, list[str]]:
+        """Stake behind the account's votes on proposals still open (the largest such vote),
+        and the proposals it voted on that are decided (the unstake prunes them from its
+        index, so the index holds open votes only and stays small)."""
+        index = _records.votes_index(account_id)
         locked = 0
-        for p in proposals:
-            proposal = _records.proposal_of(p, rows[_records.proposal_rec(p)])
-            if governance.as_of(proposal, now).state is ProposalState.OPEN:
-                locked = max(locked, num(rows[_records.vote_rec(p, account_id)], "weight"))
-        return locked
+        decided: list[str] = []
+        after = ""
+        while proposals := await self.store.index_page(index, after=after, limit=MAX_PAGE_SIZE):
+            after = proposals[-1]
+            names = [_records.proposal_rec(p) for p in proposals] + [
+                _records.vote_rec(p, account_id) for p in proposals
+            ]
+            rows = await self.store.read(names)
+            for p in proposals:
+                proposal = _records.proposal_of(p, rows[_records.proposal_rec(p)])
+                if governance.as_of(proposal, now).state is ProposalState.OPEN:
+                    locked = max(locked, num(rows[_records.vote_rec(p, account_id)], "weight"))
+                else:
+                    decided.append(p)
+        return locked, decided
 
     async def unstake(self, account_id: str, amount: int, *, request_id: str = "") -> StakeChanged:
         """Return ``amount`` of stake: at once, or after the unbonding period (``unbonding:<id>``).
@@ -139,7 +143,7 @@ class StakingOps(_Ledger):
             staked = num(rows[acct(stake_id)], Asset.GOV.name)
             if staked < amount:
                 raise _error(Refused("INSUFFICIENT_STAKE", account_id))
-            locked = await self._locked_stake(account_id, now)
+            locked, decided = await self._locked_stake(account_id, now)
             if staked - amount < locked:
                 raise StakeLocked(
                     f"account {account_id!r} has {locked} of its {staked} staked backing votes "
@@ -151,7 +155,9 @@ class StakingOps(_Ledger):
                 FieldIs(acct(account_id), "vv", rows[acct(account_id)].get("vv", "")),
                 FieldIs(acct(stake_id), Asset.GOV.name, rows[acct(stake_id)].get("GOV", "")),
             ]
-            writes: list[Write] = []
+            writes: list[Write] = [
+                IndexRemove(_records.votes_index(account_id), p) for p in decided
+            ]
             if params.unbonding_period_s <= 0:
                 moves = [Move(stake_id, account_id, Asset.GOV.name, amount, "INSUFFICIENT_STAKE")]
             else:
@@ -186,7 +192,7 @@ class StakingOps(_Ledger):
                 read_back=[*_records.user_records(account_id), _records.unbonding_rec(entry_id)],
             )
 
-        committed = await self._run(build)
+        committed = await self._run(build, idem)
         assert committed is not None and committed.entry is not None
         unbonding: UnbondingEntry | None = None
         entry_row = committed.records.get(_records.unbonding_rec(entry_id), {})

@@ -141,7 +141,7 @@ class VotingOps(_Ledger):
                 read_back=[_records.proposal_rec(proposal_id)],
             )
 
-        committed = await self._run(build)
+        committed = await self._run(build, idem)
         assert committed is not None
         ((name, row),) = committed.records.items()
         return _records.proposal_of(name.removeprefix("p:"), row)
@@ -211,7 +211,7 @@ class VotingOps(_Ledger):
                 read_back=[record],
             )
 
-        committed = await self._run(build)
+        committed = await self._run(build, idem)
         assert committed is not None
         return _records.proposal_of(proposal_id, committed.records[record])
 

@@ -144,7 +144,7 @@ class Economy(AccountOps, StakingOps, EscrowOps, VotingOps):
                 idem=idem,
             )
 
-        committed = await self._run(build)
+        committed = await self._run(build, idem)
         if committed is None or committed.entry is None:
             return Distributed(None, 0)
         tx = _records.transaction_of(committed.entry)

@@ -265,6 +265,15 @@ class LedgerStore(Protocol):
         have been applied; a retry with the same idempotency key is safe)."""
         ...
 
+    async def replay(self, idem: Idem) -> Committed | None:
+        """The stored result of ``idem`` (``replayed=True``), None if the key is not stored;
+        ``Refused(IDEM_MISMATCH)`` if it was stored for another fingerprint. Applies nothing.
+
+        A rule that would now refuse a retried request (the escrow it released is
+        closed, the stake it unstaked is gone) asks this first, so a retry replays
+        the first result instead of failing."""
+        ...
+
     async def read(self, records: Sequence[str]) -> dict[str, dict[str, str]]:
         """The records at one moment (one round trip); ``{}`` for a missing one."""
         ...

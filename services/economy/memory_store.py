@@ -22,6 +22,7 @@ from meshwright.economy.kernel import (
     Committed,
     Delete,
     Exists,
+    Idem,
     IndexAdd,
     IndexRemove,
     Plan,
@@ -52,15 +53,20 @@ class MemoryLedgerStore:
 
     # The kernel --------------------------------------------------------------
 
-    async def commit(self, plan: Plan) -> Committed:
+    async def replay(self, idem: Idem) -> Committed | None:
         self._expire_idempotency()
-        if plan.idem is not None:
-            stored = self._idem.get(plan.idem.key)
-            if stored is not None:
-                if stored[0] != plan.idem.fingerprint:
-                    raise Refused(IDEM_MISMATCH, plan.idem.key)
-                first = stored[1]
-                return Committed(first.entry, first.records, replayed=True)
+        stored = self._idem.get(idem.key)
+        if stored is None:
+            return None
+        if stored[0] != idem.fingerprint:
+            raise Refused(IDEM_MISMATCH, idem.key)
+        first = stored[1]
+        return Committed(first.entry, first.records, replayed=True)
+
+    async def commit(self, plan: Plan) -> Committed:
+        if plan.idem is not None and (replayed := await self.replay(plan.idem)) is not None:
+            return replayed
+        self._expire_idempotency()
         for check in plan.checks:
             record = self._records.get(check.record)
             if isinstance(check, Exists):

@@ -11,12 +11,17 @@ def pro_rata(amount: int, weights: Sequence[tuple[str, int]]) -> list[tuple[str,
     Each key gets ``floor(amount * weight / total)``; the units left over go one
     each to the largest remainders, ties to the smaller key (largest remainder
     method), so the shares sum to ``amount`` exactly and the split depends only on
-    its inputs. Keys with weight 0 get nothing; with no positive weight nobody
+    its inputs. A key given twice counts with the sum of its weights; keys with
+    weight 0 get nothing; with no positive weight nobody
     gets anything. Returned in key order, zero shares left out.
     """
     if amount < 0:
         raise ValueError("amount must not be negative")
-    positive = sorted((key, w) for key, w in weights if w > 0)
+    combined: dict[str, int] = {}
+    for key, weight in weights:  # a key given twice holds both weights
+        if weight > 0:
+            combined[key] = combined.get(key, 0) + weight
+    positive = sorted(combined.items())
     total = sum(w for _, w in positive)
     if total == 0 or amount == 0:
         return []
