@@ -97,6 +97,7 @@ class MemoryLedgerStore:
             balances[credit] = balances.get(credit, self._balance(*credit)) + amount
             postings.append(Posting(move.debit, move.asset, -amount))
             postings.append(Posting(move.credit, move.asset, amount))
+        self._check_adds(plan, balances)
         # Nothing can refuse from here on.
         for write in plan.writes:
             if isinstance(write, Put):
@@ -138,6 +139,32 @@ class MemoryLedgerStore:
             self._idem[plan.idem.key] = (plan.idem.fingerprint, result, expires)
             heapq.heappush(self._idem_expiry, (expires, plan.idem.key))
         return result
+
+    def _check_adds(self, plan: Plan, balances: dict[tuple[str, str], int]) -> None:
+        """Raise ValueError, before anything is written, if an Add meets a non-integer field.
+
+        A dry run of the write phase over the fields as the Puts and moves leave them.
+        """
+        staged: dict[tuple[str, str], str] = {}
+        for write in plan.writes:
+            if isinstance(write, Put):
+                staged.update({(write.record, f): v for f, v in write.fields.items()})
+        for (account, asset), value in balances.items():
+            staged[(account_record(account), asset)] = str(value)
+        deleted: set[str] = set()
+        for write in plan.writes:
+            if isinstance(write, Add):
+                key = (write.record, write.field)
+                if key in staged:
+                    value = staged[key]
+                elif write.record in deleted:
+                    value = ""
+                else:
+                    value = self._records.get(write.record, {}).get(write.field, "")
+                staged[key] = str(int(value or 0) + write.delta)
+            elif isinstance(write, Delete):
+                deleted.add(write.record)
+                staged = {k: v for k, v in staged.items() if k[0] != write.record}
 
     def _balance(self, account: str, asset: str) -> int:
         return int(self._records.get(account_record(account), {}).get(asset) or 0)
