@@ -19,7 +19,7 @@
 --   B:k:<key>      string  an idempotency key's stored result (SET PX)
 --
 -- ARGV[1] the plan, JSON: [idem key ("" for none), fingerprint, ttl ms ("0":
---         keep none), checks, moves, puts, ops, read_back] where
+--         keep none), checks, moves, puts, ops, read_back, also_log] where
 --           checks  flat, 5 per check: kind ("E" Exists, "A" Absent,
 --                   "F" FieldIs), record, field, value, fail reason
 --           moves   flat, 6 per move: debit, credit, asset, amount, short
@@ -29,7 +29,9 @@
 --                   "A" record field delta | "D" record |
 --                   "I" index member score | "R" index member
 --           read_back  record names
---         Integers (amounts, deltas) are decimal strings of any size.
+--           also_log   accounts whose logs list the entry besides those it posts to
+--         Integers (amounts, deltas) are JSON numbers below 2^52 in magnitude,
+--         decimal strings beyond (any size).
 -- ARGV[2] the entry's JSON object without its postings and closing brace
 --         ("" for a plan without an entry)
 -- ARGV[3] the account allowed below zero (kernel.ISSUANCE)
@@ -50,14 +52,15 @@
 -- checks, moves against balances as changed by the moves before them) and
 -- everything that can refuse or fail is settled BEFORE the first write (Lua
 -- has no rollback): the Adds' results are computed on an overlay of the
--- plan's own writes. Balances are exact at any size (decimal strings; small
--- ones use Lua numbers, exact below 2^53). Entry seqs are consecutive.
+-- plan's own writes. Balances are exact at any size (Lua numbers below 2^52,
+-- decimal strings beyond). Entry seqs are consecutive.
 
 local B = KEYS[1]
 local R = B .. ':r:'
 local plan = cjson.decode(ARGV[1])
 local head, ISSUANCE = ARGV[2], ARGV[3]
-local sbyte, ssub, format = string.byte, string.sub, string.format
+local byte, strsub, format, find, match, floor =
+  string.byte, string.sub, string.format, string.find, string.match, math.floor
 
 -- 1. Idempotency ------------------------------------------------------------
 
@@ -97,112 +100,132 @@ for i = 1, #checks, 5 do
 end
 
 -- Integers -------------------------------------------------------------------
--- Canonical decimal strings ("0", "17", "-5"). Up to 15 characters they are
--- added as Lua numbers (below 2^53: exact); longer ones digit by digit.
+-- Below 2^52 in magnitude a Lua number (exact, and so is the sum of two);
+-- beyond, a canonical decimal string ("-12345678901234567890") added digit by
+-- digit by the helpers bigmath() makes on first use (most plans never do).
 
-local function canon(v)
+local LIMIT = 4503599627370496 -- 2^52
+
+local function int(v) -- a stored field as an integer (missing or "" is 0); nil if not one
   if not v or v == '' then
-    return '0'
+    return 0
   end
-  if #v <= 15 and not v:find('[^%d%-]') then
+  if #v <= 15 and not find(v, '[^%d%-]') then
     local n = tonumber(v)
-    if n and n == math.floor(n) then
-      return format('%d', n)
+    if n and n == floor(n) then
+      return n
     end
   end
-  local sign, digits = v:match('^(%-?)0*(%d+)$')
+  local sign, digits = match(v, '^(%-?)0*(%d+)$')
   if not sign then
     return nil
   end
-  if digits == '0' then
-    return '0'
+  if #digits <= 15 then
+    return tonumber(sign .. digits)
   end
   return sign .. digits
 end
 
-local function mag_cmp(x, y) -- digit strings without leading zeros
-  if #x ~= #y then
-    return #x < #y and -1 or 1
+local function text(x) -- decimal, as stored
+  if type(x) == 'number' then
+    return format('%d', x)
   end
-  if x == y then
-    return 0
-  end
-  return x < y and -1 or 1
+  return x
 end
 
-local function mag_add(x, y)
-  local out, carry, i, j = {}, 0, #x, #y
-  while i > 0 or j > 0 or carry > 0 do
-    local s = carry + (i > 0 and sbyte(x, i) - 48 or 0) + (j > 0 and sbyte(y, j) - 48 or 0)
-    carry = s >= 10 and 1 or 0
-    out[#out + 1] = s % 10
-    i, j = i - 1, j - 1
-  end
-  local n = #out
-  for k = 1, math.floor(n / 2) do
-    out[k], out[n + 1 - k] = out[n + 1 - k], out[k]
-  end
-  return table.concat(out)
-end
-
-local function mag_sub(x, y) -- x >= y
-  local out, borrow, i, j = {}, 0, #x, #y
-  while i > 0 do
-    local s = sbyte(x, i) - 48 - borrow - (j > 0 and sbyte(y, j) - 48 or 0)
-    if s < 0 then
-      s, borrow = s + 10, 1
-    else
-      borrow = 0
+local function bigmath()
+  local function mag_cmp(x, y) -- digit strings without leading zeros
+    if #x ~= #y then
+      return #x < #y and -1 or 1
     end
-    out[#out + 1] = s
-    i, j = i - 1, j - 1
+    if x == y then
+      return 0
+    end
+    return x < y and -1 or 1
   end
-  while #out > 1 and out[#out] == 0 do
-    out[#out] = nil
+  local function mag_add(x, y)
+    local out, carry, i, j = {}, 0, #x, #y
+    while i > 0 or j > 0 or carry > 0 do
+      local s = carry + (i > 0 and byte(x, i) - 48 or 0) + (j > 0 and byte(y, j) - 48 or 0)
+      carry = s >= 10 and 1 or 0
+      out[#out + 1] = s % 10
+      i, j = i - 1, j - 1
+    end
+    return string.reverse(table.concat(out))
   end
-  local n = #out
-  for k = 1, math.floor(n / 2) do
-    out[k], out[n + 1 - k] = out[n + 1 - k], out[k]
+  local function mag_sub(x, y) -- x >= y
+    local out, borrow, i, j = {}, 0, #x, #y
+    while i > 0 do
+      local s = byte(x, i) - 48 - borrow - (j > 0 and byte(y, j) - 48 or 0)
+      if s < 0 then
+        s, borrow = s + 10, 1
+      else
+        borrow = 0
+      end
+      out[#out + 1] = s
+      i, j = i - 1, j - 1
+    end
+    return (match(string.reverse(table.concat(out)), '^0*(%d+)$'))
   end
-  return table.concat(out)
+  return function(a, b) -- canonical decimal strings -> their sum (a number if small)
+    local an, bn = byte(a, 1) == 45, byte(b, 1) == 45
+    local am, bm = an and strsub(a, 2) or a, bn and strsub(b, 2) or b
+    local r, minus
+    if an == bn then
+      r, minus = mag_add(am, bm), an
+    else
+      local c = mag_cmp(am, bm)
+      if c == 0 then
+        return 0
+      elseif c > 0 then
+        r, minus = mag_sub(am, bm), an
+      else
+        r, minus = mag_sub(bm, am), bn
+      end
+    end
+    if #r <= 15 then
+      r = tonumber(r)
+      return minus and -r or r
+    end
+    return minus and '-' .. r or r
+  end
 end
+local big_add = nil
 
 local function add(a, b)
-  if #a <= 15 and #b <= 15 then
-    return format('%d', tonumber(a) + tonumber(b))
+  if type(a) == 'number' and type(b) == 'number' then
+    local r = a + b
+    if r < LIMIT and r > -LIMIT then
+      return r
+    end
+    return format('%d', r) -- exact: both were below 2^52
   end
-  local an, bn = sbyte(a, 1) == 45, sbyte(b, 1) == 45
-  local am, bm = an and ssub(a, 2) or a, bn and ssub(b, 2) or b
-  if an == bn then
-    local r = mag_add(am, bm)
-    return an and '-' .. r or r
-  end
-  local c = mag_cmp(am, bm)
-  if c == 0 then
-    return '0'
-  elseif c > 0 then
-    local r = mag_sub(am, bm)
-    return an and '-' .. r or r
-  end
-  local r = mag_sub(bm, am)
-  return bn and '-' .. r or r
+  big_add = big_add or bigmath()
+  return big_add(text(a), text(b))
 end
 
 local function neg(a)
-  if a == '0' then
-    return '0'
-  elseif sbyte(a, 1) == 45 then
-    return ssub(a, 2)
+  if type(a) == 'number' then
+    return -a
+  elseif byte(a, 1) == 45 then
+    return strsub(a, 2)
   end
   return '-' .. a
 end
 
-local function negative(a)
-  return sbyte(a, 1) == 45
+local function below(a, b) -- a < b
+  if type(a) == 'number' and type(b) == 'number' then
+    return a < b
+  end
+  local d = add(a, neg(b))
+  if type(d) == 'number' then
+    return d < 0
+  end
+  return byte(d, 1) == 45
 end
 
 local function not_integer(rec, field, v)
-  return { -1, format('%s field %s holds %q, not an integer', rec, field, v) }
+  return { -1, format('%s field %s holds %q, not an integer', rec, field, tostring(v)) }
 end
 
 -- 3. Moves -------------------------------------------------------------------
@@ -213,13 +236,13 @@ for i = 1, #puts, 2 do
   created[puts[i]] = true
 end
 
-local raw = {}     -- record -> asset -> stored value (false: no such field)
+local raw = {}     -- record -> asset -> stored text (false: no such field)
 local found = {}   -- record -> true: it exists
-local bal = {}     -- record -> asset -> canonical balance, as moved so far
+local bal = {}     -- record -> asset -> balance, as moved so far
 local dirty = {}   -- record -> asset -> true: a move changed it
 local dirty_recs = {}
 
-local function fetch(rec, asset)
+local function stored(rec, asset)
   local row = raw[rec]
   if not row then
     row = {}
@@ -237,8 +260,7 @@ local function fetch(rec, asset)
 end
 
 local function exists(rec, asset)
-  fetch(rec, asset)
-  if found[rec] or created[rec] then
+  if found[rec] or created[rec] or stored(rec, asset) then
     return true
   end
   if redis.call('EXISTS', R .. rec) == 1 then
@@ -248,7 +270,7 @@ local function exists(rec, asset)
   return false
 end
 
-local function balance(rec, asset) -- canonical; nil if it holds no integer
+local function balance(rec, asset) -- nil if the field holds no integer
   local row = bal[rec]
   if not row then
     row = {}
@@ -256,7 +278,7 @@ local function balance(rec, asset) -- canonical; nil if it holds no integer
   end
   local v = row[asset]
   if v == nil then
-    v = canon(fetch(rec, asset))
+    v = int(stored(rec, asset))
     row[asset] = v
   end
   return v
@@ -274,7 +296,7 @@ local function set_balance(rec, asset, v)
 end
 
 local moves = plan[5]
-local amounts = {}
+local amounts = {} -- per move: what it moved (0: nothing)
 for i = 1, #moves, 6 do
   local debit, credit, asset, amount = moves[i], moves[i + 1], moves[i + 2], moves[i + 3]
   local drec, crec = 'a:' .. debit, 'a:' .. credit
@@ -288,18 +310,17 @@ for i = 1, #moves, 6 do
   if not have then
     return not_integer(drec, asset, raw[drec][asset])
   end
-  if moves[i + 5] == 1 then -- cap: min(amount, max(have, 0))
-    if negative(have) or have == '0' then
-      amount = '0'
-    elseif negative(add(have, neg(amount))) then
-      amount = have
-    end
+  if type(amount) == 'string' then
+    amount = int(amount)
   end
-  if amount == '0' or negative(amount) then
-    amounts[#amounts + 1] = '0'
+  if moves[i + 5] == 1 and below(have, amount) then -- cap: min(amount, max(have, 0))
+    amount = below(have, 0) and 0 or have
+  end
+  if not below(0, amount) then
+    amounts[#amounts + 1] = 0
   else
     local left = add(have, neg(amount))
-    if negative(left) and debit ~= ISSUANCE then
+    if debit ~= ISSUANCE and below(left, 0) then
       return { 0, moves[i + 4], debit }
     end
     set_balance(drec, asset, left)
@@ -350,15 +371,22 @@ if has_add then
           v = redis.call('HGET', R .. rec, field)
         end
       end
-      local cv = canon(v)
-      if not cv then
-        return not_integer(rec, field, v)
+      local n = v
+      if type(v) ~= 'number' then
+        n = int(v)
+        if not n then
+          return not_integer(rec, field, v)
+        end
+      end
+      local delta = ops[i + 3]
+      if type(delta) == 'string' then
+        delta = int(delta)
       end
       if not s then
         s = { fields = {} }
         sim[rec] = s
       end
-      s.fields[field] = add(cv, ops[i + 3])
+      s.fields[field] = add(n, delta)
       added[i] = s.fields[field]
       i = i + 4
     elseif op == 'D' then
@@ -374,27 +402,35 @@ end
 
 -- 4. Writes (nothing can refuse or fail from here on) ---------------------------
 
+for k = 1, #amounts do
+  amounts[k] = text(amounts[k])
+end
+
 local seq = '0'
 if head ~= '' then
   seq = format('%d', redis.call('INCR', B .. ':seq'))
-  local enc = {}
+  local quoted = {}
+  local function json(s) -- a JSON string (cjson only for text that needs escapes)
+    local q = quoted[s]
+    if not q then
+      if find(s, '[%c"\\/\128-\255]') then
+        q = cjson.encode(s)
+      else
+        q = '"' .. s .. '"'
+      end
+      quoted[s] = q
+    end
+    return q
+  end
   local parts = {}
   local accounts = {}
-  local function json(s)
-    local e = enc[s]
-    if not e then
-      e = cjson.encode(s)
-      enc[s] = e
-    end
-    return e
-  end
   for k = 1, #amounts do
     local amount = amounts[k]
     if amount ~= '0' then
-      local j = 6 * (k - 1) + 1
+      local j = 6 * k - 5
       local debit, credit, asset = moves[j], moves[j + 1], json(moves[j + 2])
-      parts[#parts + 1] = '[' .. json(debit) .. ',' .. asset .. ',-' .. amount .. ']'
-      parts[#parts + 1] = '[' .. json(credit) .. ',' .. asset .. ',' .. amount .. ']'
+      parts[#parts + 1] = '[' .. json(debit) .. ',' .. asset .. ',-' .. amount .. '],['
+        .. json(credit) .. ',' .. asset .. ',' .. amount .. ']'
       if not accounts[debit] then
         accounts[debit] = true
         accounts[#accounts + 1] = debit
@@ -407,6 +443,14 @@ if head ~= '' then
   end
   redis.call('XADD', B .. ':ledger', seq .. '-0',
     'e', head .. ',"postings":[' .. table.concat(parts, ',') .. ']}')
+  local also = plan[9]
+  for k = 1, #also do
+    local account = also[k]
+    if not accounts[account] then
+      accounts[account] = true
+      accounts[#accounts + 1] = account
+    end
+  end
   local L = B .. ':l:'
   for k = 1, #accounts do
     redis.call('ZADD', L .. accounts[k], seq, seq)
@@ -426,10 +470,11 @@ end
 
 for k = 1, #dirty_recs do
   local rec = dirty_recs[k]
+  local row = bal[rec]
   local args = {}
   for asset in pairs(dirty[rec]) do
     args[#args + 1] = asset
-    args[#args + 1] = bal[rec][asset]
+    args[#args + 1] = text(row[asset])
   end
   redis.call('HSET', R .. rec, unpack(args))
 end
@@ -440,7 +485,7 @@ do
   while i <= #ops do
     local op = ops[i]
     if op == 'A' then
-      redis.call('HSET', R .. ops[i + 1], ops[i + 2], added[i])
+      redis.call('HSET', R .. ops[i + 1], ops[i + 2], text(added[i]))
       i = i + 4
     elseif op == 'D' then
       redis.call('DEL', R .. ops[i + 1])
