@@ -186,7 +186,7 @@ def _error(refused: Refused) -> MeshError:
         if refused.subject.startswith("cap:"):
             return TaskAlreadyPaid(
                 "this task was already paid with another payee or amount",
-                metadata={"capture": refused.subject.removeprefix("cap:")},
+                metadata={"capture_id": refused.subject.removeprefix("cap:")},
             )
         return InvalidArgument.field(
             "request_id", "was already used for a request with different parameters"

@@ -187,28 +187,19 @@ class StakingOps(_Ledger):
                     request_id,
                     also_log=[account_id],
                     unbonding_id=entry_id if complete else "",
+                    complete_time=repr(complete) if complete else "",
                 ),
                 idem=idem,
-                read_back=[*_records.user_records(account_id), _records.unbonding_rec(entry_id)],
+                read_back=_records.user_records(account_id),
             )
 
         committed = await self._run(build, idem)
         assert committed is not None and committed.entry is not None
         unbonding: UnbondingEntry | None = None
-        entry_row = committed.records.get(_records.unbonding_rec(entry_id), {})
-        replayed_entry = committed.entry.refs.get("unbonding_id", "")
-        if replayed_entry:
-            row = (
-                entry_row
-                or (await self.store.read([_records.unbonding_rec(replayed_entry)]))[
-                    _records.unbonding_rec(replayed_entry)
-                ]
-            )
+        refs = committed.entry.refs  # the first call's, on a replay
+        if refs.get("unbonding_id"):
             unbonding = UnbondingEntry(
-                replayed_entry,
-                account_id,
-                amount,
-                float(row["done"]) if row else committed.entry.time,
+                refs["unbonding_id"], account_id, amount, float(refs["complete_time"])
             )
         return StakeChanged(
             await self._after(committed, account_id),
