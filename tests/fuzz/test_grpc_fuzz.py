@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshwright.economy.memory_store import MemoryLedgerStore
+from meshwright.economy.model import AccountKind
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh.config import MeshConfig
 from meshwright.mesh.pipeline import Pipeline
@@ -139,7 +140,8 @@ def mesh() -> Iterator[Mesh]:
 @dataclass(frozen=True)
 class Snapshot:
     accounts: tuple[tuple[str, int, int, int], ...]
-    ledger: tuple[int, int, int, int]
+    ledger: tuple[object, ...]
+    """Transactions, accounts, each asset's supply, and the CREDIT held in escrows (last)."""
     workflows: int
     live_workflows: int
     agents: frozenset[str]
@@ -191,12 +193,16 @@ def snapshot(mesh: Mesh) -> Snapshot:
     )
 
 
-async def _ledger(node: Node) -> tuple[int, int, int, int]:
+async def _ledger(node: Node) -> tuple[object, ...]:
     # Read in the node's loop: the store's dicts are not for other threads.
-    store = node.economy.store if node.economy is not None else None
-    assert isinstance(store, MemoryLedgerStore)
-    totals = store.audit()
-    return (totals.minted, totals.balances, totals.staked, totals.escrow_held)
+    economy = node.economy
+    assert economy is not None
+    assert isinstance(economy.store, MemoryLedgerStore)
+    report = await economy.audit()
+    assert report.ok, report  # every call left the ledger balanced, accepted or not
+    escrows = await economy.list_accounts(kind=AccountKind.ESCROW, page_size=1000)
+    held = sum(a.balance for a in escrows.items)
+    return (report.transaction_count, report.account_count, report.supplies, held)
 
 
 def serving(mesh: Mesh) -> bool:
