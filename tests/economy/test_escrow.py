@@ -234,6 +234,24 @@ async def test_a_task_is_paid_once_per_escrow(eco: Economy) -> None:
     assert (await eco.audit()).ok
 
 
+async def test_a_task_stays_paid_after_the_idempotency_ttl(ledger: Ledger) -> None:
+    """The replay is remembered for the TTL, the payment for good: afterwards a repeat is
+    refused (never paid twice), with the same error as a mismatch within the TTL."""
+    eco = ledger.economy(idempotency_ttl_s=10.0 if ledger.kind == "memory" else 0.3)
+    await eco.create_account("payer", initial_balance=100)
+    await eco.create_account("agent")
+    await eco.open_escrow("payer", 100, escrow_id="e1")
+    await eco.capture_escrow("e1", "agent", 10, task_id="t1")
+    with pytest.raises(TaskAlreadyPaid) as within:
+        await eco.capture_escrow("e1", "agent", 11, task_id="t1")
+    await ledger.wait_real(10.0 if ledger.kind == "memory" else 0.5)
+    for amount in (10, 11):
+        with pytest.raises(TaskAlreadyPaid) as after:
+            await eco.capture_escrow("e1", "agent", amount, task_id="t1")
+        assert after.value.metadata == within.value.metadata
+    assert (await eco.get_account("agent")).balance == 10
+
+
 async def test_concurrent_captures_of_one_task_pay_once(eco: Economy) -> None:
     await eco.create_account("payer", initial_balance=1_000)
     await eco.create_account("agent")

@@ -16,6 +16,7 @@ from meshwright.economy import (
 )
 from meshwright.economy.v1 import economy_pb2 as pb
 from meshwright.mesh import InvalidArgument, NotFound
+from tests.conftest import eventually
 from tests.economy.conftest import Env, Ledger, fields
 
 pytestmark = pytest.mark.timeout(60)
@@ -139,6 +140,28 @@ async def test_two_economies_expire_an_escrow_once(opened: Economy, ledger: Ledg
     assert sum(m.expired for m in done) == 1
     assert (await opened.get_account("payer")).balance == 1_000
     assert (await opened.audit()).ok
+
+
+async def test_start_runs_maintenance_until_stop(ledger: Ledger) -> None:
+    eco = ledger.economy(params=Params(escrow_ttl_s=TTL), maintenance_interval_s=0.01)
+    await eco.create_account("payer", initial_balance=10)
+    await eco.open_escrow("payer", 10, escrow_id="e1")
+    ledger.clock.advance(TTL)
+    eco.start()
+    eco.start()  # once is enough; a second start changes nothing
+    try:
+
+        async def expired() -> bool:
+            return (await eco.get_escrow("e1")).state is EscrowState.EXPIRED
+
+        await eventually(expired, timeout=10)
+    finally:
+        await eco.stop()
+    await eco.stop()  # stopping twice is harmless
+    await eco.open_escrow("payer", 10, escrow_id="e2", ttl_s=1.0)
+    ledger.clock.advance(1)
+    assert (await eco.get_escrow("e2")).state is EscrowState.OPEN  # nothing runs it now
+    assert (await eco.get_account("payer")).balance == 0
 
 
 async def test_renew_errors(opened: Economy) -> None:

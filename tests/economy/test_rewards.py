@@ -3,6 +3,7 @@ and the tier and streak bonuses a capture pays from the rewards pool."""
 
 from __future__ import annotations
 
+import asyncio
 from fractions import Fraction
 
 import pytest
@@ -131,7 +132,7 @@ async def test_scheduled_distribution_once_per_period(ledger: Ledger) -> None:
     # Two economies (replicas) on the same ledger.
     other = Economy(ledger.another_store(), clock=ledger.clock)
     ledger.clock.now = 1_700_000_040.0  # period [1_699_999_980, 1_700_000_040) just ended
-    first = [await eco.maintain(), await other.maintain()]
+    first = await asyncio.gather(eco.maintain(), other.maintain())  # at once
     assert sum(m.distributed for m in first) == 1
     ledger.clock.advance(59.999)  # same period
     assert [await eco.maintain(), await other.maintain()] == [Maintenance(), Maintenance()]

@@ -99,6 +99,20 @@ async def test_two_economies_complete_an_entry_once(bonded: Economy, ledger: Led
     assert (await bonded.audit()).ok
 
 
+async def test_a_retried_unstake_replays_its_unbonding_entry(
+    bonded: Economy, ledger: Ledger
+) -> None:
+    """The retry answers the first result, completion time included, also once the entry
+    has completed (its record is gone then)."""
+    await open_account(bonded, "alice", stake=10)
+    first = await bonded.unstake("alice", 10, request_id="u1")
+    assert await bonded.unstake("alice", 10, request_id="u1") == first
+    ledger.clock.advance(PERIOD)
+    await bonded.maintain()
+    again = await bonded.unstake("alice", 10, request_id="u1")
+    assert again.unbonding == first.unbonding
+
+
 async def test_unbonding_over_the_wire(env: Env) -> None:
     await env.account("alice", stake=5)
     reply = await env.remote.call("Unstake", pb.UnstakeRequest(account_id="alice", amount=5))
