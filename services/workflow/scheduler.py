@@ -499,6 +499,13 @@ class Scheduler:
         if run.deadline is not None:
             run.deadline.cancel()
         await self._stop_attempts(run, cancel_on_agents=True)
+        # What is queued (the outcome that triggered this ending) must be accepted before
+        # the refund: a replica fenced off meanwhile would otherwise release the escrow
+        # of a run its new owner is still paying tasks from.
+        await run.committer.drain()
+        if run.committer.lost:
+            self._on_done(run)
+            return
         changed: list[str] = []
         for task_id, tr in run.records.items():
             if tr.state == W.TASK_RUN_STATE_RUNNING:
