@@ -46,10 +46,10 @@ from meshwright.workflow.dispatch import AgentDispatcher, BreakerPolicy
 from meshwright.workflow.errors import TemplateExists, TemplateNotFound, WorkflowNotFound
 from meshwright.workflow.events import event, follow
 from meshwright.workflow.ownership import LeaseKeeper, new_replica_id
-from meshwright.workflow.payments import Payments
+from meshwright.workflow.payments import EscrowKeeper, Payments
 from meshwright.workflow.retry import RetryDefaults
 from meshwright.workflow.run import Committer, Run
-from meshwright.workflow.scheduler import Scheduler
+from meshwright.workflow.scheduler import Scheduler, clip
 from meshwright.workflow.store import (
     TERMINAL_STATES,
     Change,
@@ -102,6 +102,10 @@ class EngineConfig:
     writes queue up behind each other); an idle run's writes go at once."""
     economy_timeout_s: float = 10.0
     """Deadline of each call to the economy."""
+    escrow_ttl_s: float = 600.0
+    """Life of a workflow's escrow unless renewed: the replica running the workflow renews
+    it every third of this, and the economy releases an escrow left unrenewed this long
+    (its workflow vanished: the replica died and none took it over) back to the payer."""
     cancel_wait_s: float = 10.0
     """How long CancelWorkflow on a replica that does not own the workflow waits for the
     owner to end it."""
@@ -170,6 +174,12 @@ class Engine:
         self.scheduler = Scheduler(
             dispatcher=self.dispatcher, payments=self.payments, config=cfg, on_done=self._run_done
         )
+        self.escrows = EscrowKeeper(
+            self.payments,
+            ttl_s=cfg.escrow_ttl_s,
+            escrows=self._live_escrows,
+            on_gone=self._escrow_gone,
+        )
         self.leases = LeaseKeeper(
             store,
             replica=self.replica,
@@ -194,6 +204,7 @@ class Engine:
         """Mirror the registry, then keep leases and adopt orphaned workflows."""
         await self.dispatcher.start()
         await self.leases.start()
+        self.escrows.start()
         self._started = True
 
     async def stop(self) -> None:
@@ -216,6 +227,8 @@ class Engine:
                 *(self.scheduler.hand_off(r, self.config.handoff_grace_s) for r in runs),
                 return_exceptions=True,
             )
+        # The next owner renews the escrows from now on (or, if none does, they expire).
+        await self.escrows.stop()
         await self.leases.stop()
         for wf_id in list(self.leases.held):
             try:
@@ -265,6 +278,29 @@ class Engine:
         if run is not None:
             self._lost_run(run)
 
+    def _live_escrows(self) -> list[tuple[str, str]]:
+        """(workflow id, escrow id) of the runs here whose escrow is open and theirs."""
+        return [
+            (wf_id, run.wf.escrow_id)
+            for wf_id, run in self._runs.items()
+            if run.wf.escrow_id
+            and run.wf.state == W.WORKFLOW_STATE_RUNNING
+            and not run.closing
+            and (run.opening is None or run.opening.done())
+        ]
+
+    def _escrow_gone(self, workflow_id: str, err: MeshError) -> None:
+        """The economy refused to renew a live run's escrow: it expired (the renewals did
+        not reach it in time) or was released. Its budget is gone, so the run ends."""
+        run = self._runs.get(workflow_id)
+        if run is None or run.closing:
+            return  # ending anyway (a release of our own closed it)
+        error = clip(
+            f"the workflow's escrow {run.wf.escrow_id} pays no more ({err.reason}): {err.message}"
+        )
+        log.error("workflow %s: %s", workflow_id, error)
+        self.scheduler.spawn(self.scheduler.finish(run, W.WORKFLOW_STATE_FAILED, error))
+
     def _cancel_requested(self, workflow_id: str, reason: str) -> None:
         run = self._runs.get(workflow_id)
         if run is not None and not run.closing:
@@ -304,6 +340,7 @@ class Engine:
                 payer=d.payer_account_id,
                 amount=d.budget,
                 workflow_id=wf.workflow_id,
+                ttl_s=self.config.escrow_ttl_s,
             )
         except MeshError as err:
             opening.set_result(False)
@@ -484,6 +521,7 @@ class Engine:
                     payer=definition.payer_account_id,
                     amount=definition.budget,
                     workflow_id=workflow_id,
+                    ttl_s=self.config.escrow_ttl_s,
                 )
             except MeshError:
                 opening.set_result(False)

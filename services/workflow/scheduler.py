@@ -21,7 +21,13 @@ from google.protobuf import struct_pb2
 
 from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh.context import detached
-from meshwright.mesh.errors import InvalidArgument, MeshError, NotFound, Unavailable
+from meshwright.mesh.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    MeshError,
+    NotFound,
+    Unavailable,
+)
 from meshwright.mesh.limits import check_request
 from meshwright.mesh.timeutil import timestamp
 from meshwright.workflow.dispatch import (
@@ -33,7 +39,7 @@ from meshwright.workflow.dispatch import (
     is_transport_failure,
 )
 from meshwright.workflow.events import TERMINAL_EVENT_OF, event
-from meshwright.workflow.payments import Payments
+from meshwright.workflow.payments import Payment, Payments
 from meshwright.workflow.retry import TaskRetry
 from meshwright.workflow.run import MAX_WORKFLOW_BYTES, Run
 from meshwright.workflow.store import Change, LeaseLost
@@ -295,6 +301,7 @@ class Scheduler:
         failure: MeshError | None = None
         cancelled = False
         ok = False
+        answered_failed = False
         error = ""
         retryable = True
         output: struct_pb2.Struct | None = None
@@ -310,6 +317,7 @@ class Scheduler:
             if not ok:
                 error = clip(status.message or agent_pb2.TaskState.Name(status.state))
                 retryable = rules.retryable_task(status)
+                answered_failed = status.state != agent_pb2.TASK_STATE_CANCELED
             else:
                 refusal = self._refuse_output(run, output)
                 if refusal:
@@ -334,22 +342,27 @@ class Scheduler:
             )
         if failure is not None and is_at_capacity(failure):
             return None
+        if answered_failed or isinstance(failure, DeadlineExceeded):
+            self._report_failure(run, task_id, slot)
         if not ok or output is None:
             return False, error, retryable
         # The reservation holds until the payment is recorded, so no other task
         # can plan on money this one is about to spend.
+        paid = 0
         try:
             if slot.price > 0:
-                await self._pay(run, task_id, slot)
+                paid = (await self._pay(run, task_id, slot)).amount
         except MeshError as err:
             run.output_room += output.ByteSize()  # not stored after all
             return False, clip(f"payment failed: {err.reason}: {err.message}"), False
         finally:
             run.reserved -= slot.price
-        run.wf.spent += slot.price
+        # What the escrow really paid: a task paid before (by a replica that ran it on
+        # another agent) counts the earlier price, so spent matches the escrow.
+        run.wf.spent += paid
         tr.state = W.TASK_RUN_STATE_SUCCEEDED
         tr.output.CopyFrom(output)
-        tr.cost = slot.price
+        tr.cost = paid
         tr.error = ""
         tr.end_time.CopyFrom(timestamp())
         # Not awaited: what follows (dependants, the ending) is queued behind it in the
@@ -358,27 +371,38 @@ class Scheduler:
             run,
             task_id,
             W.WORKFLOW_EVENT_TYPE_TASK_SUCCEEDED,
-            spent_delta=slot.price,
+            spent_delta=paid,
             agent_id=slot.agent_id,
             attempt=attempt,
             output=output,
-            amount=slot.price,
+            amount=paid,
         )
         return True, "", True
 
-    async def _pay(self, run: Run, task_id: str, slot: Slot) -> None:
-        """Capture the task's price; a transport failure is tried again (the capture's
-        request id makes that safe), a refusal is final."""
+    def _report_failure(self, run: Run, task_id: str, slot: Slot) -> None:
+        """The agent failed the attempt itself (answered failed, or ran out of time): its
+        streak of paid tasks restarts. Only for a task it would have been paid for (a
+        streak counts paid tasks); at capacity, a cancel, an unreachable agent or a
+        refused output are not reported. In the background, best effort."""
+        if slot.price > 0 and run.wf.escrow_id and not run.closing:
+            self.spawn(
+                self._payments.report_failure(
+                    escrow_id=run.wf.escrow_id, task_id=task_id, slot=slot
+                )
+            )
+
+    async def _pay(self, run: Run, task_id: str, slot: Slot) -> Payment:
+        """Capture the task's price; a transport failure is tried again (the capture names
+        the task, which makes that safe), a refusal is final."""
         wait = 0.2
         for tries in range(1, 6):
             try:
-                await self._payments.pay(
+                return await self._payments.pay(
                     escrow_id=run.wf.escrow_id,
                     workflow_id=run.workflow_id,
                     task_id=task_id,
                     slot=slot,
                 )
-                return
             except MeshError as err:
                 if not is_transport_failure(err) or tries == 5:
                     raise
@@ -387,6 +411,7 @@ class Scheduler:
                 )
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, 2.0)
+        raise AssertionError("unreachable: the last try returns or raises")
 
     @staticmethod
     def _refuse_output(run: Run, output: struct_pb2.Struct) -> str:
