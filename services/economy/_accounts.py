@@ -48,6 +48,7 @@ from meshwright.mesh.errors import (
     InvalidArgument,
     NotFound,
 )
+from meshwright.mesh.policy import NotOwner
 from meshwright.mesh.validation import check_id, check_principal
 
 
@@ -153,7 +154,9 @@ class AccountOps(_Ledger):
         after = _page_after(page_token, violations)
         _raise_if(violations)
         who = caller()
-        if not owner and who is not None and not who.is_trusted:
+        if who is not None and not who.is_trusted:
+            if owner and owner != who.name:  # the policy refuses it first; kept as a backstop
+                raise NotOwner("owner: callers list only their own", metadata={"field": "owner"})
             owner = who.name
         want = AccountKind(kind) if kind else None
         index = _records.owner_index(owner) if owner else ACCOUNTS
@@ -169,7 +172,7 @@ class AccountOps(_Ledger):
         account_id: str,
         amount: int,
         *,
-        asset: Asset | int = Asset.CREDIT,
+        asset: Asset | int | None = Asset.CREDIT,
         memo: str = "",
         request_id: str = "",
     ) -> Minted:
@@ -209,7 +212,7 @@ class AccountOps(_Ledger):
         to_account_id: str,
         amount: int,
         *,
-        asset: Asset | int = Asset.CREDIT,
+        asset: Asset | int | None = Asset.CREDIT,
         memo: str = "",
         request_id: str = "",
     ) -> Transferred:

@@ -57,6 +57,7 @@ from meshwright.mesh.errors import (
     FieldViolation,
     NotFound,
 )
+from meshwright.mesh.policy import NotOwner
 from meshwright.mesh.validation import check_id, check_principal
 
 
@@ -398,7 +399,9 @@ class EscrowOps(_Ledger):
         after = _page_after(page_token, violations)
         _raise_if(violations)
         who = caller()
-        if not owner and who is not None and not who.is_trusted:
+        if who is not None and not who.is_trusted:
+            if owner and owner != who.name:  # the policy refuses it first; kept as a backstop
+                raise NotOwner("owner: callers list only their own", metadata={"field": "owner"})
             owner = who.name
         want = EscrowState(state) if state else None
         index = _records.escrow_owner_index(owner) if owner else ESCROWS

@@ -16,8 +16,10 @@ a plan all or nothing, evaluating it in this fixed order:
    else ``NOT_FOUND`` with the missing account as subject. A capped move
    moves ``min(amount, debit balance)`` (nothing if that is 0); any other move
    that would take the debit account below zero refuses with its ``short``
-   reason, the debit account as subject. Only ``ISSUANCE`` may go negative
-   (its balance is minus the supply of each asset).
+   reason, the debit account as subject. A move of 0 or less moves nothing
+   (rules never plan one). Only ``ISSUANCE`` may go negative (its balance is
+   minus the supply of each asset). ``Add`` on a field that is not an integer
+   raises ``ValueError`` here too, before anything is written.
 4. **Writes**, only when nothing was refused: ``Put`` fields, final balances,
    ``Add`` increments, ``Delete``, ``IndexAdd``/``IndexRemove``; then the
    entry (if any) gets the next sequence number, its postings (two per

@@ -149,12 +149,13 @@ class MemoryLedgerStore:
         for write in plan.writes:
             if isinstance(write, Put):
                 staged.update({(write.record, f): v for f, v in write.fields.items()})
-        for (account, asset), value in balances.items():
-            staged[(account_record(account), asset)] = str(value)
+        for (account, asset), balance in balances.items():
+            staged[(account_record(account), asset)] = str(balance)
         deleted: set[str] = set()
         for write in plan.writes:
             if isinstance(write, Add):
                 key = (write.record, write.field)
+                value: str
                 if key in staged:
                     value = staged[key]
                 elif write.record in deleted:

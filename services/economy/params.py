@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +88,7 @@ class Params:
                 ParameterChange(pass_threshold_bps=params.pass_threshold_bps),
                 ParameterChange(escrow_ttl_s=params.escrow_ttl_s),
             )
-            for v in change.violations("parameters")
+            for v in change.violations("parameters", names={})
         ]
         if change_errors:
             raise ValueError("; ".join(f"{v.field}: {v.description}" for v in change_errors))
@@ -100,6 +101,18 @@ class Params:
         tiers = _tiers_from(body.pop("tiers"))
         known = {f.name for f in dataclasses.fields(Params)}
         return Params(tiers=tiers, version=version, **{k: v for k, v in body.items() if k in known})
+
+
+CONTRACT_NAMES: Mapping[str, str] = {
+    "tiers": "tiers",
+    "transfer_fee_bps": "transfer_fee_bps",
+    "unbonding_period_s": "unbonding_period",
+    "streak": "streak_bonus",
+    "distribution": "reward_distribution",
+    "pass_threshold_bps": "pass_threshold_bps",
+    "escrow_ttl_s": "escrow_ttl",
+}
+"""``ParameterChange`` field -> the contract's ``ParameterChange`` field (error paths)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +133,20 @@ class ParameterChange:
         """Names of the fields set."""
         return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
 
-    def violations(self, field: str = "change") -> list[FieldViolation]:
-        """What is wrong with it, as field violations under ``field``."""
-        names = self.set_fields()
-        if len(names) != 1:
+    def violations(
+        self, field: str = "change", *, names: Mapping[str, str] | None = None
+    ) -> list[FieldViolation]:
+        """What is wrong with it, as field violations under ``field``.
+
+        Paths use the contract's field names (``change.streak_bonus.threshold``);
+        ``names`` maps this class's field names to others (a config file's).
+        """
+        set_names = self.set_fields()
+        if len(set_names) != 1:
             return [FieldViolation(field, "must set exactly one parameter")]
-        name = names[0]
-        path = f"{field}.{name}"
+        name = set_names[0]
+        shown = (CONTRACT_NAMES if names is None else names).get(name, name)
+        path = f"{field}.{shown}"
         if self.transfer_fee_bps is not None and not 0 <= self.transfer_fee_bps <= BPS_ONE:
             return [FieldViolation(path, "must be 0..10000 basis points")]
         if self.pass_threshold_bps is not None and not 0 <= self.pass_threshold_bps < BPS_ONE:

@@ -27,20 +27,20 @@ def violations(change: ParameterChange) -> list[str]:
         (ParameterChange(transfer_fee_bps=10_001), ["change.transfer_fee_bps"]),
         (ParameterChange(pass_threshold_bps=-1), ["change.pass_threshold_bps"]),
         (ParameterChange(pass_threshold_bps=10_000), ["change.pass_threshold_bps"]),
-        (ParameterChange(unbonding_period_s=-1.0), ["change.unbonding_period_s"]),
-        (ParameterChange(unbonding_period_s=TEN_YEARS + 1), ["change.unbonding_period_s"]),
-        (ParameterChange(unbonding_period_s=float("nan")), ["change.unbonding_period_s"]),
-        (ParameterChange(escrow_ttl_s=0.0), ["change.escrow_ttl_s"]),
-        (ParameterChange(escrow_ttl_s=TEN_YEARS + 1), ["change.escrow_ttl_s"]),
-        (ParameterChange(streak=(-1, 0)), ["change.streak.threshold"]),
-        (ParameterChange(streak=(1_000_001, 0)), ["change.streak.threshold"]),
-        (ParameterChange(streak=(1, -1)), ["change.streak.bonus_bps"]),
-        (ParameterChange(streak=(1, 1_000_001)), ["change.streak.bonus_bps"]),
-        (ParameterChange(distribution=(-1, 1.0)), ["change.distribution.amount"]),
-        (ParameterChange(distribution=(2**62, 1.0)), ["change.distribution.amount"]),
-        (ParameterChange(distribution=(1, -1.0)), ["change.distribution.interval"]),
-        (ParameterChange(distribution=(1, TEN_YEARS + 1)), ["change.distribution.interval"]),
-        (ParameterChange(distribution=(1, 0.0)), ["change.distribution.interval"]),
+        (ParameterChange(unbonding_period_s=-1.0), ["change.unbonding_period"]),
+        (ParameterChange(unbonding_period_s=TEN_YEARS + 1), ["change.unbonding_period"]),
+        (ParameterChange(unbonding_period_s=float("nan")), ["change.unbonding_period"]),
+        (ParameterChange(escrow_ttl_s=0.0), ["change.escrow_ttl"]),
+        (ParameterChange(escrow_ttl_s=TEN_YEARS + 1), ["change.escrow_ttl"]),
+        (ParameterChange(streak=(-1, 0)), ["change.streak_bonus.threshold"]),
+        (ParameterChange(streak=(1_000_001, 0)), ["change.streak_bonus.threshold"]),
+        (ParameterChange(streak=(1, -1)), ["change.streak_bonus.bonus_bps"]),
+        (ParameterChange(streak=(1, 1_000_001)), ["change.streak_bonus.bonus_bps"]),
+        (ParameterChange(distribution=(-1, 1.0)), ["change.reward_distribution.amount"]),
+        (ParameterChange(distribution=(2**62, 1.0)), ["change.reward_distribution.amount"]),
+        (ParameterChange(distribution=(1, -1.0)), ["change.reward_distribution.interval"]),
+        (ParameterChange(distribution=(1, TEN_YEARS + 1)), ["change.reward_distribution.interval"]),
+        (ParameterChange(distribution=(1, 0.0)), ["change.reward_distribution.interval"]),
         (
             ParameterChange(tiers=TierTable(levels=(TierLevel(Tier.GOLD, 1, 1_000_001),))),
             ["change.tiers.levels[0].multiplier_bps"],
@@ -125,10 +125,15 @@ def test_params_round_trip_their_stored_form() -> None:
     assert ParameterChange.from_json("") is None
 
 
+def test_a_config_error_names_the_config_key_a_change_error_the_contract_field() -> None:
+    with pytest.raises(ValueError, match=r"parameters\.escrow_ttl_s: must be positive"):
+        Params.from_config('{"escrow_ttl_s": 0}')
+    (violation,) = ParameterChange(escrow_ttl_s=0.0).violations()
+    assert violation.field == "change.escrow_ttl"
+
+
 def test_params_from_config() -> None:
-    from_config = getattr(Params, "from_config", None)
-    if from_config is None:
-        pytest.fail("Params.from_config is not there yet")
+    from_config = Params.from_config
     params = from_config('{"transfer_fee_bps": 25, "escrow_ttl_s": 5}')
     assert (params.transfer_fee_bps, params.escrow_ttl_s, params.tiers) == (25, 5, Params().tiers)
     for bad in ('{"nope": 1}', "[1]", '{"transfer_fee_bps": 10001}', '{"escrow_ttl_s": 0}'):
