@@ -22,6 +22,7 @@ from meshwright.economy._records import (
     acct,
     num,
 )
+from meshwright.economy.errors import PayeeNotOwned, TaskAlreadyPaid
 from meshwright.economy.idempotency import fingerprint
 from meshwright.economy.ids import new_id
 from meshwright.economy.kernel import (
@@ -176,8 +177,8 @@ class EscrowOps(_Ledger):
     ) -> EscrowMoved:
         """Pay ``amount`` out of an open escrow to the payee (the per-task hot path).
 
-        With ``payee_owner`` the payee account must belong to that principal
-        (PAYEE_NOT_OWNED otherwise, and nothing moves): the engine names the agent
+        With ``payee_owner`` the payee account must belong to that principal or
+        to an admin (PAYEE_NOT_OWNED otherwise, and nothing moves): the engine names the agent
         that did the work, so an account someone opened under an agent's payout id
         before the agent did cannot collect its pay.
 
@@ -231,11 +232,17 @@ class EscrowOps(_Ledger):
                 _version(params),
                 FieldIs(record, "state", EscrowState.OPEN.name),
             ]
-            if payee_owner:
-                checks += [
-                    Exists(acct(payee_account_id), NOT_FOUND),
-                    FieldIs(acct(payee_account_id), "owner", payee_owner, "PAYEE_NOT_OWNED"),
-                ]
+            payee = rows[acct(payee_account_id)]
+            if payee_owner and payee:
+                owner = payee.get("owner", "")
+                # Owners never change, so the read needs no guard. Only admins and the
+                # mesh's services can open an account owned by an admin.
+                if owner != payee_owner and not owner.startswith("admin:"):
+                    raise PayeeNotOwned(
+                        f"account {payee_account_id!r} belongs to {owner or 'nobody'!r}, not to "
+                        f"{payee_owner!r} that did the work",
+                        metadata={"account_id": payee_account_id},
+                    )
             writes: list[Write] = [
                 Add(record, "captured", amount),
                 Add(record, "n", 1),
@@ -279,13 +286,34 @@ class EscrowOps(_Ledger):
                 read_back=[record],
             )
 
-        committed = await self._run(build, idem)
+        try:
+            committed = await self._run(build, idem)
+        except TaskAlreadyPaid as err:
+            raise await self._already_paid(escrow_id, task_id, err) from None
         assert committed is not None and committed.entry is not None
         tx = _records.transaction_of(committed.entry)
         bonus = sum(
             p.amount for p in tx.postings[2:] if p.account_id == payee_account_id and p.amount > 0
         )
         return EscrowMoved(_records.escrow_of(escrow_id, committed.records[record]), tx, bonus)
+
+    async def _already_paid(
+        self, escrow_id: str, task_id: str, err: TaskAlreadyPaid
+    ) -> TaskAlreadyPaid:
+        """The refusal of a second payment for a task, saying who got the first and how much."""
+        marker = _records.capture_rec(escrow_id, task_id)
+        first = (await self.store.read([marker]))[marker]
+        if not first:
+            return err
+        return TaskAlreadyPaid(
+            f"task {task_id!r} was paid from escrow {escrow_id!r} already: {first['amount']} "
+            f"to {first['payee']!r}",
+            metadata={
+                "capture_id": f"{escrow_id}:{task_id}",
+                "payee_account_id": first["payee"],
+                "amount": first["amount"],
+            },
+        )
 
     async def release_escrow(self, escrow_id: str, *, request_id: str = "") -> EscrowReleased:
         """Refund what is left to the payer and close; a closed escrow comes back unchanged."""

@@ -278,6 +278,21 @@ async def test_a_capture_may_require_the_payee_owner(eco: Economy) -> None:
     assert paid.escrow.captured == 10
 
 
+async def test_a_payee_owner_accepts_an_account_an_admin_owns(eco: Economy) -> None:
+    """With auth off every caller is the anonymous admin and owns every payout account; only
+    admins and mesh services can open an account owned by an admin, so this is no way in."""
+    await eco.create_account("payer", initial_balance=100)
+    with as_caller("admin", "anonymous"):
+        await eco.create_account("bot")
+    with as_caller("client", "admin"):  # a client named "admin" is no admin
+        await eco.create_account("bot2")
+    await eco.open_escrow("payer", 100, escrow_id="e1")
+    paid = await eco.capture_escrow("e1", "bot", 10, payee_owner="agent:bot")
+    assert paid.escrow.captured == 10
+    with pytest.raises(PayeeNotOwned):
+        await eco.capture_escrow("e1", "bot2", 10, payee_owner="agent:bot2")
+
+
 async def test_a_payee_owner_capture_to_an_unknown_payee_is_not_found(eco: Economy) -> None:
     """The contract: NOT_FOUND for an unknown payee, whether or not the capture names the
     payee's owner."""
@@ -374,3 +389,19 @@ async def test_escrow_over_the_wire(env: Env) -> None:
     )
     assert (released.escrow.state, released.escrow.released) == (pb.ESCROW_STATE_CLOSED, 350)
     assert (await env.audit()).ok
+
+
+async def test_a_second_payment_of_a_task_says_who_got_the_first(eco: Economy) -> None:
+    await eco.create_account("payer", initial_balance=100)
+    await eco.create_account("agent")
+    await eco.create_account("other")
+    await eco.open_escrow("payer", 100, escrow_id="e1")
+    await eco.capture_escrow("e1", "agent", 10, task_id="t1")
+    with pytest.raises(TaskAlreadyPaid) as refused:
+        await eco.capture_escrow("e1", "other", 12, task_id="t1")
+    assert refused.value.metadata == {
+        "capture_id": "e1:t1",
+        "payee_account_id": "agent",
+        "amount": "10",
+    }
+    assert (await eco.get_account("other")).balance == 0
