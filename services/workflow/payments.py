@@ -150,12 +150,22 @@ class Payments:
             memo=f"workflow/{workflow_id}/task/{task_id}",
             request_id=f"escrow/{escrow_id}/task/{task_id}/pay",
             task_id=task_id,
+            # A payout account someone else opened under the agent's id collects nothing.
+            payee_owner=f"agent:{slot.agent_id}",
         )
         try:
             await self._capture(capture, slot)
         except MeshError as err:
             if not _already_paid(err):
                 raise
+            payee, amount = err.metadata.get("payee_account_id"), err.metadata.get("amount")
+            if payee and amount and amount.isdigit():
+                log.info(
+                    "task %s/%s was paid already: %s to %s (escrow %s); not paying %s again",
+                    workflow_id, task_id, amount, payee, escrow_id, slot.payout_account_id,
+                )  # fmt: skip
+                return Payment(payee, int(amount), already_paid=True)
+            # An economy that does not say who was paid: look the capture up.
             return await self._earlier_payment(escrow_id, workflow_id, task_id, slot)
         return Payment(slot.payout_account_id, slot.price)
 
