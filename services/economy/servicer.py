@@ -254,7 +254,9 @@ class EconomyServicer:
     # The ledger -----------------------------------------------------------------
 
     async def GetParameters(self, request: pb.GetParametersRequest) -> pb.GetParametersResponse:
-        return pb.GetParametersResponse(parameters=parameters_pb(await self.economy.parameters(fresh=True)))
+        return pb.GetParametersResponse(
+            parameters=parameters_pb(await self.economy.parameters(fresh=True))
+        )
 
     async def AuditLedger(self, request: pb.AuditLedgerRequest) -> pb.AuditLedgerResponse:
         return audit_pb(await self.economy.audit())
