@@ -372,7 +372,8 @@ class EconomyServiceServicer:
         payee and amount returns the first capture (and pays nothing), one with
         another payee or amount is FAILED_PRECONDITION (TASK_ALREADY_PAID). A
         capture naming a payee_owner pays only if the payee account belongs to
-        that principal, so an account someone opened under an agent's payout id
+        that principal or to an admin (only admins and mesh services can open
+        one owned by an admin), so an account someone opened under an agent's payout id
         before the agent did cannot collect its pay: FAILED_PRECONDITION
         (PAYEE_NOT_OWNED) otherwise, and nothing moves. Only the workflow service
         captures (any other role: PERMISSION_DENIED, ROLE_NOT_ALLOWED), so nobody
