@@ -7,6 +7,7 @@ from meshwright.economy._ledger import (
     SCAN_LIMIT,
     _asset,
     _Ledger,
+    _listing_owner,
     _new_account,
     _page_after,
     _page_limit,
@@ -48,7 +49,6 @@ from meshwright.mesh.errors import (
     InvalidArgument,
     NotFound,
 )
-from meshwright.mesh.policy import NotOwner
 from meshwright.mesh.validation import check_id, check_principal
 
 
@@ -153,11 +153,7 @@ class AccountOps(_Ledger):
         limit = _page_limit(page_size, violations)
         after = _page_after(page_token, violations)
         _raise_if(violations)
-        who = caller()
-        if who is not None and not who.is_trusted:
-            if owner and owner != who.name:  # the policy refuses it first; kept as a backstop
-                raise NotOwner("owner: callers list only their own", metadata={"field": "owner"})
-            owner = who.name
+        owner = _listing_owner(owner)
         want = AccountKind(kind) if kind else None
         index = _records.owner_index(owner) if owner else ACCOUNTS
 

@@ -6,6 +6,7 @@ from meshwright.economy import _checks, _records
 from meshwright.economy._ledger import (
     _const,
     _Ledger,
+    _listing_owner,
     _new_account,
     _page_after,
     _page_limit,
@@ -53,12 +54,10 @@ from meshwright.economy.model import (
 )
 from meshwright.economy.params import Params
 from meshwright.economy.tiers import BPS_ONE
-from meshwright.mesh.context import caller
 from meshwright.mesh.errors import (
     FieldViolation,
     NotFound,
 )
-from meshwright.mesh.policy import NotOwner
 from meshwright.mesh.validation import check_id, check_principal
 
 
@@ -426,11 +425,7 @@ class EscrowOps(_Ledger):
         limit = _page_limit(page_size, violations)
         after = _page_after(page_token, violations)
         _raise_if(violations)
-        who = caller()
-        if who is not None and not who.is_trusted:
-            if owner and owner != who.name:  # the policy refuses it first; kept as a backstop
-                raise NotOwner("owner: callers list only their own", metadata={"field": "owner"})
-            owner = who.name
+        owner = _listing_owner(owner)
         want = EscrowState(state) if state else None
         index = _records.escrow_owner_index(owner) if owner else ESCROWS
 

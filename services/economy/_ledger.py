@@ -78,6 +78,7 @@ from meshwright.mesh.errors import (
     MeshError,
     NotFound,
 )
+from meshwright.mesh.policy import NotOwner
 from meshwright.mesh.validation import check_id
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,18 @@ def _idem(request_id: str, operation: str, *params: object) -> Idem | None:
     if not request_id:
         return None
     return Idem(request_key(caller(), request_id), fingerprint(operation, *params))
+
+
+def _listing_owner(owner: str) -> str:
+    """Whose accounts or escrows a listing shows: callers other than admins and mesh services
+    see only their own (an empty ``owner`` stands for them; the policy refuses another's
+    first, this is the backstop)."""
+    who = caller()
+    if who is None or who.is_trusted:
+        return owner
+    if owner and owner != who.name:
+        raise NotOwner("owner: callers list only their own", metadata={"field": "owner"})
+    return who.name
 
 
 def _page_limit(page_size: int, violations: list[FieldViolation]) -> int:

@@ -50,16 +50,14 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from meshwright.economy.kernel import (
     IDEM_MISMATCH,
@@ -81,7 +79,7 @@ from meshwright.economy.kernel import (
     Refused,
     StoredEntry,
 )
-from meshwright.mesh.errors import Unavailable
+from meshwright.mesh.redis_io import unavailable_on_redis_errors
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -96,23 +94,8 @@ _LIMIT = 2**52
 """Integers below this in magnitude travel as JSON numbers (commit.lua: Lua numbers)."""
 
 
-def _unreachable(err: Exception) -> Unavailable:
-    return Unavailable(f"ledger store (redis) unreachable: {err}")
-
-
-def _io(
-    method: Callable[Concatenate[RedisLedgerStore, P], Coroutine[Any, Any, R]],
-) -> Callable[Concatenate[RedisLedgerStore, P], Coroutine[Any, Any, R]]:
-    """Redis connection failures become ``Unavailable`` (a gRPC UNAVAILABLE, retryable)."""
-
-    @functools.wraps(method)
-    async def wrapper(self: RedisLedgerStore, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(self, *args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError) as err:
-            raise _unreachable(err) from err
-
-    return wrapper
+_io = unavailable_on_redis_errors("ledger store")
+"""Redis connection failures become ``Unavailable`` (a gRPC UNAVAILABLE, retryable)."""
 
 
 @functools.cache

@@ -42,16 +42,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from meshwright.mesh.errors import Unavailable
+from meshwright.mesh.redis_io import unavailable_on_redis_errors
 from meshwright.workflow.errors import TemplateExists, WorkflowExists, WorkflowNotFound
 from meshwright.workflow.store import (
     DEFAULT_RETENTION_S,
@@ -95,23 +95,8 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _unreachable(err: Exception) -> Unavailable:
-    return Unavailable(f"workflow store (redis) unreachable: {err}")
-
-
-def _io(
-    method: Callable[Concatenate[RedisWorkflowStore, P], Coroutine[Any, Any, R]],
-) -> Callable[Concatenate[RedisWorkflowStore, P], Coroutine[Any, Any, R]]:
-    """Redis connection failures become ``Unavailable`` (a gRPC UNAVAILABLE, retryable)."""
-
-    @functools.wraps(method)
-    async def wrapper(self: RedisWorkflowStore, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(self, *args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError) as err:
-            raise _unreachable(err) from err
-
-    return wrapper
+_io = unavailable_on_redis_errors("workflow store")
+"""Redis connection failures become ``Unavailable`` (a gRPC UNAVAILABLE, retryable)."""
 
 
 @functools.cache
