@@ -172,6 +172,7 @@ def _store_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "workflow_retention_s": args.workflow_retention,
         "workflow_lease_ttl_s": args.workflow_lease_ttl,
         "economy_params": args.economy_params,
+        "idempotency_ttl_s": args.idempotency_ttl,
     }
 
 
@@ -845,6 +846,14 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="DURATION",
             help="a replica's lease on each workflow it runs; another replica takes a run "
             "over this long after its owner died (env MESHWRIGHT_WORKFLOW_LEASE_TTL_S; 10s)",
+        )
+        sp.add_argument(
+            "--idempotency-ttl",
+            type=parse_duration,
+            default=None,
+            metavar="DURATION",
+            help="how long the economy remembers a request id: a retry within it replays the "
+            "first result (env MESHWRIGHT_IDEMPOTENCY_TTL_S; 24h)",
         )
 
     up = sub.add_parser(

@@ -47,3 +47,16 @@ def test_position_tokens_refuse_what_int_cannot_take(key: str) -> None:
         decode_position_token(encode_page_token(key))
     assert [v.field for v in err.value.violations] == ["page_token"]
     assert decode_position_token(encode_page_token("42")) == 42
+
+
+def test_economy_flags_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshwright.cli import _store_overrides
+
+    monkeypatch.setenv("MESHWRIGHT_IDEMPOTENCY_TTL_S", "60")
+    args = build_parser().parse_args(["serve"])
+    assert MeshConfig.from_env(**_store_overrides(args)).idempotency_ttl_s == 60.0
+    args = build_parser().parse_args(
+        ["serve", "--idempotency-ttl", "2h", "--economy-params", "p.json"]
+    )
+    cfg = MeshConfig.from_env(**_store_overrides(args))
+    assert (cfg.idempotency_ttl_s, cfg.economy_params) == (7200.0, "p.json")
