@@ -2,8 +2,8 @@
 
 Every setting has a ``MESHWRIGHT_*`` environment variable; a command-line flag
 wins over the variable, the variable over the default. Backends are chosen by
-URL (``--store memory://`` or ``redis://host:port/db``; ``consul://`` slots in
-behind the registry's interface).
+URL (``--store memory://`` or ``redis://host:port/db``; ``--registry memory://`` or
+``consul://host:8500``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,22 @@ class MeshConfig:
     http_port: int = 8080
     """HTTP port of the REST gateway (0 picks a free one)."""
     registry_url: str = "memory://"
-    """Registry backend: ``memory://`` (in-process)."""
+    """Registry backend: ``memory://`` (in-process) or ``consul://host:8500`` (a Consul
+    agent's HTTP API, ``consuls://`` for HTTPS; every registry replica pointed at the same
+    Consul serves the same agents, and the mesh's own services register there too)."""
+    health_check_interval_s: float = 5.0
+    """How often the embedded registry probes each agent's grpc.health.v1 endpoint, in
+    seconds (0: leases only, no probing); on Consul, the interval of Consul's GRPC check."""
+    health_check_timeout_s: float = 2.0
+    """Deadline of one health probe, in seconds."""
+    unhealthy_threshold: int = 2
+    """Failed probes in a row that make an agent INACTIVE (embedded registry)."""
+    stopped_retention_s: float = 60.0
+    """How long a deregistered agent stays visible as STOPPED before it is removed, in
+    seconds (0: removed at once)."""
+    deregister_after_s: float = 300.0
+    """How long an agent whose lease lapsed (or whose checks stay critical) is kept before
+    it is removed, in seconds; Consul enforces at least 60."""
     store_url: str = "memory://"
     """State store of the workflow service and the economy's ledger: ``memory://``
     (in-process, lost on exit) or ``redis://[:password@]host:port/db`` (``rediss://`` for

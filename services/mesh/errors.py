@@ -153,6 +153,12 @@ class Aborted(MeshError):
     reason = "ABORTED"
 
 
+class OutOfRange(MeshError):
+    """A position (a revision, an offset) outside what is kept; start again from a fresh read."""
+
+    reason = "OUT_OF_RANGE"
+
+
 class Unimplemented(MeshError):
     """The operation is not supported."""
 
@@ -179,6 +185,7 @@ GRPC_CODES: dict[type[MeshError], grpc.StatusCode] = {
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     Cancelled: grpc.StatusCode.CANCELLED,
     Aborted: grpc.StatusCode.ABORTED,
+    OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     Internal: grpc.StatusCode.INTERNAL,
     MeshError: grpc.StatusCode.INTERNAL,
@@ -351,6 +358,7 @@ __all__ = [
     "ERROR_DOMAIN",
     "GRPC_CODES",
     "Aborted",
+    "OutOfRange",
     "AlreadyExists",
     "Cancelled",
     "DeadlineExceeded",

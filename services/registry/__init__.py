@@ -1,7 +1,7 @@
 """The registry domain: who is alive and what each agent can do.
 
 ``Registry`` holds registrations with leases behind a ``RegistryBackend``
-(``MemoryRegistryBackend`` embedded; Consul or Redis later);
+(``MemoryRegistryBackend`` embedded, ``ConsulRegistryBackend`` on Consul);
 ``RegistryServicer`` serves it as ``meshwright.registry.v1.RegistryService``.
 
 Names load on first use (PEP 562), so importing a contract such as
@@ -21,11 +21,14 @@ if TYPE_CHECKING:
     )
     from meshwright.registry.errors import (
         AgentNotFound,
+        AgentStopped,
+        HistoryTrimmed,
         LeaseMismatch,
         PayoutNotOwn,
         RegistryStopped,
         WatchOverflow,
     )
+    from meshwright.registry.health import HealthCheckPolicy, HealthProber
     from meshwright.registry.memory import MemoryRegistryBackend
     from meshwright.registry.records import (
         AgentQuery,
@@ -48,7 +51,11 @@ _EXPORTS: dict[str, str] = {
     "ChangeListener": "meshwright.registry.backend",
     "RegistryBackend": "meshwright.registry.backend",
     "AgentNotFound": "meshwright.registry.errors",
+    "AgentStopped": "meshwright.registry.errors",
+    "HistoryTrimmed": "meshwright.registry.errors",
     "LeaseMismatch": "meshwright.registry.errors",
+    "HealthCheckPolicy": "meshwright.registry.health",
+    "HealthProber": "meshwright.registry.health",
     "PayoutNotOwn": "meshwright.registry.errors",
     "RegistryStopped": "meshwright.registry.errors",
     "WatchOverflow": "meshwright.registry.errors",
@@ -72,9 +79,13 @@ __all__ = [
     "AgentNotFound",
     "AgentPage",
     "AgentQuery",
+    "AgentStopped",
     "AgentRecord",
     "Change",
     "ChangeListener",
+    "HealthCheckPolicy",
+    "HealthProber",
+    "HistoryTrimmed",
     "LeaseMismatch",
     "Listing",
     "MemoryRegistryBackend",

@@ -9,8 +9,9 @@ from meshwright.registry.records import AgentRecord
 from meshwright.registry.v1 import registry_pb2
 
 
-def to_agent(record: AgentRecord, state: registry_pb2.AgentState) -> registry_pb2.Agent:
-    """The ``Agent`` message of a record in ``state`` (judged by the caller, at read time)."""
+def to_agent(record: AgentRecord, now: float) -> registry_pb2.Agent:
+    """The ``Agent`` message of a record, its state judged at ``now``."""
+    state, since, reason = record.status_at(now)
     ttl = duration_pb2.Duration()
     ttl.FromNanoseconds(round(record.lease_ttl_s * 1e9))
     agent = registry_pb2.Agent(
@@ -26,6 +27,8 @@ def to_agent(record: AgentRecord, state: registry_pb2.AgentState) -> registry_pb
         lease_expire_time=timestamp(record.lease_expire_s),
         register_time=timestamp(record.register_s),
         payout_account_id=record.payout_account_id,
+        state_change_time=timestamp(since),
+        state_reason=reason,
     )
     if record.last_heartbeat_s is not None:
         agent.last_heartbeat_time.CopyFrom(timestamp(record.last_heartbeat_s))

@@ -90,14 +90,39 @@ def endpoint_violations(endpoint: str, field: str) -> list[FieldViolation]:
     return []
 
 
-def heartbeat_violations(agent_id: str, lease_id: str, load: int) -> list[FieldViolation]:
+MAX_REASON = 1024
+"""Characters of a reported error or failure reason."""
+
+
+def heartbeat_violations(
+    agent_id: str, lease_id: str, load: int, error: str = ""
+) -> list[FieldViolation]:
     """Everything wrong with a heartbeat."""
     out = check_id(agent_id, "agent_id")
     if not lease_id:
         out.append(FieldViolation("lease_id", "is required"))
     if load < 0:
         out.append(FieldViolation("load", "must not be negative"))
+    if len(error) > MAX_REASON:
+        out.append(FieldViolation("error", f"must be at most {MAX_REASON} characters"))
     return out
+
+
+def failure_violations(agent_id: str, reason: str) -> list[FieldViolation]:
+    """Everything wrong with a failure report."""
+    out = check_id(agent_id, "agent_id")
+    if not reason.strip():
+        out.append(FieldViolation("reason", "is required"))
+    elif len(reason) > MAX_REASON:
+        out.append(FieldViolation("reason", f"must be at most {MAX_REASON} characters"))
+    return out
+
+
+def revision_violations(revision: int) -> list[FieldViolation]:
+    """A watch's ``after_revision`` below zero."""
+    if revision < 0:
+        return [FieldViolation("after_revision", "must not be negative")]
+    return []
 
 
 def state_violations(state: int, field: str = "state") -> list[FieldViolation]:

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from meshwright.mesh.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable
+from meshwright.mesh.errors import (
+    FailedPrecondition,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    Unavailable,
+)
 
 
 class AgentNotFound(NotFound):
     """No agent is registered under that id; the agent SDK registers again."""
 
     reason = "AGENT_NOT_FOUND"
+
+
+class AgentStopped(AgentNotFound):
+    """The agent deregistered (it is kept, STOPPED, for a while); register again."""
+
+    reason = "AGENT_STOPPED"
+
+
+class HistoryTrimmed(OutOfRange):
+    """A watch asked to resume after a revision the registry no longer keeps the
+    changes after (or one from before it restarted): list again, then watch."""
+
+    reason = "WATCH_HISTORY_TRIMMED"
 
 
 class LeaseMismatch(FailedPrecondition):

@@ -2,6 +2,11 @@
 
 Each operation runs without awaiting, so under asyncio it is atomic; listeners
 are called inside it, so they see changes in the order they were applied.
+
+Revisions start at the backend's creation time in microseconds and grow by one
+per change, so a revision handed out before a restart is never mistaken for
+one after it (it is older than anything the new history holds: the watch that
+presents it is told to list again).
 """
 
 from __future__ import annotations
@@ -10,10 +15,12 @@ import bisect
 import dataclasses
 import itertools
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from meshwright.registry.backend import ChangeListener
-from meshwright.registry.errors import AgentNotFound, LeaseMismatch
+from meshwright.registry.errors import AgentNotFound, AgentStopped, HistoryTrimmed, LeaseMismatch
 from meshwright.registry.records import (
     ADDED,
     ANY_STATE,
@@ -29,18 +36,56 @@ from meshwright.registry.v1 import registry_pb2
 
 log = logging.getLogger(__name__)
 
+DEFAULT_HISTORY = 10_000
+"""Changes kept for watches that resume (``changes_since``)."""
+
 
 class MemoryRegistryBackend:
     """A ``RegistryBackend`` held in this process's memory."""
 
-    def __init__(self) -> None:
+    checks_health = False
+
+    def __init__(self, *, history_size: int = DEFAULT_HISTORY) -> None:
+        """``history_size``: changes kept so a watch can resume after a disconnect."""
+        if history_size < 1:
+            raise ValueError("history_size must be at least 1")
         self._records: dict[str, AgentRecord] = {}
         # Sorted ids make pages a bisect instead of a sort per call.
         self._ids: list[str] = []
         # skill_key -> agent ids: the scheduler's "who offers skill X" is the hot read.
         self._by_skill: dict[str, set[str]] = {}
-        self._revision = 0
+        self._base = time.time_ns() // 1000
+        self._revision = self._base
+        self._history: deque[Change] = deque(maxlen=history_size)
         self._listeners: list[ChangeListener] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    def changes_since(self, revision: int) -> list[Change]:
+        if revision > self._revision:
+            raise HistoryTrimmed(
+                f"revision {revision} is ahead of the registry's {self._revision} "
+                "(it restarted since?): list again, then watch",
+                metadata={"revision": str(self._revision)},
+            )
+        oldest = self._history[0].revision if self._history else self._revision + 1
+        if revision < self._base or revision < oldest - 1:
+            raise HistoryTrimmed(
+                f"the changes after revision {revision} are no longer kept (oldest kept: "
+                f"{oldest}): list again, then watch",
+                metadata={"oldest_revision": str(oldest)},
+            )
+        # Revisions are consecutive here, so the position is arithmetic.
+        start = revision - oldest + 1
+        return list(itertools.islice(self._history, max(0, start), None))
 
     async def put(self, record: AgentRecord, *, now: float) -> AgentRecord | None:
         previous = self._records.get(record.agent_id)
@@ -53,18 +98,40 @@ class MemoryRegistryBackend:
         self._emit(ADDED if previous is None else UPDATED, record, previous, now)
         return previous
 
-    async def renew(
-        self, agent_id: str, lease_id: str, *, now: float, load: int, draining: bool
-    ) -> AgentRecord:
+    def _live_record(self, agent_id: str) -> AgentRecord:
         current = self._records.get(agent_id)
         if current is None:
             raise AgentNotFound(f"agent {agent_id!r} is not registered")
+        if current.stopped_s is not None:
+            raise AgentStopped(
+                f"agent {agent_id!r} deregistered; register again",
+                metadata={"agent_id": agent_id},
+            )
+        return current
+
+    def _replace(self, current: AgentRecord, changed: AgentRecord, now: float) -> AgentRecord:
+        self._records[current.agent_id] = changed
+        self._emit(UPDATED, changed, current, now)
+        return changed
+
+    async def renew(
+        self,
+        agent_id: str,
+        lease_id: str,
+        *,
+        now: float,
+        load: int,
+        draining: bool,
+        error: str = "",
+    ) -> AgentRecord:
+        current = self._live_record(agent_id)
         if current.lease_id != lease_id:
             raise LeaseMismatch(
                 f"lease {lease_id!r} is not the current lease of agent {agent_id!r}; "
                 "register again",
                 metadata={"agent_id": agent_id},
             )
+        state_before = current.state_at(now)
         renewed = dataclasses.replace(
             current,
             lease_expire_s=now + current.lease_ttl_s,
@@ -72,17 +139,44 @@ class MemoryRegistryBackend:
             load=load,
             draining=draining,
             lapsed=False,
+            error=error,
         )
-        self._records[agent_id] = renewed
-        self._emit(UPDATED, renewed, current, now)
-        return renewed
+        if renewed.state_at(now) != state_before:
+            # A health verdict (or the wait for one) still explains the state; else nothing.
+            keep = current.status_reason if renewed.healthy is not True else ""
+            renewed = dataclasses.replace(renewed, status_s=now, status_reason=keep)
+        return self._replace(current, renewed, now)
 
-    async def delete(self, agent_id: str, *, now: float) -> AgentRecord:
-        record = self._records.get(agent_id)
-        if record is None:
-            raise AgentNotFound(f"agent {agent_id!r} is not registered")
-        self._remove(record, now)
-        return record
+    async def report_failure(self, agent_id: str, reason: str, *, now: float) -> AgentRecord:
+        current = self._live_record(agent_id)
+        return self._replace(current, dataclasses.replace(current, error=reason, status_s=now), now)
+
+    async def set_health(
+        self, agent_id: str, lease_id: str, *, healthy: bool, reason: str, now: float
+    ) -> AgentRecord | None:
+        current = self._records.get(agent_id)
+        if current is None or current.lease_id != lease_id or current.stopped_s is not None:
+            return None
+        if current.healthy is healthy and current.status_reason == reason:
+            return current
+        changed = dataclasses.replace(current, healthy=healthy, status_reason=reason)
+        if changed.state_at(now) != current.state_at(now):
+            changed = dataclasses.replace(changed, status_s=now)
+        return self._replace(current, changed, now)
+
+    async def stop(self, agent_id: str, *, now: float, retain: bool) -> AgentRecord:
+        current = self._live_record(agent_id)
+        if not retain:
+            self._remove(current, now)
+            return current
+        self._replace(
+            current,
+            dataclasses.replace(
+                current, stopped_s=now, status_s=now, status_reason="deregistered", load=0
+            ),
+            now,
+        )
+        return current
 
     async def get(self, agent_id: str) -> AgentRecord | None:
         return self._records.get(agent_id)
@@ -94,6 +188,8 @@ class MemoryRegistryBackend:
                 record = self._records[agent_id]
                 if query.tag and query.tag not in record.tag_keys:
                     continue
+                if not query.stopped and record.stopped_s is not None:
+                    continue
                 if query.state != ANY_STATE and record.state_at(query.now) != query.state:
                     continue
                 out.append(record)
@@ -101,10 +197,17 @@ class MemoryRegistryBackend:
                     break
         return Listing(records=out, revision=self._revision)
 
-    async def sweep(self, *, now: float, deregister_after_s: float) -> SweepResult:
+    async def sweep(
+        self, *, now: float, deregister_after_s: float, stopped_retention_s: float
+    ) -> SweepResult:
         lapsed: list[AgentRecord] = []
         removed: list[AgentRecord] = []
         for record in list(self._records.values()):
+            if record.stopped_s is not None:
+                if now - record.stopped_s >= stopped_retention_s:
+                    self._remove(record, now)
+                    removed.append(record)
+                continue
             if now < record.lease_expire_s:
                 continue
             if now - record.lease_expire_s >= deregister_after_s:
@@ -163,11 +266,10 @@ class MemoryRegistryBackend:
         now: float,
     ) -> None:
         self._revision += 1
-        if not self._listeners:
-            return
         change = Change(
             kind=kind, record=record, previous=previous, revision=self._revision, time_s=now
         )
+        self._history.append(change)
         for listener in tuple(self._listeners):
             try:
                 listener(change)

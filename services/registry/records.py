@@ -13,9 +13,17 @@ from meshwright.agent.v1 import agent_pb2
 from meshwright.registry.v1 import registry_pb2
 
 ACTIVE = registry_pb2.AGENT_STATE_ACTIVE
+"""Running: the lifecycle's RUNNING (the contract keeps the name ACTIVE)."""
+RUNNING = ACTIVE
 DRAINING = registry_pb2.AGENT_STATE_DRAINING
 INACTIVE = registry_pb2.AGENT_STATE_INACTIVE
+STARTING = registry_pb2.AGENT_STATE_STARTING
+ERROR = registry_pb2.AGENT_STATE_ERROR
+STOPPED = registry_pb2.AGENT_STATE_STOPPED
 ANY_STATE = registry_pb2.AGENT_STATE_UNSPECIFIED
+KNOWN_STATES = frozenset({ACTIVE, DRAINING, INACTIVE, STARTING, ERROR, STOPPED})
+
+LEASE_EXPIRED = "lease expired"
 
 ADDED = registry_pb2.AGENT_EVENT_TYPE_ADDED
 UPDATED = registry_pb2.AGENT_EVENT_TYPE_UPDATED
@@ -48,6 +56,18 @@ class AgentRecord:
     draining: bool = False
     lapsed: bool = False
     """The sweeper has announced the lapse (so it announces it once)."""
+    healthy: bool | None = True
+    """The last verdict of the active health check: None until the first one (STARTING);
+    True for registries that do not check (a lease is all they judge by)."""
+    error: str = ""
+    """A failure the agent or its supervisor reported (ERROR while non-empty)."""
+    stopped_s: float | None = None
+    """When it deregistered gracefully (STOPPED since)."""
+    status_s: float = 0.0
+    """When the stored part of its state last changed (registration, health verdict,
+    error, draining, stop); a lapse is judged from the lease instead."""
+    status_reason: str = ""
+    """Why it is in the stored part of its state (e.g. the health check's output)."""
     skill_keys: frozenset[str] = frozenset()
     """``skill_key`` of every card skill id, for the skill filter."""
     tag_keys: frozenset[str] = frozenset()
@@ -66,8 +86,13 @@ class AgentRecord:
         lease_id: str,
         lease_ttl_s: float,
         now: float,
+        checked: bool = False,
     ) -> AgentRecord:
-        """A fresh registration whose lease starts at ``now``."""
+        """A fresh registration whose lease starts at ``now``.
+
+        ``checked``: the registry health-checks agents, so it starts STARTING
+        (not yet healthy) instead of ACTIVE.
+        """
         tag_keys = set(tags)
         for skill in card.skills:
             tag_keys.update(skill.tags)
@@ -82,15 +107,36 @@ class AgentRecord:
             lease_ttl_s=lease_ttl_s,
             lease_expire_s=now + lease_ttl_s,
             register_s=now,
+            healthy=None if checked else True,
+            status_s=now,
+            status_reason="waiting for the first health check" if checked else "",
             skill_keys=frozenset(skill_key(s.id) for s in card.skills),
             tag_keys=frozenset(tag_keys),
         )
 
     def state_at(self, now: float) -> registry_pb2.AgentState:
-        """Liveness at ``now``: exact, whether or not the sweeper has run since."""
+        """The lifecycle state at ``now``: exact, whether or not the sweeper has run since."""
+        return self.status_at(now)[0]
+
+    def status_at(self, now: float) -> tuple[registry_pb2.AgentState, float, str]:
+        """(state, since when, why) at ``now``.
+
+        In order: a graceful stop, a reported failure, a lapsed lease, a failing
+        health check, no health verdict yet, draining; else running.
+        """
+        if self.stopped_s is not None:
+            return STOPPED, self.stopped_s, self.status_reason
+        if self.error:
+            return ERROR, self.status_s, self.error
         if now >= self.lease_expire_s:
-            return INACTIVE
-        return DRAINING if self.draining else ACTIVE
+            return INACTIVE, max(self.lease_expire_s, self.status_s), LEASE_EXPIRED
+        if self.healthy is False:
+            return INACTIVE, self.status_s, self.status_reason
+        if self.healthy is None:
+            return STARTING, self.status_s, self.status_reason
+        if self.draining:
+            return DRAINING, self.status_s, self.status_reason
+        return ACTIVE, self.status_s, self.status_reason
 
     def matches(self, skill: str = "", tag: str = "") -> bool:
         """Whether the record passes a skill filter (a ``skill_key``) and a tag filter."""
@@ -109,6 +155,8 @@ class AgentQuery:
     """Only records with this tag (registration or skill tags); empty for any."""
     state: registry_pb2.AgentState = ANY_STATE
     """Only records in this state at ``now``; UNSPECIFIED for any."""
+    stopped: bool = True
+    """Include STOPPED records (discovery reads that want only live agents say False)."""
     after: str | None = None
     """Only agent ids greater than this (the page token's key)."""
     limit: int | None = None
@@ -147,4 +195,5 @@ class SweepResult:
     lapsed: list[AgentRecord]
     """Records newly marked lapsed (their lease expired since the last sweep)."""
     removed: list[AgentRecord]
-    """Records removed after staying lapsed past the deregister-after period."""
+    """Records removed after staying lapsed past the deregister-after period, or
+    STOPPED past the stopped-retention period."""

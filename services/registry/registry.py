@@ -21,6 +21,7 @@ from typing import NamedTuple
 from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh import paging
 from meshwright.mesh.auth import Principal
+from meshwright.mesh.client import ChannelPool
 from meshwright.mesh.context import caller
 from meshwright.mesh.errors import FieldViolation, InvalidArgument
 from meshwright.mesh.validation import check_id
@@ -28,6 +29,7 @@ from meshwright.registry import _access, _validate
 from meshwright.registry._convert import to_agent
 from meshwright.registry.backend import RegistryBackend
 from meshwright.registry.errors import AgentNotFound, RegistryStopped
+from meshwright.registry.health import HealthCheckPolicy, HealthProber
 from meshwright.registry.records import (
     ADDED,
     ANY_STATE,
@@ -38,7 +40,7 @@ from meshwright.registry.records import (
     skill_key,
 )
 from meshwright.registry.v1 import registry_pb2
-from meshwright.registry.watch import AgentEvent, WatchHub
+from meshwright.registry.watch import AgentEvent, WatchHub, event_of
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,10 @@ class Registry:
     Agents register with a lease and renew it by heartbeating; a lease past
     its expiry reads as INACTIVE at once, and the sweeper (``start``) announces
     lapses to watchers and removes agents that stayed inactive for
-    ``deregister_after_s``.
+    ``deregister_after_s`` and STOPPED ones after ``stopped_retention_s``.
+    With a ``health_check`` policy (and a backend that does not check health
+    itself) agents are also probed: STARTING until the first probe passes,
+    INACTIVE while probes fail.
     """
 
     def __init__(
@@ -70,7 +75,10 @@ class Registry:
         default_lease_ttl_s: float = 10.0,
         sweep_interval_s: float = 1.0,
         deregister_after_s: float = 300.0,
+        stopped_retention_s: float = 60.0,
         watch_queue_size: int = 1024,
+        health_check: HealthCheckPolicy | None = None,
+        probe_channels: ChannelPool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """
@@ -79,18 +87,31 @@ class Registry:
             default_lease_ttl_s: lease length for registrations that ask for none.
             sweep_interval_s: how often the sweeper looks for lapsed leases.
             deregister_after_s: how long after its lease lapsed an agent is removed.
+            stopped_retention_s: how long a deregistered agent stays visible as
+                STOPPED before it is removed (0: removed at once).
             watch_queue_size: events a watcher may fall behind before it is cut off.
+            health_check: probe agents' grpc.health.v1 endpoints (None: leases only);
+                ignored when the backend checks health itself.
+            probe_channels: the prober's channel pool (its TLS); a plain one when None.
             clock: epoch seconds; tests pass a fake one.
         """
         if default_lease_ttl_s <= 0 or sweep_interval_s <= 0:
             raise ValueError("default_lease_ttl_s and sweep_interval_s must be positive")
-        if deregister_after_s < 0:
-            raise ValueError("deregister_after_s must not be negative")
+        if deregister_after_s < 0 or stopped_retention_s < 0:
+            raise ValueError("deregister_after_s and stopped_retention_s must not be negative")
         self.backend: RegistryBackend = backend
         self.default_lease_ttl_s = default_lease_ttl_s
         self.sweep_interval_s = sweep_interval_s
         self.deregister_after_s = deregister_after_s
+        self.stopped_retention_s = stopped_retention_s
         self._clock = clock
+        self._prober: HealthProber | None = None
+        if health_check is not None and not backend.checks_health:
+            self._prober = HealthProber(
+                backend, probe_channels or ChannelPool(), health_check, clock=clock
+            )
+        self.checks_health = backend.checks_health or self._prober is not None
+        """Whether agents start STARTING and must pass a health check to run."""
         self._hub = WatchHub(queue_size=watch_queue_size)
         self._unsubscribe: Callable[[], None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -99,10 +120,13 @@ class Registry:
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the lease sweeper."""
+        """Connect the backend, start the lease sweeper and the health prober."""
         if self._sweeper is None:
             self._stopped = False
+            await self.backend.start()
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="registry-sweeper")
+            if self._prober is not None:
+                await self._prober.start()
 
     async def stop(self) -> None:
         """Stop the sweeper and end every watch with ``RegistryStopped``.
@@ -116,15 +140,26 @@ class Registry:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+        if self._prober is not None:
+            await self._prober.stop()
         self._hub.close(RegistryStopped("the registry is stopping; watch again"))
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if sweeper is not None:
+            await self.backend.close()
+
+    @property
+    def prober(self) -> HealthProber | None:
+        """The health prober, when this registry probes agents itself."""
+        return self._prober
 
     async def sweep(self) -> SweepResult:
         """One sweep now (the sweeper calls this every ``sweep_interval_s``)."""
         return await self.backend.sweep(
-            now=self._clock(), deregister_after_s=self.deregister_after_s
+            now=self._clock(),
+            deregister_after_s=self.deregister_after_s,
+            stopped_retention_s=self.stopped_retention_s,
         )
 
     async def _sweep_forever(self) -> None:
@@ -190,39 +225,66 @@ class Registry:
             lease_id=secrets.token_hex(16),
             lease_ttl_s=self.default_lease_ttl_s if lease_ttl_s is None else lease_ttl_s,
             now=now,
+            checked=self.checks_health,
         )
         await self.backend.put(record, now=now)
         # The caller was just granted this lease: it is its holder, so the response
         # carries it (an admin registering an agent heartbeats it with this lease).
-        return to_agent(record, record.state_at(now))
+        return to_agent(record, now)
 
     async def heartbeat(
-        self, agent_id: str, lease_id: str, *, load: int = 0, draining: bool = False
+        self,
+        agent_id: str,
+        lease_id: str,
+        *,
+        load: int = 0,
+        draining: bool = False,
+        error: str = "",
     ) -> registry_pb2.Agent:
-        """Renew a lease and record load and draining.
+        """Renew a lease and record load, draining and an error (ERROR while set).
 
-        Raises ``AgentNotFound`` or ``LeaseMismatch`` (register again on either),
-        ``NotOwner`` when an agent names another agent's id.
+        Raises ``AgentNotFound``/``AgentStopped`` or ``LeaseMismatch`` (register
+        again on either), ``NotOwner`` when an agent names another agent's id.
         """
-        _raise_if(_validate.heartbeat_violations(agent_id, lease_id, load), "invalid heartbeat")
+        _raise_if(
+            _validate.heartbeat_violations(agent_id, lease_id, load, error), "invalid heartbeat"
+        )
         who = caller()
         _access.require_self(who, agent_id)
         now = self._clock()
-        record = await self.backend.renew(agent_id, lease_id, now=now, load=load, draining=draining)
+        record = await self.backend.renew(
+            agent_id, lease_id, now=now, load=load, draining=draining, error=error
+        )
         # The caller presented the current lease: echoing it tells it nothing new.
-        return to_agent(record, record.state_at(now))
+        return to_agent(record, now)
+
+    async def report_failure(self, agent_id: str, reason: str) -> registry_pb2.Agent:
+        """Mark an agent ERROR with ``reason`` (an agent, or its supervisor as admin).
+
+        Raises ``AgentNotFound``/``AgentStopped``, or ``NotOwner`` when an agent
+        names another agent's id.
+        """
+        _raise_if(_validate.failure_violations(agent_id, reason), "invalid failure report")
+        who = caller()
+        _access.require_self(who, agent_id)
+        now = self._clock()
+        record = await self.backend.report_failure(agent_id, reason.strip(), now=now)
+        log.info("agent %s reported failed: %s", agent_id, reason)
+        return _access.shown(to_agent(record, now), who)
 
     async def deregister(self, agent_id: str) -> registry_pb2.Agent:
-        """Remove a registration; returns it as it was.
+        """Stop a registration gracefully (STOPPED, removed after the retention); returns
+        it as it was.
 
-        Raises ``AgentNotFound``, or ``NotOwner`` when an agent names another agent's id.
+        Raises ``AgentNotFound``, ``AgentStopped`` when it is stopped already, or
+        ``NotOwner`` when an agent names another agent's id.
         """
         _raise_if(check_id(agent_id, "agent_id"), "invalid agent_id")
         who = caller()
         _access.require_self(who, agent_id)
         now = self._clock()
-        record = await self.backend.delete(agent_id, now=now)
-        return _access.shown(to_agent(record, record.state_at(now)), who)
+        record = await self.backend.stop(agent_id, now=now, retain=self.stopped_retention_s > 0)
+        return _access.shown(to_agent(record, now), who)
 
     # -- reads ---------------------------------------------------------------
 
@@ -232,7 +294,7 @@ class Registry:
         record = await self.backend.get(agent_id)
         if record is None:
             raise AgentNotFound(f"agent {agent_id!r} is not registered")
-        return _access.shown(to_agent(record, record.state_at(self._clock())), caller())
+        return _access.shown(to_agent(record, self._clock()), caller())
 
     async def list_agents(
         self,
@@ -247,7 +309,7 @@ class Registry:
         query = AgentQuery(now=now, skill=skill_key(skill), tag=tag, state=state)
         listing = await self.backend.list(query)
         who = caller()
-        return [_access.shown(to_agent(r, r.state_at(now)), who) for r in listing.records]
+        return [_access.shown(to_agent(r, now), who) for r in listing.records]
 
     async def list_page(
         self,
@@ -281,33 +343,58 @@ class Registry:
         records = records[:size]
         token = paging.encode_page_token(records[-1].agent_id) if more else ""
         who = caller()
-        return AgentPage([_access.shown(to_agent(r, r.state_at(now)), who) for r in records], token)
+        return AgentPage([_access.shown(to_agent(r, now), who) for r in records], token)
 
-    async def watch(self, *, skill: str = "", tag: str = "") -> AsyncGenerator[AgentEvent, None]:
+    async def watch(
+        self,
+        *,
+        skill: str = "",
+        tag: str = "",
+        state: registry_pb2.AgentState = ANY_STATE,
+        after_revision: int = 0,
+    ) -> AsyncGenerator[AgentEvent, None]:
         """Every matching agent as ADDED, then every matching change as it happens.
 
-        Ends with ``WatchOverflow`` if the caller falls ``watch_queue_size``
-        events behind, and with ``RegistryStopped`` when the registry stops.
-        Each event's ``agent`` shows the lease id only to its holder (the
-        caller when the watch began); ``record`` is the domain's and keeps it.
+        With ``after_revision`` (the revision of the last event a watcher saw),
+        no snapshot: the changes after it from the backend's history, then live
+        ones; ``HistoryTrimmed`` (OUT_OF_RANGE) when the history no longer
+        reaches back that far. Ends with ``WatchOverflow`` if the caller falls
+        ``watch_queue_size`` events behind, and with ``RegistryStopped`` when the
+        registry stops. Each event's ``agent`` shows the lease id only to its
+        holder (the caller when the watch began); ``record`` keeps it.
         """
+        _raise_if(
+            _validate.state_violations(state) + _validate.revision_violations(after_revision),
+            "invalid watch request",
+        )
         who = caller()
         if self._stopped:
             raise RegistryStopped("the registry is stopped")
         if self._unsubscribe is None:
             # Subscribed on first use: with nobody watching, changes cost nothing extra.
             self._unsubscribe = self.backend.subscribe(self._publish)
-        watcher = self._hub.add(skill=skill_key(skill), tag=tag)
+        watcher = self._hub.add(skill=skill_key(skill), tag=tag, state=state)
         try:
-            # Subscribed before the snapshot is read, so no change falls between
-            # the two; changes the snapshot already shows are skipped by revision.
-            now = self._clock()
-            listing = await self.backend.list(AgentQuery(now=now, skill=watcher.skill, tag=tag))
-            for record in listing.records:
-                event = AgentEvent(ADDED, record, record.state_at(now), listing.revision)
-                yield _seen_by(event, who)
+            # Subscribed before the snapshot (or the history) is read, so no change
+            # falls between the two; changes already shown are skipped by revision.
+            if after_revision:
+                seen = after_revision
+                # Read without an await after subscribing: every later change is queued.
+                for change in self.backend.changes_since(after_revision):
+                    seen = change.revision
+                    kind = watcher.kind_of(change)
+                    if kind is not None:
+                        yield _seen_by(event_of(kind, change), who)
+            else:
+                now = self._clock()
+                listing = await self.backend.list(
+                    AgentQuery(now=now, skill=watcher.skill, tag=tag, state=state)
+                )
+                for record in listing.records:
+                    yield _seen_by(AgentEvent(ADDED, record, now, listing.revision), who)
+                seen = listing.revision
             while True:
-                yield _seen_by(await watcher.next(listing.revision), who)
+                yield _seen_by(await watcher.next(seen), who)
         finally:
             self._hub.discard(watcher)
 

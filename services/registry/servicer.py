@@ -39,9 +39,19 @@ class RegistryServicer:
         self, request: registry_pb2.HeartbeatRequest
     ) -> registry_pb2.HeartbeatResponse:
         agent = await self.registry.heartbeat(
-            request.agent_id, request.lease_id, load=request.load, draining=request.draining
+            request.agent_id,
+            request.lease_id,
+            load=request.load,
+            draining=request.draining,
+            error=request.error,
         )
         return registry_pb2.HeartbeatResponse(agent=agent)
+
+    async def ReportAgentFailure(
+        self, request: registry_pb2.ReportAgentFailureRequest
+    ) -> registry_pb2.ReportAgentFailureResponse:
+        agent = await self.registry.report_failure(request.agent_id, request.reason)
+        return registry_pb2.ReportAgentFailureResponse(agent=agent)
 
     async def DeregisterAgent(
         self, request: registry_pb2.DeregisterAgentRequest
@@ -74,7 +84,14 @@ class RegistryServicer:
     ) -> AsyncIterator[registry_pb2.WatchAgentsResponse]:
         # aclosing: the watcher is released as soon as the stream ends, not at GC.
         async with contextlib.aclosing(
-            self.registry.watch(skill=request.skill, tag=request.tag)
+            self.registry.watch(
+                skill=request.skill,
+                tag=request.tag,
+                state=request.state,
+                after_revision=request.after_revision,
+            )
         ) as events:
             async for event in events:
-                yield registry_pb2.WatchAgentsResponse(type=event.type, agent=event.agent)
+                yield registry_pb2.WatchAgentsResponse(
+                    type=event.type, agent=event.agent, revision=event.revision
+                )

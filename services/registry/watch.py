@@ -16,27 +16,29 @@ from collections import deque
 from meshwright.mesh.errors import MeshError
 from meshwright.registry._convert import to_agent
 from meshwright.registry.errors import WatchOverflow
-from meshwright.registry.records import ADDED, REMOVED, UPDATED, AgentRecord, Change
+from meshwright.registry.records import ADDED, ANY_STATE, REMOVED, UPDATED, AgentRecord, Change
 from meshwright.registry.v1 import registry_pb2
 
 
 class AgentEvent:
     """One change as a watcher sees it."""
 
-    __slots__ = ("_agent", "_public", "record", "revision", "state", "type")
+    __slots__ = ("_agent", "_public", "record", "revision", "state", "time_s", "type")
 
     def __init__(
         self,
         type: registry_pb2.AgentEventType,
         record: AgentRecord,
-        state: registry_pb2.AgentState,
+        time_s: float,
         revision: int,
     ) -> None:
         self.type = type
         """ADDED, UPDATED or REMOVED."""
         self.record = record
         """The registration after the change (as it was, for REMOVED)."""
-        self.state = state
+        self.time_s = time_s
+        """When its state is judged (``announced_at`` of the change)."""
+        self.state = record.state_at(time_s)
         """The agent's state when the change happened."""
         self.revision = revision
         """The backend revision of the change."""
@@ -47,7 +49,7 @@ class AgentEvent:
     def agent(self) -> registry_pb2.Agent:
         """The registration as a message; shared by every watcher, so treat it as read-only."""
         if self._agent is None:
-            self._agent = to_agent(self.record, self.state)
+            self._agent = to_agent(self.record, self.time_s)
         return self._agent
 
     def public(self) -> AgentEvent:
@@ -59,7 +61,7 @@ class AgentEvent:
             agent = registry_pb2.Agent()
             agent.CopyFrom(self.agent)
             agent.lease_id = ""
-            public = AgentEvent(self.type, self.record, self.state, self.revision)
+            public = AgentEvent(self.type, self.record, self.time_s, self.revision)
             public._agent = agent
             public._public = public
             self._public = public
@@ -70,14 +72,71 @@ class AgentEvent:
         return f"AgentEvent({kind}, {self.record.agent_id!r}, revision={self.revision})"
 
 
-class Watcher:
+def announced_at(record: AgentRecord, time_s: float) -> float:
+    """The time to judge ``record``'s state at for a change applied at ``time_s``.
+
+    A lease that ran out is announced by the sweeper (which marks the record
+    ``lapsed``); until then changes judge the record as if the lease were
+    current, so a filtered watch sees an agent leave at the lapse event, once,
+    and a watcher's view never depends on how late a change was applied.
+    """
+    if record.lapsed or time_s < record.lease_expire_s:
+        return time_s
+    return min(time_s, record.lease_expire_s - 1e-6)
+
+
+class WatchFilter:
+    """Which agents a watch concerns: skill, tag and state filters."""
+
+    __slots__ = ("skill", "state", "tag")
+
+    def __init__(
+        self, *, skill: str = "", tag: str = "", state: registry_pb2.AgentState = ANY_STATE
+    ) -> None:
+        self.skill = skill
+        """A ``skill_key``, or empty for any."""
+        self.tag = tag
+        self.state = state
+        """A state, or UNSPECIFIED for any."""
+
+    def matches(self, record: AgentRecord, time_s: float) -> bool:
+        """Whether ``record`` (its state judged at ``time_s``) passes the filter."""
+        if not record.matches(self.skill, self.tag):
+            return False
+        return self.state == ANY_STATE or record.state_at(time_s) == self.state
+
+    def kind_of(self, change: Change) -> registry_pb2.AgentEventType | None:
+        """What ``change`` is to this watch, or None when it does not concern it.
+
+        A change can move an agent into or out of a filtered watch (a
+        re-registration with other skills, a state change under a state
+        filter); the watcher then sees ADDED or REMOVED, so a cache built from
+        the watch stays exactly the set of matching agents.
+        """
+        record, previous = change.record, change.previous
+        now_matches = self.matches(record, announced_at(record, change.time_s))
+        if change.kind != UPDATED or previous is None:
+            return change.kind if now_matches else None
+        was_matching = self.matches(previous, announced_at(previous, change.time_s))
+        if now_matches:
+            return UPDATED if was_matching else ADDED
+        return REMOVED if was_matching else None
+
+
+class Watcher(WatchFilter):
     """One watch: its filters and its queue of events not yet consumed."""
 
-    __slots__ = ("_error", "_events", "_wake", "queue_size", "skill", "tag")
+    __slots__ = ("_error", "_events", "_wake", "queue_size")
 
-    def __init__(self, *, skill: str, tag: str, queue_size: int) -> None:
-        self.skill = skill
-        self.tag = tag
+    def __init__(
+        self,
+        *,
+        skill: str,
+        tag: str,
+        state: registry_pb2.AgentState = ANY_STATE,
+        queue_size: int,
+    ) -> None:
+        super().__init__(skill=skill, tag=tag, state=state)
         self.queue_size = queue_size
         self._events: deque[AgentEvent] = deque()
         self._wake = asyncio.Event()
@@ -122,9 +181,11 @@ class WatchHub:
     def __len__(self) -> int:
         return len(self._watchers)
 
-    def add(self, *, skill: str = "", tag: str = "") -> Watcher:
+    def add(
+        self, *, skill: str = "", tag: str = "", state: registry_pb2.AgentState = ANY_STATE
+    ) -> Watcher:
         """A new watcher that receives every later change matching its filters."""
-        watcher = Watcher(skill=skill, tag=tag, queue_size=self.queue_size)
+        watcher = Watcher(skill=skill, tag=tag, state=state, queue_size=self.queue_size)
         self._watchers.add(watcher)
         return watcher
 
@@ -142,17 +203,16 @@ class WatchHub:
         """Offer ``change`` to every watcher whose filters it concerns."""
         if not self._watchers:
             return
-        record, previous = change.record, change.previous
         # At most one event object per kind, shared by every watcher it goes to.
         shared: dict[int, AgentEvent] = {}
         overflowed: list[Watcher] = []
         for watcher in self._watchers:
-            kind = _kind_for(watcher, change.kind, record, previous)
+            kind = watcher.kind_of(change)
             if kind is None:
                 continue
             event = shared.get(kind)
             if event is None:
-                event = AgentEvent(kind, record, record.state_at(change.time_s), change.revision)
+                event = event_of(kind, change)
                 shared[kind] = event
             if not watcher.offer(event):
                 overflowed.append(watcher)
@@ -166,22 +226,7 @@ class WatchHub:
             )
 
 
-def _kind_for(
-    watcher: Watcher,
-    kind: registry_pb2.AgentEventType,
-    record: AgentRecord,
-    previous: AgentRecord | None,
-) -> registry_pb2.AgentEventType | None:
-    """What a change is to one watcher, or None when it does not concern it.
-
-    A re-registration can move an agent into or out of a filtered watch; the
-    watcher then sees ADDED or REMOVED, so a cache built from the watch stays
-    exactly the set of matching agents.
-    """
-    now_matches = record.matches(watcher.skill, watcher.tag)
-    if kind != UPDATED or previous is None:
-        return kind if now_matches else None
-    was_matching = previous.matches(watcher.skill, watcher.tag)
-    if now_matches:
-        return UPDATED if was_matching else ADDED
-    return REMOVED if was_matching else None
+def event_of(kind: registry_pb2.AgentEventType, change: Change) -> AgentEvent:
+    """The event a watcher gets for ``change`` (``kind`` as ``WatchFilter.kind_of`` says)."""
+    record = change.record  # after the change: a watcher told REMOVED sees why it left
+    return AgentEvent(kind, record, announced_at(record, change.time_s), change.revision)

@@ -97,7 +97,9 @@ async def test_an_agent_registers_heartbeats_and_deregisters_as_itself(as_: Clie
     )
     assert gone.agent.agent_id == "worker-1"
     listing = await as_("admin", "root").call("ListAgents", registry_pb2.ListAgentsRequest())
-    assert list(listing.agents) == []
+    assert [(a.agent_id, a.state) for a in listing.agents] == [
+        ("worker-1", registry_pb2.AGENT_STATE_STOPPED)
+    ]
 
 
 async def test_attack_reregister_another_agent_with_ones_own_payout(as_: Client) -> None:

@@ -9,14 +9,17 @@ from google.protobuf import duration_pb2
 
 from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh import InvalidArgument, NotFound, ServiceClient
-from meshwright.registry import AgentNotFound, LeaseMismatch, Registry
+from meshwright.registry import AgentNotFound, AgentStopped, LeaseMismatch, Registry
 from meshwright.registry.v1 import registry_pb2
 from tests.registry.conftest import T0, FakeClock, card, register_request
 
 ACTIVE = registry_pb2.AGENT_STATE_ACTIVE
+STOPPED = registry_pb2.AGENT_STATE_STOPPED
 
 
-async def test_register_get_list_deregister(client: ServiceClient, clock: FakeClock) -> None:
+async def test_register_get_list_deregister(
+    client: ServiceClient, registry: Registry, clock: FakeClock
+) -> None:
     reply = await client.call("RegisterAgent", register_request("a1", tags=["gpu"], capacity=4))
     agent = reply.agent
     assert (agent.agent_id, agent.endpoint, agent.state) == ("a1", "127.0.0.1:50051", ACTIVE)
@@ -37,6 +40,24 @@ async def test_register_get_list_deregister(client: ServiceClient, clock: FakeCl
 
     gone = await client.call("DeregisterAgent", registry_pb2.DeregisterAgentRequest(agent_id="a1"))
     assert gone.agent == agent
+    # Kept, STOPPED, for the retention period: offered no work, heartbeats refused.
+    stopped = (await client.call("GetAgent", registry_pb2.GetAgentRequest(agent_id="a1"))).agent
+    assert (stopped.state, stopped.state_reason) == (STOPPED, "deregistered")
+    assert stopped.state_change_time.ToNanoseconds() == int(T0 * 1e9)
+    with pytest.raises(AgentStopped) as again:
+        await client.call("DeregisterAgent", registry_pb2.DeregisterAgentRequest(agent_id="a1"))
+    assert isinstance(again.value, NotFound) and again.value.reason == "AGENT_STOPPED"
+    with pytest.raises(AgentStopped):
+        await client.call(
+            "Heartbeat", registry_pb2.HeartbeatRequest(agent_id="a1", lease_id=agent.lease_id)
+        )
+    listed = await client.call("ListAgents", registry_pb2.ListAgentsRequest())
+    assert [a.state for a in listed.agents] == [STOPPED]
+
+    clock.advance(registry.stopped_retention_s - 0.001)
+    assert not (await registry.sweep()).removed  # one tick before the end of the retention
+    clock.advance(0.001)
+    assert [r.agent_id for r in (await registry.sweep()).removed] == ["a1"]
     with pytest.raises(AgentNotFound) as missing:
         await client.call("GetAgent", registry_pb2.GetAgentRequest(agent_id="a1"))
     assert isinstance(missing.value, NotFound) and missing.value.reason == "AGENT_NOT_FOUND"

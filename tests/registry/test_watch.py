@@ -22,6 +22,7 @@ from tests.registry.conftest import Collector, FakeClock, card, register_request
 
 INACTIVE = registry_pb2.AGENT_STATE_INACTIVE
 DRAINING = registry_pb2.AGENT_STATE_DRAINING
+STOPPED = registry_pb2.AGENT_STATE_STOPPED
 
 
 def _watch(client: ServiceClient, **filters: str) -> Collector:
@@ -58,7 +59,7 @@ async def test_snapshot_then_live_events_in_order(
                     ("ADDED", "c"),
                     ("UPDATED", "a"),  # a heartbeat that changed only load and lease
                     ("UPDATED", "a"),
-                    ("REMOVED", "b"),
+                    ("UPDATED", "b"),  # deregistered: STOPPED
                     ("UPDATED", "c"),  # re-registered
                     ("UPDATED", "a"),  # lapsed
                     ("UPDATED", "c"),
@@ -67,8 +68,14 @@ async def test_snapshot_then_live_events_in_order(
         )
         live = watch.events[2:]
         assert live[1].agent.load == 2 and live[2].agent.state == DRAINING
+        assert live[3].agent.state == STOPPED
         assert [s.id for s in live[4].agent.card.skills] == ["image.resize"]
         assert {e.agent.state for e in live[5:]} == {INACTIVE}
+        revisions = [e.revision for e in watch.events]
+        assert revisions[0] == revisions[1] and revisions[2:] == sorted(set(revisions[2:]))
+        clock.advance(registry.stopped_retention_s)
+        await registry.sweep()
+        await eventually(lambda: ("REMOVED", "b") in watch.seen()[9:])
     finally:
         await watch.close()
     await eventually(lambda: registry.watcher_count == 0)

@@ -20,6 +20,9 @@ class AgentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AGENT_STATE_ACTIVE: _ClassVar[AgentState]
     AGENT_STATE_DRAINING: _ClassVar[AgentState]
     AGENT_STATE_INACTIVE: _ClassVar[AgentState]
+    AGENT_STATE_STARTING: _ClassVar[AgentState]
+    AGENT_STATE_ERROR: _ClassVar[AgentState]
+    AGENT_STATE_STOPPED: _ClassVar[AgentState]
 
 class AgentEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -31,13 +34,16 @@ AGENT_STATE_UNSPECIFIED: AgentState
 AGENT_STATE_ACTIVE: AgentState
 AGENT_STATE_DRAINING: AgentState
 AGENT_STATE_INACTIVE: AgentState
+AGENT_STATE_STARTING: AgentState
+AGENT_STATE_ERROR: AgentState
+AGENT_STATE_STOPPED: AgentState
 AGENT_EVENT_TYPE_UNSPECIFIED: AgentEventType
 AGENT_EVENT_TYPE_ADDED: AgentEventType
 AGENT_EVENT_TYPE_UPDATED: AgentEventType
 AGENT_EVENT_TYPE_REMOVED: AgentEventType
 
 class Agent(_message.Message):
-    __slots__ = ("agent_id", "card", "endpoint", "state", "tags", "capacity", "load", "lease_id", "lease_ttl", "lease_expire_time", "register_time", "last_heartbeat_time", "payout_account_id")
+    __slots__ = ("agent_id", "card", "endpoint", "state", "tags", "capacity", "load", "lease_id", "lease_ttl", "lease_expire_time", "register_time", "last_heartbeat_time", "payout_account_id", "state_change_time", "state_reason")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     CARD_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +57,8 @@ class Agent(_message.Message):
     REGISTER_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
     PAYOUT_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATE_REASON_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     card: _agent_pb2.AgentCard
     endpoint: str
@@ -64,7 +72,9 @@ class Agent(_message.Message):
     register_time: _timestamp_pb2.Timestamp
     last_heartbeat_time: _timestamp_pb2.Timestamp
     payout_account_id: str
-    def __init__(self, agent_id: _Optional[str] = ..., card: _Optional[_Union[_agent_pb2.AgentCard, _Mapping]] = ..., endpoint: _Optional[str] = ..., state: _Optional[_Union[AgentState, str]] = ..., tags: _Optional[_Iterable[str]] = ..., capacity: _Optional[int] = ..., load: _Optional[int] = ..., lease_id: _Optional[str] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., register_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payout_account_id: _Optional[str] = ...) -> None: ...
+    state_change_time: _timestamp_pb2.Timestamp
+    state_reason: str
+    def __init__(self, agent_id: _Optional[str] = ..., card: _Optional[_Union[_agent_pb2.AgentCard, _Mapping]] = ..., endpoint: _Optional[str] = ..., state: _Optional[_Union[AgentState, str]] = ..., tags: _Optional[_Iterable[str]] = ..., capacity: _Optional[int] = ..., load: _Optional[int] = ..., lease_id: _Optional[str] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., register_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payout_account_id: _Optional[str] = ..., state_change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_reason: _Optional[str] = ...) -> None: ...
 
 class RegisterAgentRequest(_message.Message):
     __slots__ = ("agent_id", "card", "endpoint", "tags", "capacity", "lease_ttl", "payout_account_id")
@@ -91,16 +101,18 @@ class RegisterAgentResponse(_message.Message):
     def __init__(self, agent: _Optional[_Union[Agent, _Mapping]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("agent_id", "lease_id", "load", "draining")
+    __slots__ = ("agent_id", "lease_id", "load", "draining", "error")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     lease_id: str
     load: int
     draining: bool
-    def __init__(self, agent_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., load: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
+    error: str
+    def __init__(self, agent_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., load: _Optional[int] = ..., draining: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("agent",)
@@ -115,6 +127,20 @@ class DeregisterAgentRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
 
 class DeregisterAgentResponse(_message.Message):
+    __slots__ = ("agent",)
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    agent: Agent
+    def __init__(self, agent: _Optional[_Union[Agent, _Mapping]] = ...) -> None: ...
+
+class ReportAgentFailureRequest(_message.Message):
+    __slots__ = ("agent_id", "reason")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    reason: str
+    def __init__(self, agent_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReportAgentFailureResponse(_message.Message):
     __slots__ = ("agent",)
     AGENT_FIELD_NUMBER: _ClassVar[int]
     agent: Agent
@@ -155,17 +181,23 @@ class ListAgentsResponse(_message.Message):
     def __init__(self, agents: _Optional[_Iterable[_Union[Agent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchAgentsRequest(_message.Message):
-    __slots__ = ("skill", "tag")
+    __slots__ = ("skill", "tag", "state", "after_revision")
     SKILL_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_REVISION_FIELD_NUMBER: _ClassVar[int]
     skill: str
     tag: str
-    def __init__(self, skill: _Optional[str] = ..., tag: _Optional[str] = ...) -> None: ...
+    state: AgentState
+    after_revision: int
+    def __init__(self, skill: _Optional[str] = ..., tag: _Optional[str] = ..., state: _Optional[_Union[AgentState, str]] = ..., after_revision: _Optional[int] = ...) -> None: ...
 
 class WatchAgentsResponse(_message.Message):
-    __slots__ = ("type", "agent")
+    __slots__ = ("type", "agent", "revision")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     type: AgentEventType
     agent: Agent
-    def __init__(self, type: _Optional[_Union[AgentEventType, str]] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ...) -> None: ...
+    revision: int
+    def __init__(self, type: _Optional[_Union[AgentEventType, str]] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...

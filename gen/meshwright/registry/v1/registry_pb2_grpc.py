@@ -49,7 +49,12 @@ class RegistryServiceStub:
     current one; register again.
     PAYOUT_NOT_OWN (PERMISSION_DENIED): an agent named a payout account
     other than its own.
+    AGENT_STOPPED (NOT_FOUND): the agent deregistered (it is kept, STOPPED, for
+    a while); register again.
     WATCH_OVERFLOW (UNAVAILABLE): the watcher fell too far behind; watch again.
+    WATCH_HISTORY_TRIMMED (OUT_OF_RANGE): after_revision is older than the
+    history the registry keeps (or from before it restarted): list again,
+    then watch from the listing.
     REGISTRY_STOPPED (UNAVAILABLE): the registry is stopping; watch again
     elsewhere or later.
     INVALID_ARGUMENT (INVALID_ARGUMENT): bad request fields, each named in a
@@ -82,6 +87,11 @@ class RegistryServiceStub:
                 '/meshwright.registry.v1.RegistryService/DeregisterAgent',
                 request_serializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.DeregisterAgentRequest.SerializeToString,
                 response_deserializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.DeregisterAgentResponse.FromString,
+                _registered_method=True)
+        self.ReportAgentFailure = channel.unary_unary(
+                '/meshwright.registry.v1.RegistryService/ReportAgentFailure',
+                request_serializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.ReportAgentFailureRequest.SerializeToString,
+                response_deserializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.ReportAgentFailureResponse.FromString,
                 _registered_method=True)
         self.GetAgent = channel.unary_unary(
                 '/meshwright.registry.v1.RegistryService/GetAgent',
@@ -124,7 +134,12 @@ class RegistryServiceServicer:
     current one; register again.
     PAYOUT_NOT_OWN (PERMISSION_DENIED): an agent named a payout account
     other than its own.
+    AGENT_STOPPED (NOT_FOUND): the agent deregistered (it is kept, STOPPED, for
+    a while); register again.
     WATCH_OVERFLOW (UNAVAILABLE): the watcher fell too far behind; watch again.
+    WATCH_HISTORY_TRIMMED (OUT_OF_RANGE): after_revision is older than the
+    history the registry keeps (or from before it restarted): list again,
+    then watch from the listing.
     REGISTRY_STOPPED (UNAVAILABLE): the registry is stopping; watch again
     elsewhere or later.
     INVALID_ARGUMENT (INVALID_ARGUMENT): bad request fields, each named in a
@@ -157,16 +172,34 @@ class RegistryServiceServicer:
         registered, FAILED_PRECONDITION (reason LEASE_MISMATCH) if lease_id is
         not the current lease: register again; PERMISSION_DENIED (reason
         NOT_OWNER) if an agent names another agent's id, whatever lease it
-        carries (the other agent's state stays as it was).
+        carries (the other agent's state stays as it was). A heartbeat with an
+        error turns the agent AGENT_STATE_ERROR until one without it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeregisterAgent(self, request, context):
-        """DeregisterAgent removes an agent. Returns NOT_FOUND (reason
-        AGENT_NOT_FOUND) if it is not registered, PERMISSION_DENIED (reason
-        NOT_OWNER) if an agent names another agent's id.
+        """DeregisterAgent stops an agent gracefully: it turns AGENT_STATE_STOPPED
+        (offered no work; its heartbeats answer NOT_FOUND with reason
+        AGENT_STOPPED) and is removed after the registry's stopped-retention
+        period (at once when that is 0). Returns NOT_FOUND (reason
+        AGENT_NOT_FOUND) if it is not registered, (reason AGENT_STOPPED) if it is
+        stopped already; PERMISSION_DENIED (reason NOT_OWNER) if an agent names
+        another agent's id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportAgentFailure(self, request, context):
+        """ReportAgentFailure marks an agent AGENT_STATE_ERROR with a reason, for an
+        agent or its supervisor (a process manager that saw it crash). It is
+        offered no work until it registers again or its lease holder heartbeats
+        without an error. Returns NOT_FOUND (reason AGENT_NOT_FOUND or
+        AGENT_STOPPED), INVALID_ARGUMENT if reason is empty or longer than 1024
+        characters, PERMISSION_DENIED (reason NOT_OWNER) if an agent names
+        another agent's id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,11 +224,16 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchAgents(self, request, context):
-        """WatchAgents streams registration changes. It first sends every matching
-        agent as AGENT_EVENT_TYPE_ADDED, then changes as they happen; lease ids
-        empty except the caller's own. Ends with UNAVAILABLE (reason
-        WATCH_OVERFLOW) if the watcher falls too far behind, or (reason
-        REGISTRY_STOPPED) when the registry stops: watch again.
+        """WatchAgents streams registration changes. Without after_revision it
+        first sends every matching agent as AGENT_EVENT_TYPE_ADDED, then changes
+        as they happen; with after_revision it sends only the changes after that
+        revision (replayed from the registry's history), then live ones. Every
+        event carries its revision: watch again with the last one seen to resume
+        without a gap. Lease ids empty except the caller's own. Returns
+        OUT_OF_RANGE (reason WATCH_HISTORY_TRIMMED) when after_revision is older
+        than the history kept: list again and watch from there. Ends with
+        UNAVAILABLE (reason WATCH_OVERFLOW) if the watcher falls too far behind,
+        or (reason REGISTRY_STOPPED) when the registry stops: watch again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -218,6 +256,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.DeregisterAgent,
                     request_deserializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.DeregisterAgentRequest.FromString,
                     response_serializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.DeregisterAgentResponse.SerializeToString,
+            ),
+            'ReportAgentFailure': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportAgentFailure,
+                    request_deserializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.ReportAgentFailureRequest.FromString,
+                    response_serializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.ReportAgentFailureResponse.SerializeToString,
             ),
             'GetAgent': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAgent,
@@ -266,7 +309,12 @@ class RegistryService:
     current one; register again.
     PAYOUT_NOT_OWN (PERMISSION_DENIED): an agent named a payout account
     other than its own.
+    AGENT_STOPPED (NOT_FOUND): the agent deregistered (it is kept, STOPPED, for
+    a while); register again.
     WATCH_OVERFLOW (UNAVAILABLE): the watcher fell too far behind; watch again.
+    WATCH_HISTORY_TRIMMED (OUT_OF_RANGE): after_revision is older than the
+    history the registry keeps (or from before it restarted): list again,
+    then watch from the listing.
     REGISTRY_STOPPED (UNAVAILABLE): the registry is stopping; watch again
     elsewhere or later.
     INVALID_ARGUMENT (INVALID_ARGUMENT): bad request fields, each named in a
@@ -350,6 +398,33 @@ class RegistryService:
             '/meshwright.registry.v1.RegistryService/DeregisterAgent',
             meshwright_dot_registry_dot_v1_dot_registry__pb2.DeregisterAgentRequest.SerializeToString,
             meshwright_dot_registry_dot_v1_dot_registry__pb2.DeregisterAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportAgentFailure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwright.registry.v1.RegistryService/ReportAgentFailure',
+            meshwright_dot_registry_dot_v1_dot_registry__pb2.ReportAgentFailureRequest.SerializeToString,
+            meshwright_dot_registry_dot_v1_dot_registry__pb2.ReportAgentFailureResponse.FromString,
             options,
             channel_credentials,
             insecure,
