@@ -173,6 +173,10 @@ def _store_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "workflow_lease_ttl_s": args.workflow_lease_ttl,
         "economy_params": args.economy_params,
         "idempotency_ttl_s": args.idempotency_ttl,
+        "registry_url": args.registry,
+        "health_check_interval_s": args.health_check_interval,
+        "stopped_retention_s": args.stopped_retention,
+        "deregister_after_s": args.deregister_after,
     }
 
 
@@ -309,6 +313,18 @@ def parse_duration(text: str) -> float:
             f"{text!r} is not a positive duration such as 90s, 30m, 1h or 7d"
         )
     return seconds
+
+
+def parse_duration_or_zero(text: str) -> float:
+    """``parse_duration``, and ``0`` (turns the setting off)."""
+    if text.strip() in ("0", "0s"):
+        return 0.0
+    try:
+        return parse_duration(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration such as 0, 90s, 30m, 1h or 7d"
+        ) from None
 
 
 def _dev_dir() -> Path:
@@ -822,6 +838,38 @@ def build_parser() -> argparse.ArgumentParser:
             help="workflow store and economy ledger: memory:// (in-process) or "
             "redis://host:6379/0, shared by replicas and kept across restarts "
             "(env MESHWRIGHT_STORE_URL)",
+        )
+        sp.add_argument(
+            "--registry",
+            default=None,
+            metavar="URL",
+            help="registry backend: memory:// (in-process) or consul://host:8500 (Consul's "
+            "agent API: Consul health-checks agents, every registry replica serves the same "
+            "view, and services find each other there) (env MESHWRIGHT_REGISTRY_URL)",
+        )
+        sp.add_argument(
+            "--health-check-interval",
+            type=parse_duration_or_zero,
+            default=None,
+            metavar="DURATION",
+            help="probe each agent's grpc.health.v1 endpoint this often; 0 for leases only "
+            "(env MESHWRIGHT_HEALTH_CHECK_INTERVAL_S; 5s)",
+        )
+        sp.add_argument(
+            "--stopped-retention",
+            type=parse_duration_or_zero,
+            default=None,
+            metavar="DURATION",
+            help="keep a deregistered agent visible as STOPPED this long; 0 removes it at once "
+            "(env MESHWRIGHT_STOPPED_RETENTION_S; 60s)",
+        )
+        sp.add_argument(
+            "--deregister-after",
+            type=parse_duration,
+            default=None,
+            metavar="DURATION",
+            help="remove an agent whose lease lapsed (or whose checks stay critical) after "
+            "this long; Consul's minimum is 1m (env MESHWRIGHT_DEREGISTER_AFTER_S; 5m)",
         )
         sp.add_argument(
             "--economy-params",

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
 ACTIVE = registry_pb2.AGENT_STATE_ACTIVE
+STOPPED = registry_pb2.AGENT_STATE_STOPPED
 UNLIMITED = 1 << 30
 """A price or capacity no agent reaches: "no limit"."""
 AGENT_AT_CAPACITY = "AGENT_AT_CAPACITY"
@@ -264,7 +265,8 @@ class AgentDispatcher:
                 "ListAgents", registry_pb2.ListAgentsRequest(page_size=1000, page_token=token)
             )
             for a in page.agents:
-                fresh[a.agent_id] = a
+                if a.state != STOPPED:
+                    fresh[a.agent_id] = a
             token = page.next_page_token
             if not token:
                 break
@@ -275,7 +277,9 @@ class AgentDispatcher:
             self._upsert(a)
 
     def _apply(self, change: registry_pb2.WatchAgentsResponse) -> None:
-        if change.type == registry_pb2.AGENT_EVENT_TYPE_REMOVED:
+        # A STOPPED agent left for good (it registers again to come back): its
+        # endpoint's client can go now, not when the registry removes the record.
+        if change.type == registry_pb2.AGENT_EVENT_TYPE_REMOVED or change.agent.state == STOPPED:
             self._forget(change.agent.agent_id)
         else:
             self._upsert(change.agent)

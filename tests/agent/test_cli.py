@@ -82,7 +82,7 @@ async def test_env_registry_ready_line_and_stdin_eof_stop(mesh: Mesh) -> None:
         # The supervisor going away closes stdin: the agent stops cleanly on its own.
         proc.stdin.close()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
-        assert await mesh.state("cli-sysinfo") is None
+        assert await mesh.state("cli-sysinfo") == registry_pb2.AGENT_STATE_STOPPED  # deregistered
     finally:
         if proc.returncode is None:
             proc.kill()

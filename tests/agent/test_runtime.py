@@ -12,7 +12,7 @@ import pytest
 from meshwright.agent import SERVICE, Agent, TaskContext
 from meshwright.agent.v1 import agent_pb2
 from meshwright.economy.v1 import economy_pb2
-from meshwright.mesh import NotFound, RemoteServiceClient
+from meshwright.mesh import RemoteServiceClient
 from meshwright.registry.v1 import registry_pb2
 from tests.agent.conftest import Mesh, start_mesh
 from tests.conftest import eventually, free_port
@@ -135,8 +135,7 @@ async def test_stop_drains_finishes_in_flight_and_deregisters(mesh: Mesh) -> Non
         reply = await in_flight
         assert reply.task.status.state == agent_pb2.TASK_STATE_COMPLETED
         await stopping
-        with pytest.raises(NotFound):
-            await mesh.agent(runtime.agent_id)
+        assert (await mesh.agent(runtime.agent_id)).state == registry_pb2.AGENT_STATE_STOPPED
     finally:
         await channel.close()
         await runtime.stop()

@@ -67,7 +67,8 @@ async def test_ready_registered_then_sigterm_deregisters(mesh: Mesh) -> None:
         stopped = await sup.stop("analyst")
         assert stopped.state == ProcessState.STOPPED
         assert stopped.exit_code == 0
-        assert await mesh.state(status.agent_id) is None  # deregistered on the way out
+        # Deregistered on the way out: kept as STOPPED for a while.
+        assert await mesh.state(status.agent_id) == registry_pb2.AGENT_STATE_STOPPED
         output = sup.output("analyst")
         assert any(line.startswith("READY agent_id=") for line in output)
         assert any("deregistered" in line for line in output)
@@ -128,7 +129,8 @@ async def test_copies_of_one_target_get_their_own_names_and_ids(mesh: Mesh) -> N
         with pytest.raises(ValueError, match="running"):
             await sup.start("meshwright.agent.samples:sysinfo_agent", name="sysinfo_agent")
     assert [s.state for s in sup.statuses()] == [ProcessState.STOPPED] * 2
-    assert await mesh.state(one.agent_id) is None and await mesh.state(two.agent_id) is None
+    assert await mesh.state(one.agent_id) == registry_pb2.AGENT_STATE_STOPPED
+    assert await mesh.state(two.agent_id) == registry_pb2.AGENT_STATE_STOPPED
 
 
 async def test_close_while_a_crashed_agent_is_relaunching_stops_it(
@@ -255,10 +257,16 @@ async def test_a_restarted_child_keeps_its_id_and_gets_a_fresh_token(secured: No
         await sup.wait_state("phoenix", ProcessState.RESTARTING, timeout=5)
         again = await sup.wait_state("phoenix", ProcessState.RUNNING, timeout=15)
         assert again.agent_id == first.agent_id and again.pid != first.pid
-        reply = await secured.clients["registry"].call(
-            "GetAgent", registry_pb2.GetAgentRequest(agent_id=again.agent_id)
-        )
-        assert reply.agent.state == registry_pb2.AGENT_STATE_ACTIVE
+
+        async def running() -> registry_pb2.GetAgentResponse | None:
+            reply = await secured.clients["registry"].call(
+                "GetAgent", registry_pb2.GetAgentRequest(agent_id=again.agent_id)
+            )
+            # STARTING until the registry's first health probe of the new process passes.
+            ok = reply.agent.state == registry_pb2.AGENT_STATE_ACTIVE
+            return reply if ok else None
+
+        reply = await eventually(running)
         assert reply.agent.endpoint == again.endpoint
 
 

@@ -86,9 +86,12 @@ async def test_get_and_delete_agent(http: httpx.AsyncClient) -> None:
     assert r.json()["agent"]["card"]["skills"][0]["id"] == "text.echo"
     r = await http.delete("/v1/agents/a1")
     assert r.status_code == 200
-    r = await http.get("/v1/agents/a1")
+    r = await http.get("/v1/agents/a1")  # kept, STOPPED, for the retention period
+    assert r.json()["agent"]["state"] == "AGENT_STATE_STOPPED"
+    r = await http.delete("/v1/agents/a1")
     assert r.status_code == 404
     assert r.json()["code"] == 5
+    assert status_of(r.json())["ErrorInfo"]["reason"] == "AGENT_STOPPED"
     r = await http.post("/v1/agents", json={"card": {"name": "x"}})
     assert r.status_code == 400
     fields = {v["field"] for v in status_of(r.json())["BadRequest"]["fieldViolations"]}
@@ -110,7 +113,8 @@ async def test_delete_without_a_body_needs_no_content_type(http: httpx.AsyncClie
     r = await http.delete("/v1/agents/a1")
     assert "content-type" not in r.request.headers
     assert r.status_code == 200, r.text
-    assert (await http.get("/v1/agents/a1")).status_code == 404
+    stopped = (await http.get("/v1/agents/a1")).json()["agent"]
+    assert stopped["state"] == "AGENT_STATE_STOPPED"
 
 
 async def test_watch_route_is_not_an_agent_id(http: httpx.AsyncClient) -> None:

@@ -207,6 +207,7 @@ def test_every_code_class_is_in_the_table() -> None:
         Code.DEADLINE_EXCEEDED,
         Code.CANCELLED,
         Code.ABORTED,
+        Code.OUT_OF_RANGE,
         Code.UNIMPLEMENTED,
         Code.INTERNAL,
     }
