@@ -14,6 +14,7 @@ from meshwright.mesh.errors import (
     InvalidArgument,
     MeshError,
     NotFound,
+    OutOfRange,
     ResourceExhausted,
     Unavailable,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "MeshError",
     "MeshServer",
     "NotFound",
+    "OutOfRange",
     "RemoteServiceClient",
     "ResourceExhausted",
     "ServiceClient",
