@@ -228,6 +228,8 @@ async def _up(args: argparse.Namespace) -> int:
             issuer=security.issuer if creds is not None else None,
             auth_public_key=str(creds.public_key) if creds is not None else "",
             insecure_no_auth=creds is None,
+            # A crashed sample agent shows ERROR at once, reported as the admin.
+            failures=_as(node, "registry", creds.admin_token if creds is not None else None),
         )
         async with supervisor as sup:
             for spec in specs:

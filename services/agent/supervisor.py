@@ -17,7 +17,11 @@ hands every launch a fresh ``agent`` token whose subject is that id in
 line, where any local user could read them.
 
 States (seed 002): starting → running → stopped | error, and restarting
-between a crash and the next start.
+between a crash and the next start. Given a registry client that may report
+failures (``failures``: an admin's, or any caller the registry lets report for
+these agents), a child that was running and exits unasked is reported with
+``ReportAgentFailure``, so the registry shows it ERROR at once instead of
+waiting for its lease to lapse.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ from types import TracebackType
 from meshwright.agent.agent import new_agent_id
 from meshwright.agent.cli import parse_ready_line
 from meshwright.mesh.auth import Role, TokenIssuer
+from meshwright.mesh.client import ServiceClient
+from meshwright.mesh.errors import MeshError
+from meshwright.registry.v1 import registry_pb2
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +197,13 @@ class AgentSupervisor:
         auth_public_key: str = "",
         insecure_no_auth: bool = False,
         token_ttl_s: float = AGENT_TOKEN_TTL_S,
+        failures: ServiceClient | None = None,
     ) -> None:
         """``issuer``: mint each child an agent token for its own id (``MESHWRIGHT_TOKEN``).
         ``auth_public_key``: PEM file the children check callers' tokens with
         (``MESHWRIGHT_AUTH_PUBLIC_KEY``). ``insecure_no_auth``: children serve without
         checking tokens (``MESHWRIGHT_INSECURE_NO_AUTH=1``); not together with ``issuer``.
+        ``failures``: a RegistryService client that reports children that exit unasked.
         """
         if issuer is not None and insecure_no_auth:
             raise ValueError("an issuer hands out tokens; it makes no sense with auth off")
@@ -219,6 +228,7 @@ class AgentSupervisor:
         self.auth_public_key = auth_public_key
         self.insecure_no_auth = insecure_no_auth
         self.token_ttl_s = token_ttl_s
+        self.failures = failures
         self._echo: OutputCallback | None = (
             _echo_to_stderr if echo is True else echo if callable(echo) else None
         )
@@ -348,6 +358,19 @@ class AgentSupervisor:
 
     # -- internals -----------------------------------------------------------
 
+    async def _report_failure(self, child: _Child) -> None:
+        """Tell the registry the child's agent failed (best effort, bounded)."""
+        if self.failures is None or not child.agent_id:
+            return
+        try:
+            await self.failures.call(
+                "ReportAgentFailure",
+                registry_pb2.ReportAgentFailureRequest(agent_id=child.agent_id, reason=child.error),
+                timeout=2.0,
+            )
+        except MeshError as err:
+            log.info("could not report agent %s failed: %s", child.agent_id, err.message)
+
     def _command(self, child: _Child) -> list[str]:
         spec = child.spec
         cmd = [
@@ -389,7 +412,8 @@ class AgentSupervisor:
                     child.set_state(ProcessState.STOPPED)
                     break
                 if ready:  # else _launch said why
-                    child.error = f"exited with code {child.exit_code}"
+                    child.error = _exit_reason(child.exit_code)
+                    await self._report_failure(child)
                 if first and not ready:
                     child.set_state(ProcessState.ERROR)
                     tail = "\n".join(list(child.output)[-20:])
@@ -538,6 +562,16 @@ class AgentSupervisor:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+def _exit_reason(code: int | None) -> str:
+    """How a child ended, as the registry shows it."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def _echo_to_stderr(name: str, line: str) -> None:

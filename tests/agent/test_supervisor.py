@@ -23,7 +23,7 @@ from meshwright.agent import (
 from meshwright.agent.supervisor import _Child, new_agent_id
 from meshwright.agent.v1 import agent_pb2
 from meshwright.economy.v1 import economy_pb2
-from meshwright.mesh import RemoteServiceClient
+from meshwright.mesh import LocalServiceClient, RemoteServiceClient
 from meshwright.mesh.auth import Role
 from meshwright.mesh.config import MeshConfig
 from meshwright.mesh.errors import PermissionDenied, Unauthenticated
@@ -312,3 +312,50 @@ def test_new_agent_ids_are_id_safe_and_unique() -> None:
     assert all(re.fullmatch(r"sysinfo-[0-9a-f]{8}", i) for i in ids)
     assert re.fullmatch(r"my-agent-[0-9a-f]{8}", new_agent_id("my agent!"))
     assert re.fullmatch(r"agent-[0-9a-f]{8}", new_agent_id("!!!"))
+
+
+async def test_a_child_killed_unasked_is_reported_error_then_runs_again(secured: Node) -> None:
+    keys = test_keys()
+    registry = secured.clients["registry"]
+    assert isinstance(registry, LocalServiceClient)
+    admin = registry.with_token(keys.token("admin", "root"))
+    # A slow restart, so the ERROR the supervisor reports is there to be seen.
+    async with _secured_supervisor(
+        secured, max_restarts=1, restart_backoff_s=1.5, failures=admin
+    ) as sup:
+        first = await sup.start(ANALYST, name="crashy")
+        assert first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+
+        async def state_of() -> registry_pb2.Agent:
+            reply = await admin.call(
+                "GetAgent", registry_pb2.GetAgentRequest(agent_id=first.agent_id)
+            )
+            return reply.agent
+
+        async def errored() -> registry_pb2.Agent | None:
+            agent = await state_of()
+            return agent if agent.state == registry_pb2.AGENT_STATE_ERROR else None
+
+        failed = await eventually(errored, timeout=5)
+        assert failed.state_reason == "killed by SIGKILL"
+        await sup.wait_state("crashy", ProcessState.RUNNING, timeout=15)
+
+        async def running() -> bool:
+            return (await state_of()).state == registry_pb2.AGENT_STATE_ACTIVE
+
+        await eventually(running, timeout=10)
+
+
+async def test_without_a_failures_client_nothing_is_reported(secured: Node) -> None:
+    async with _secured_supervisor(secured, max_restarts=0) as sup:
+        first = await sup.start(ANALYST, name="quiet")
+        assert first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+        await sup.wait_state("quiet", ProcessState.ERROR, timeout=5)
+        reply = await secured.clients["registry"].call(
+            "GetAgent", registry_pb2.GetAgentRequest(agent_id=first.agent_id)
+        )
+        # Still judged by its lease (and health), never ERROR: nobody reported it.
+        assert reply.agent.state != registry_pb2.AGENT_STATE_ERROR
+        assert sup.status("quiet").error == "killed by SIGKILL"
