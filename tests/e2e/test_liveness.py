@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +15,7 @@ from google.protobuf import json_format
 from meshwright.agent.supervisor import AgentSupervisor
 from meshwright.mesh.client import ChannelPool, RemoteServiceClient
 from meshwright.mesh.config import MeshConfig
+from meshwright.mesh.errors import MeshError
 from meshwright.node import start_node
 from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow import EngineConfig
@@ -21,6 +25,8 @@ from tests.e2e.conftest import wait_active
 from tests.support_auth import NO_AUTH_ENV
 
 W = workflow_pb2
+LEASE_TTL_S = 1.0
+HEALTH_INTERVAL_S = 0.5
 
 
 @pytest.fixture
@@ -33,6 +39,7 @@ async def two_analysts() -> AsyncIterator[
         http_port=0,
         lease_ttl_s=1.0,
         sweep_interval_s=0.1,
+        health_check_interval_s=HEALTH_INTERVAL_S,
         grace_s=1,
     )
     node = await start_node(
@@ -125,3 +132,65 @@ async def test_a_crash_mid_task_is_retried_on_another_agent(two_analysts) -> Non
     task = got.workflow.tasks[0]
     assert task.attempts == 2
     assert task.agent_id != victim
+
+
+async def test_kill_9_is_inactive_within_ttl_and_one_interval_and_a_restart_runs_again(
+    two_analysts,
+) -> None:  # type: ignore[no-untyped-def]
+    sup, registry, workflows = two_analysts
+    victim = sup.status("a2")
+    assert victim.pid is not None
+    seen: list[registry_pb2.WatchAgentsResponse] = []
+
+    async def watch() -> None:
+        request = registry_pb2.WatchAgentsRequest()
+        async for change in registry.stream("WatchAgents", request):
+            if change.agent.agent_id == victim.agent_id:
+                seen.append(change)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await eventually(lambda: seen)  # the snapshot reached us: the watch is live
+        killed = time.monotonic()
+        os.kill(victim.pid, signal.SIGKILL)
+
+        async def inactive() -> float | None:
+            reply = await registry.call(
+                "GetAgent", registry_pb2.GetAgentRequest(agent_id=victim.agent_id)
+            )
+            ok = reply.agent.state == registry_pb2.AGENT_STATE_INACTIVE
+            return time.monotonic() - killed if ok else None
+
+        took = await eventually(inactive, timeout=10, interval=0.01)
+        # The lease (1 s) or the health probe (every 0.5 s, two failures) catches it;
+        # the bound is TTL + one interval, plus this test's polling and the sweep.
+        assert took <= LEASE_TTL_S + HEALTH_INTERVAL_S + 0.3, took
+        await eventually(
+            lambda: any(e.agent.state == registry_pb2.AGENT_STATE_INACTIVE for e in seen)
+        )
+        wf = await run(
+            workflows,
+            {
+                "tasks": [
+                    {"id": f"t{i}", "skill": "demo.sleep", "input": {"seconds": 0}}
+                    for i in range(6)
+                ]
+            },
+        )
+        assert wf.state == W.WORKFLOW_STATE_SUCCEEDED
+        assert victim.agent_id not in {t.agent_id for t in wf.tasks}
+
+        await sup.restart("a2")  # same agent id, a new process
+
+        async def running() -> bool:
+            reply = await registry.call(
+                "GetAgent", registry_pb2.GetAgentRequest(agent_id=victim.agent_id)
+            )
+            return reply.agent.state == registry_pb2.AGENT_STATE_ACTIVE
+
+        await eventually(running, timeout=15)
+        await eventually(lambda: seen[-1].agent.state == registry_pb2.AGENT_STATE_ACTIVE)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, MeshError):
+            await watcher
