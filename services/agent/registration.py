@@ -80,6 +80,8 @@ class Registration:
         """The current lease; empty while not registered."""
         self.draining = False
         """Heartbeats ask for no new work."""
+        self.error = ""
+        """A failure heartbeats report (the registry shows the agent ERROR while set)."""
         self.registrations = 0
         """Successful RegisterAgent calls so far."""
         self.heartbeats = 0
@@ -102,6 +104,20 @@ class Registration:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name=f"registration-{self.agent_id}")
         await self._first_attempt.wait()
+
+    async def report_error(self, error: str) -> None:
+        """Report ``error`` now and on every heartbeat until ``report_error("")`` clears it.
+
+        The registry shows the agent ERROR (offered no work) with it as the reason.
+        """
+        self.error = error[:1024]
+        if not self.lease_id:
+            return
+        async with self._lock:
+            try:
+                await self._heartbeat()
+            except MeshError as err:
+                log.warning("error-reporting heartbeat failed: %s", err.message)
 
     async def drain(self) -> None:
         """Tell the registry to send no new work; later heartbeats keep saying so."""
@@ -208,6 +224,7 @@ class Registration:
                 lease_id=self.lease_id,
                 load=self._load(),
                 draining=self.draining,
+                error=self.error,
             ),
             timeout=self._call_timeout_s,
         )

@@ -215,6 +215,13 @@ class AgentRuntime:
             )
             await self.registration.start()
 
+    async def report_error(self, error: str) -> None:
+        """Tell the registry this agent cannot do work (ERROR, ``error`` as the reason)
+        until ``report_error("")``; for failures the agent sees itself (a model server
+        down, a dependency missing)."""
+        if self.registration is not None:
+            await self.registration.report_error(error)
+
     async def wait_registered(self, timeout: float | None = None) -> None:
         """Block until the first registration succeeded (TimeoutError after ``timeout``)."""
         if self.registration is None:

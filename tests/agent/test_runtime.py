@@ -115,6 +115,26 @@ async def test_registers_again_after_the_registry_forgets_it(mesh: Mesh) -> None
         await runtime.stop()
 
 
+async def test_a_reported_error_holds_across_heartbeats_until_cleared(mesh: Mesh) -> None:
+    runtime = await make_agent().start(mesh.address, lease_ttl_s=1.0, insecure_no_auth=True)
+    try:
+        registration = runtime.registration
+        assert registration is not None
+        await runtime.report_error("model server unreachable")
+        agent = await mesh.agent(runtime.agent_id)
+        assert (agent.state, agent.state_reason) == (
+            registry_pb2.AGENT_STATE_ERROR,
+            "model server unreachable",
+        )
+        beats = registration.heartbeats
+        await eventually(lambda: registration.heartbeats >= beats + 2, timeout=3)
+        assert (await mesh.agent(runtime.agent_id)).state == registry_pb2.AGENT_STATE_ERROR
+        await runtime.report_error("")
+        assert await mesh.state(runtime.agent_id) == ACTIVE
+    finally:
+        await runtime.stop()
+
+
 async def test_stop_drains_finishes_in_flight_and_deregisters(mesh: Mesh) -> None:
     runtime = await make_agent().start(
         mesh.address, lease_ttl_s=1.0, grace_s=5.0, insecure_no_auth=True
