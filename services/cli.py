@@ -459,14 +459,25 @@ async def _agents(args: argparse.Namespace) -> int:
     pool = _pool(args, args.credentials)
     try:
         reg = _client(pool, args.target, registry_pb2, "RegistryService")
-        page = await reg.call(
-            "ListAgents", registry_pb2.ListAgentsRequest(skill=args.skill, page_size=1000)
-        )
-        for a in page.agents:
-            state = registry_pb2.AgentState.Name(a.state).removeprefix("AGENT_STATE_")
-            skills = ", ".join(s.id for s in a.card.skills)
-            console.print(esc(f"{a.agent_id}  {state:<8} {a.endpoint}  load {a.load}  [{skills}]"))
-        return 0
+        token = ""
+        while True:
+            page = await reg.call(
+                "ListAgents",
+                registry_pb2.ListAgentsRequest(
+                    skill=args.skill, state=args.state, page_size=1000, page_token=token
+                ),
+            )
+            for a in page.agents:
+                state = registry_pb2.AgentState.Name(a.state).removeprefix("AGENT_STATE_")
+                skills = ", ".join(s.id for s in a.card.skills)
+                why = f"  ({a.state_reason})" if a.state_reason else ""
+                console.print(
+                    esc(f"{a.agent_id}  {state:<8} {a.endpoint}  load {a.load}  [{skills}]{why}"),
+                    soft_wrap=True,
+                )
+            token = page.next_page_token
+            if not token:
+                return 0
     finally:
         await pool.close()
 
@@ -994,6 +1005,13 @@ def build_parser() -> argparse.ArgumentParser:
     ag = sub.add_parser("agents", help="list registered agents")
     _client_flags(ag, leaf=False)
     ag.add_argument("--skill", default="")
+    ag.add_argument(
+        "--state",
+        type=_enum_arg(registry_pb2.AgentState, "AGENT_STATE_"),
+        default=registry_pb2.AGENT_STATE_UNSPECIFIED,
+        help="only agents in this state: active (running), starting, draining, inactive, "
+        "error, stopped",
+    )
 
     asset = _enum_arg(economy_pb2.Asset, "ASSET_")
     tx_kind = _enum_arg(economy_pb2.TransactionKind, "TRANSACTION_KIND_")

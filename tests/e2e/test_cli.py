@@ -70,6 +70,10 @@ async def test_workflow_run_follow_against_a_running_mesh(mesh: Mesh, env: dict[
     rc, out = await meshwright("agents", "--target", target, env=env)
     assert rc == 0 and "sysinfo" in out and "ACTIVE" in out, out
     assert "[system.snapshot]" in out, out  # user text is not eaten as markup
+    rc, out = await meshwright("agents", "--target", target, "--state", "stopped", env=env)
+    assert rc == 0 and "sysinfo" not in out, out  # the filter reaches the registry
+    rc, out = await meshwright("agents", "--target", target, "--state", "sleeping", env=env)
+    assert rc == 2 and "'sleeping' is not one of" in out, out
     rc, out = await meshwright("workflow", "--target", target, "get", "wf-nope", env=env)
     assert rc == 1 and "WORKFLOW_NOT_FOUND" in out, out
 
