@@ -5,7 +5,9 @@ The dispatcher mirrors the registry through ``WatchAgents`` (after a full
 places work on the best agent offering a skill, hands out a ``Slot`` per
 attempt, calls the agent (``ExecuteTask``, ``StreamTask``, ``CancelTask``)
 through one cached client per endpoint, and judges agents by how the attempts
-went: latency, failures and a small circuit breaker per agent. Attempts that
+went: latency, failures and a circuit breaker per agent (``meshwright.mesh.breaker``:
+a half-open breaker's probe is the trial call an agent gets after its open
+period, so a slot taken then holds the probe until it is released). Attempts that
 find every suitable agent saturated wait in a FIFO per skill and are woken
 when a slot frees up, instead of polling.
 
@@ -39,6 +41,7 @@ from typing import Any
 import grpc
 
 from meshwright.agent.v1 import agent_pb2
+from meshwright.mesh.breaker import BreakerPolicy, CircuitBreaker, Permit
 from meshwright.mesh.client import ChannelPool, RemoteServiceClient, ServiceClient
 from meshwright.mesh.context import detached
 from meshwright.mesh.errors import DeadlineExceeded, MeshError, ResourceExhausted, Unavailable
@@ -109,20 +112,13 @@ class Slot:
     """Every skill the agent offered when the slot was taken (who to wake on release)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BreakerPolicy:
-    """When an agent stops being offered work after transport failures."""
-
-    failure_threshold: int = 3
-    """Consecutive transport failures that open the breaker."""
-    open_s: float = 5.0
-    """How long it stays open before one trial call is allowed."""
-
-
 @dataclass(slots=True)
 class _AgentState:
     """What this dispatcher knows of one agent's load and health."""
 
+    breaker: CircuitBreaker
+    """Opened by transport failures (``is_transport_failure``); its half-open probes are
+    the trial calls an agent gets after its open period."""
     inflight: int = 0
     """Own slots in flight."""
     reported: int = 0
@@ -135,11 +131,7 @@ class _AgentState:
     """Identifies the last report (registration and heartbeat times)."""
     successes: int = 0
     failures: int = 0
-    consecutive_failures: int = 0
     latency_ewma_s: float = 0.0
-    breaker_open_until: float = 0.0
-    trial: bool = False
-    """A half-open breaker's one trial call is in flight."""
 
     def effective(self) -> int:
         return max(self.inflight, self.reported + self.fresh)
@@ -158,7 +150,8 @@ class _Taken:
     slot: Slot
     state: _AgentState
     generation: int
-    trial: bool
+    permit: Permit
+    """The agent's breaker let this attempt through; settled on release."""
 
 
 def _report_key(agent: registry_pb2.Agent) -> bytes:
@@ -183,7 +176,8 @@ class AgentDispatcher:
     ) -> None:
         """``channels`` belongs to the caller: the dispatcher makes its agent clients
         from it and discards the channels of endpoints no agent is registered at any
-        more, but never closes the pool."""
+        more, but never closes the pool. ``breaker`` is the policy of every agent's
+        breaker; ``clock`` (monotonic) times them and the waits for an agent."""
         self._registry = registry
         self._channels = channels
         self._breaker = breaker or BreakerPolicy()
@@ -304,7 +298,10 @@ class AgentDispatcher:
         self._lease_ends[agent_id] = (
             expire.seconds + expire.nanos / 1e9 if agent.HasField("lease_expire_time") else 0.0
         )
-        st = self._state.setdefault(agent_id, _AgentState())
+        st = self._state.get(agent_id)
+        if st is None:
+            st = _AgentState(breaker=CircuitBreaker(self._breaker, clock=self._clock))
+            self._state[agent_id] = st
         key = _report_key(agent)
         if key != st.report_key:
             # A heartbeat (or a new registration) since the last one we saw; the
@@ -376,18 +373,15 @@ class AgentDispatcher:
         wall = self._wall_clock()
         return any(self._live(a, wall) for a in self._by_skill.get(skill, ()))
 
-    def _breaker_allows(self, st: _AgentState, now: float) -> bool:
-        if st.breaker_open_until > now:
-            return False
-        # Past the open period with the failures not yet forgiven: half-open, one
-        # trial call at a time decides.
-        return not (st.consecutive_failures >= self._breaker.failure_threshold and st.trial)
+    def agent_breaker(self, agent_id: str) -> CircuitBreaker | None:
+        """The breaker of a mirrored agent (None for an agent not registered), for metrics."""
+        st = self._state.get(agent_id)
+        return None if st is None else st.breaker
 
     def _pick(
         self, skill: str, max_price: int, exclude: Collection[str], prefer: str
     ) -> tuple[Slot | None, bool]:
         """(a slot on the best agent, whether an affordable live agent exists at all)."""
-        now = self._clock()
         self._breaker_held = False
         # A lease past its end is as good as INACTIVE even before the registry's
         # sweeper says so.
@@ -406,7 +400,7 @@ class AgentDispatcher:
             affordable = True
             st = self._state[agent_id]
             agent = self._agents[agent_id]
-            if not self._breaker_allows(st, now):
+            if not st.breaker.allows():
                 self._breaker_held = True
                 continue
             if not self._has_room(agent, st):
@@ -442,11 +436,14 @@ class AgentDispatcher:
             price=self._prices[agent_id][skill],
             skills=frozenset(self._prices[agent_id]),
         )
-        trial = st.consecutive_failures >= self._breaker.failure_threshold
+        permit = st.breaker.try_acquire()
+        if permit is None:
+            # _pick saw allows() with no await since, and time only moves a breaker
+            # toward letting calls through: unreachable unless the breaker is broken.
+            raise RuntimeError(f"breaker of {agent_id} refused a permit it had allowed")
         st.inflight += 1
         st.fresh += 1
-        st.trial = st.trial or trial
-        self._taken[id(slot)] = _Taken(slot, st, st.generation, trial)
+        self._taken[id(slot)] = _Taken(slot, st, st.generation, permit)
         self._endpoint_slots[slot.endpoint] = self._endpoint_slots.get(slot.endpoint, 0) + 1
         return slot
 
@@ -558,12 +555,12 @@ class AgentDispatcher:
             st.fresh = max(0, st.fresh - 1)
         else:
             st.reported = max(0, st.reported - 1)  # the last report counted it
-        if taken.trial:
-            st.trial = False
         if not counted:
+            st.breaker.release(taken.permit)
             return
         if failure is not None and is_at_capacity(failure):
             # Another caller took the room first: the agent did no wrong, it is full.
+            st.breaker.release(taken.permit)
             agent = self._agents.get(taken.slot.agent_id)
             if agent is not None and agent.capacity:
                 st.report(agent.capacity)
@@ -573,12 +570,11 @@ class AgentDispatcher:
         else:
             st.failures += 1
         if failure is not None and is_transport_failure(failure):
-            st.consecutive_failures += 1
-            if st.consecutive_failures >= self._breaker.failure_threshold:
-                st.breaker_open_until = self._clock() + self._breaker.open_s
+            st.breaker.record_failure(taken.permit)
         else:
-            st.consecutive_failures = 0
-            st.breaker_open_until = 0.0
+            # Any answer of the agent's own (a result, or an error about the task) shows
+            # it reachable: the breaker counts it as a success.
+            st.breaker.record_success(taken.permit)
             st.latency_ewma_s = (
                 latency_s if st.latency_ewma_s == 0 else 0.8 * st.latency_ewma_s + 0.2 * latency_s
             )
