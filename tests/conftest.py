@@ -8,6 +8,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from tests.consul_double import (  # noqa: F401 (fixtures for every dir)
+    consul_double,
+    consul_double_factory,
+    consul_double_process,
+)
 from tests.redis_server import redis_server, redis_url  # noqa: F401 (fixtures for every dir)
 
 T = TypeVar("T")

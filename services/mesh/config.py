@@ -32,6 +32,9 @@ class MeshConfig:
     """Registry backend: ``memory://`` (in-process) or ``consul://host:8500`` (a Consul
     agent's HTTP API, ``consuls://`` for HTTPS; every registry replica pointed at the same
     Consul serves the same agents, and the mesh's own services register there too)."""
+    advertise_host: str = ""
+    """Address other processes reach this one at, announced in Consul; ``host`` when empty
+    (this machine's hostname when ``host`` binds every interface)."""
     health_check_interval_s: float = 5.0
     """How often the embedded registry probes each agent's grpc.health.v1 endpoint, in
     seconds (0: leases only, no probing); on Consul, the interval of Consul's GRPC check."""
