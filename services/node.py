@@ -10,9 +10,11 @@ only this module knows all of them.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 
@@ -31,7 +33,14 @@ from meshwright.mesh.config import MeshConfig, backend_scheme
 from meshwright.mesh.errors import NotFound
 from meshwright.mesh.security import Security
 from meshwright.mesh.server import MeshServer
-from meshwright.registry import MemoryRegistryBackend, Registry, RegistryServicer
+from meshwright.mesh.targets import service_client, split_targets
+from meshwright.registry import (
+    HealthCheckPolicy,
+    MemoryRegistryBackend,
+    Registry,
+    RegistryBackend,
+    RegistryServicer,
+)
 from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow import (
     Engine,
@@ -72,6 +81,16 @@ class Node:
     """Clients of each service calling as this process (its service token)."""
     fronted: list[ServiceClient] = field(default_factory=list)
     """Clients the gateway uses: no identity of their own, they forward the caller's."""
+    consul: Any = None
+    """The py-consul client of a consul:// registry (the mesh's services announce there)."""
+    announcer: Any = None
+    """The ``ServiceAnnouncer`` that registered this process's services in Consul."""
+    followers: list[Any] = field(default_factory=list)
+    """``ConsulEndpoints`` following the services this process calls but does not run."""
+    balanced: list[Any] = field(default_factory=list)
+    """``BalancedClient``s over those endpoints (closed at stop)."""
+    fronted_channels: ChannelPool | None = None
+    """Channels of the gateway's discovered clients (no token: they forward the caller's)."""
 
     @property
     def grpc_address(self) -> str:
@@ -91,6 +110,9 @@ class Node:
         The registry stops before the server so its open watches end at once
         (UNAVAILABLE) instead of holding graceful shutdown for the whole grace.
         """
+        if self.announcer is not None:
+            # Out of discovery first, so nobody picks a replica that is going away.
+            await self.announcer.withdraw_all()
         if self.gateway is not None:
             await self.gateway.stop()
         if self.engine is not None:
@@ -104,7 +126,50 @@ class Node:
         if self.registry is not None:
             await self.registry.stop()
         await self.server.stop()
+        for follower in self.followers:
+            await follower.stop()
+        for client in self.balanced:
+            await client.close()
         await self.channels.close()
+        if self.fronted_channels is not None:
+            await self.fronted_channels.close()
+        if self.consul is not None:
+            await self.consul.close()
+
+
+def open_registry_backend(config: MeshConfig, scheme: str) -> RegistryBackend:
+    """The registry backend ``config.registry_url`` names (py-consul is imported only for
+    consul://)."""
+    if scheme == "memory":
+        return MemoryRegistryBackend()
+    from meshwright.registry.consul import ConsulRegistryBackend
+
+    return ConsulRegistryBackend.from_url(
+        config.registry_url,
+        health_check_interval_s=config.health_check_interval_s or 5.0,
+        health_check_timeout_s=config.health_check_timeout_s,
+        deregister_after_s=config.deregister_after_s,
+    )
+
+
+def health_check_policy(config: MeshConfig) -> HealthCheckPolicy | None:
+    """How the embedded registry probes agents (None: leases only)."""
+    if config.health_check_interval_s <= 0:
+        return None
+    return HealthCheckPolicy(
+        interval_s=config.health_check_interval_s,
+        timeout_s=config.health_check_timeout_s,
+        unhealthy_threshold=config.unhealthy_threshold,
+    )
+
+
+def advertised(config: MeshConfig, address: str) -> str:
+    """``host:port`` other processes reach ``address`` (a bound server) at."""
+    _, _, port = address.rpartition(":")
+    host = config.advertise_host
+    if not host:
+        host = config.host if config.host not in ("", "0.0.0.0", "::") else socket.gethostname()
+    return f"{host}:{port}"
 
 
 def open_workflow_store(url: str, scheme: str, *, retention_s: float) -> WorkflowStore:
@@ -158,7 +223,9 @@ async def start_node(
     unknown = set(services) - set(ALL_SERVICES)
     if unknown:
         raise ValueError(f"unknown services {sorted(unknown)}; choose from {ALL_SERVICES}")
-    backend_scheme(config.registry_url, setting="registry_url", supported=("memory",))
+    registry_scheme = backend_scheme(
+        config.registry_url, setting="registry_url", supported=("memory", "consul", "consuls")
+    )
     store_scheme = backend_scheme(
         config.store_url, setting="store_url", supported=("memory", "redis", "rediss")
     )
@@ -173,6 +240,42 @@ async def start_node(
     )
     channels = ChannelPool(tls=security.tls, token=security.token)
     node = Node(config=config, security=security, server=server, channels=channels)
+    on_consul = registry_scheme in ("consul", "consuls")
+    if on_consul:
+        from meshwright.mesh.discovery import ServiceAnnouncer, open_consul
+
+        node.consul = open_consul(config.registry_url)
+        node.announcer = ServiceAnnouncer(
+            node.consul,
+            check_interval_s=config.health_check_interval_s or 5.0,
+            check_timeout_s=config.health_check_timeout_s,
+            deregister_after_s=config.deregister_after_s,
+            tls=security.tls is not None,
+        )
+        node.fronted_channels = ChannelPool(tls=security.tls)
+
+    def fronted_client(targets: str, service: ServiceDescriptor) -> ServiceClient:
+        """The gateway's client of a remote service: same channels' TLS, no token of its
+        own (it forwards each caller's)."""
+        if len(split_targets(targets)) == 1:
+            return RemoteServiceClient(node.channels.get(targets.strip()), service)
+        if node.fronted_channels is None:
+            node.fronted_channels = ChannelPool(tls=security.tls)
+        return service_client(node.fronted_channels, targets, service)
+
+    def discovered(name: str, service: ServiceDescriptor) -> ServiceClient:
+        """A client of ``name``'s passing replicas in Consul (and the gateway's twin)."""
+        from meshwright.mesh.balancer import BalancedClient
+        from meshwright.mesh.discovery import SERVICE_NAMES, ConsulEndpoints
+
+        endpoints = ConsulEndpoints(node.consul, SERVICE_NAMES[name])
+        node.followers.append(endpoints)
+        client = BalancedClient(service, endpoints, node.channels)
+        assert node.fronted_channels is not None
+        fronted = BalancedClient(service, endpoints, node.fronted_channels)
+        node.balanced += [client, fronted]
+        node.fronted.append(fronted)
+        return client
 
     def local(
         name: str, servicer: object, service: ServiceDescriptor, *, mesh: bool = False
@@ -186,16 +289,20 @@ async def start_node(
 
     if "registry" in services:
         node.registry = Registry(
-            MemoryRegistryBackend(),
+            open_registry_backend(config, registry_scheme),
             default_lease_ttl_s=config.lease_ttl_s,
             sweep_interval_s=config.sweep_interval_s,
+            deregister_after_s=config.deregister_after_s,
+            stopped_retention_s=config.stopped_retention_s,
+            health_check=health_check_policy(config),
+            probe_channels=ChannelPool(tls=security.tls),
         )
         local("registry", RegistryServicer(node.registry), REGISTRY_SERVICE)
     elif registry_target:
-        node.clients["registry"] = node.channels.client(registry_target, REGISTRY_SERVICE)
-        node.fronted.append(
-            RemoteServiceClient(node.channels.get(registry_target), REGISTRY_SERVICE)
-        )
+        node.clients["registry"] = service_client(node.channels, registry_target, REGISTRY_SERVICE)
+        node.fronted.append(fronted_client(registry_target, REGISTRY_SERVICE))
+    elif on_consul:
+        node.clients["registry"] = discovered("registry", REGISTRY_SERVICE)
 
     if "economy" in services:
         # Backends chosen here, at the composition root.
@@ -211,12 +318,14 @@ async def start_node(
         local("economy", EconomyServicer(node.economy), ECONOMY_SERVICE)
         pipeline.authorizer.register(policy.ACCOUNT, node.economy.owner_of)
         pipeline.authorizer.register(policy.ESCROW, node.economy.escrow_owner)
-    elif economy_target:
-        economy_client = node.channels.client(economy_target, ECONOMY_SERVICE)
+    elif economy_target or on_consul:
+        economy_client: ServiceClient
+        if economy_target:
+            economy_client = service_client(node.channels, economy_target, ECONOMY_SERVICE)
+            node.fronted.append(fronted_client(economy_target, ECONOMY_SERVICE))
+        else:
+            economy_client = discovered("economy", ECONOMY_SERVICE)
         node.clients["economy"] = economy_client
-        # The gateway fronts remote services too, over the same (TLS) channel,
-        # forwarding each caller's own token.
-        node.fronted.append(RemoteServiceClient(node.channels.get(economy_target), ECONOMY_SERVICE))
 
         async def remote_account_owner(account_id: str) -> str | None:
             try:
@@ -243,8 +352,9 @@ async def start_node(
         missing = [d for d in ("registry", "economy") if d not in node.clients]
         if missing:
             raise ValueError(
-                f"the workflow service needs {' and '.join(missing)}: run them here or pass "
+                f"the workflow service needs {' and '.join(missing)}: run them here, pass "
                 + " and ".join(f"--{d}-target" for d in missing)
+                + ", or use a consul:// registry to discover them"
             )
         store = workflow_store
         if store is None:
@@ -265,6 +375,11 @@ async def start_node(
         local("agent", router, AGENT_SERVICE, mesh=True)
 
     try:
+        for follower in node.followers:
+            await follower.start()
+        for follower in node.followers:
+            if not await follower.wait_ready(5.0):
+                log.warning("Consul has not answered for %s yet; still trying", follower.service)
         if node.registry is not None:
             await node.registry.start()
         await server.start()
@@ -276,6 +391,14 @@ async def start_node(
             origins = [o.strip() for o in config.cors_origins.split(",") if o.strip()]
             app = create_app(node.fronted, cors_origins=origins)
             node.gateway = await start_gateway(app, host=config.host, port=config.http_port)
+        if node.announcer is not None:
+            address = advertised(config, node.grpc_address)
+            for name in ("registry", "economy", "workflow"):
+                if name in services:
+                    await node.announcer.announce(name, address)
+            if node.gateway is not None:
+                http = advertised(config, f"{config.host}:{node.gateway.port}")
+                await node.announcer.announce("gateway", http, http_url=f"http://{http}")
     except BaseException:
         await node.stop()
         raise

@@ -63,7 +63,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--registry",
         default=env_default("registry", None),
-        help="registry address host:port (env MESHWRIGHT_REGISTRY)",
+        help="registry address host:port, or several replicas a:1,b:2 (env MESHWRIGHT_REGISTRY)",
     )
     parser.add_argument(
         "--economy",

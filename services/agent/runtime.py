@@ -21,6 +21,7 @@ from meshwright.mesh.client import ChannelPool
 from meshwright.mesh.limits import RateLimit, RateLimiter
 from meshwright.mesh.pipeline import Pipeline
 from meshwright.mesh.server import MeshServer
+from meshwright.mesh.targets import service_client
 from meshwright.mesh.tls import TlsConfig
 from meshwright.registry.v1 import registry_pb2
 
@@ -207,11 +208,13 @@ class AgentRuntime:
                 lease_ttl=lease_duration(self.options.lease_ttl_s),
                 payout_account_id=self.agent_id,
             )
+            # Several addresses ("a:1,b:2") are registry replicas: heartbeats go to a
+            # live one, so the agent stays registered when one of them dies.
             self.registration = Registration(
-                self._channels.client(registry, REGISTRY_SERVICE),
+                service_client(self._channels, registry, REGISTRY_SERVICE),
                 request,
                 load=lambda: self.servicer.load,
-                economy=self._channels.client(economy, ECONOMY_SERVICE),
+                economy=service_client(self._channels, economy, ECONOMY_SERVICE),
             )
             await self.registration.start()
 
