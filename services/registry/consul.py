@@ -79,9 +79,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
-import consul  # type: ignore[import-untyped]
-import consul.aio  # type: ignore[import-untyped]
-from consul.callback import CB  # type: ignore[import-untyped]
+import consul
+import consul.aio
+from consul.callback import CB
 
 from meshwright.mesh.errors import Aborted, Internal, MeshError, Unavailable
 from meshwright.registry import _consul_codec as codec
