@@ -483,8 +483,9 @@ class ConsulRegistryBackend:
         if initial:
             self._revision = self._floor = index
         else:
-            # Revisions never go back, even when Consul's index does (a reset).
-            if found:
+            # Revisions never go back, even when Consul's index does; a reset takes a
+            # revision of its own so that none from before it is mistaken for one after.
+            if found or reset:
                 self._revision = max(index, self._revision + 1)
             else:
                 self._revision = max(index, self._revision)
