@@ -45,6 +45,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from meshwright.agent.v1 import agent_pb2
+from meshwright.mesh.discovery import CONSUL_MIN_DEREGISTER_S, go_duration
 from meshwright.mesh.errors import InvalidArgument
 from meshwright.registry.records import AgentRecord
 
@@ -103,12 +104,6 @@ def ttl_check_id(agent_id: str, lease_id: str) -> str:
 
 def stopped_check_id(agent_id: str) -> str:
     return f"mw-stopped:{agent_id}"
-
-
-def duration(seconds: float) -> str:
-    """A Go duration Consul parses: whole seconds as ``10s``, anything finer in ms."""
-    ms = max(1, round(seconds * 1000))
-    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
 def skill_tag(skill_id: str) -> str:
@@ -219,7 +214,7 @@ def registration(
     Raises ``InvalidArgument`` (field ``card``) when the card does not fit in Meta.
     """
     address, port = _address(record.endpoint)
-    reap = duration(max(deregister_after_s, 60.0))
+    reap = go_duration(max(deregister_after_s, CONSUL_MIN_DEREGISTER_S))
     agent_id = record.agent_id
     return {
         "Name": SERVICE_NAME,
@@ -234,14 +229,14 @@ def registration(
                 "Name": f"agent {agent_id}: gRPC health",
                 "GRPC": record.endpoint,
                 "GRPCUseTLS": grpc_use_tls,
-                "Interval": duration(check_interval_s),
-                "Timeout": duration(check_timeout_s),
+                "Interval": go_duration(check_interval_s),
+                "Timeout": go_duration(check_timeout_s),
                 "DeregisterCriticalServiceAfter": reap,
             },
             {
                 "CheckID": ttl_check_id(agent_id, record.lease_id),
                 "Name": f"agent {agent_id}: lease",
-                "TTL": duration(record.lease_ttl_s),
+                "TTL": go_duration(record.lease_ttl_s),
                 "Status": PASSING,
                 "DeregisterCriticalServiceAfter": reap,
             },
@@ -268,9 +263,11 @@ def stopped_registration(
                 "CheckID": stopped_check_id(agent_id),
                 "Name": f"agent {agent_id}: stopped",
                 "Notes": STOPPED_REASON,
-                "TTL": duration(STOPPED_CHECK_TTL_S),
+                "TTL": go_duration(STOPPED_CHECK_TTL_S),
                 "Status": CRITICAL,
-                "DeregisterCriticalServiceAfter": duration(max(deregister_after_s, 60.0)),
+                "DeregisterCriticalServiceAfter": go_duration(
+                    max(deregister_after_s, CONSUL_MIN_DEREGISTER_S)
+                ),
             }
         ],
     }

@@ -23,6 +23,11 @@ one-minute floor and runs lazily):
   check; ``sweep`` (any replica, idempotently) deregisters it once it has been
   stopped ``stopped_retention_s``, and Consul's reaper does should no registry run.
 
+Consul's reaper removes an instance whose checks stayed critical longer than
+DeregisterCriticalServiceAfter (``deregister_after_s``, at least 60 s): a lapsed
+agent, one whose health check keeps failing, and also one that stays ERROR (its
+lease check is critical while it reports the error). ``sweep`` leaves all that to it.
+
 Heartbeats are one ``PUT /v1/agent/check/{pass,warn,fail}/mw-ttl:<agent>:<lease>``.
 The lease id is in the check's id, so renewing is check-and-set by construction:
 a stale lease names no check (404), and only on that path is the service read to
@@ -70,9 +75,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import time
-import urllib.parse
 import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -83,6 +86,7 @@ import consul
 import consul.aio
 from consul.callback import CB
 
+from meshwright.mesh.discovery import consul_settings, go_duration
 from meshwright.mesh.errors import Aborted, Internal, MeshError, Unavailable
 from meshwright.registry import _consul_codec as codec
 from meshwright.registry.backend import ChangeListener
@@ -195,23 +199,18 @@ class ConsulRegistryBackend:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> ConsulRegistryBackend:
-        """A backend for ``consul://host:port`` (``consuls://`` for HTTPS).
-
-        The ACL token comes from a ``?token=`` query, else ``CONSUL_HTTP_TOKEN``.
-        ``options`` are the constructor's keyword arguments.
-        """
-        parts = urllib.parse.urlsplit(url)
-        schemes = {"consul": ("http", 8500), "consuls": ("https", 8501)}
-        if parts.scheme not in schemes:
-            raise ValueError(f"not a consul:// or consuls:// URL: {url!r}")
-        scheme, default_port = schemes[parts.scheme]
-        try:
-            port = parts.port or default_port
-        except ValueError as err:
-            raise ValueError(f"bad port in {url!r}") from err
-        query = urllib.parse.parse_qs(parts.query)
-        token = (query.get("token") or [""])[0] or os.environ.get("CONSUL_HTTP_TOKEN") or None
-        return cls(parts.hostname or "127.0.0.1", port, scheme=scheme, token=token, **options)
+        """A backend for ``consul://host:port`` (``consuls://`` for HTTPS), parsed as the
+        mesh's discovery parses it: the ACL token from a ``?token=`` query, else
+        ``CONSUL_HTTP_TOKEN``. ``options`` are the constructor's keyword arguments.
+        Raises ``InvalidArgument`` for a URL of another scheme."""
+        settings = consul_settings(url)
+        return cls(
+            settings["host"],
+            settings["port"],
+            scheme=settings["scheme"],
+            token=settings["token"],
+            **options,
+        )
 
     @property
     def address(self) -> str:
@@ -312,7 +311,7 @@ class ConsulRegistryBackend:
         call = client.health.service(
             codec.SERVICE_NAME,
             index=index if blocking else None,
-            wait=codec.duration(self.watch_wait_s) if blocking else None,
+            wait=go_duration(self.watch_wait_s) if blocking else None,
         )
         # Consul adds up to wait/16 to a blocking query's wait.
         timeout_s = self.request_timeout_s + (self.watch_wait_s * 17 / 16 if blocking else 0)

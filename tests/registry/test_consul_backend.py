@@ -471,11 +471,12 @@ def test_from_url(monkeypatch: pytest.MonkeyPatch) -> None:
     assert plain.address == "http://10.0.0.5:8600" and plain._token is None
     assert plain.health_check_interval_s == 2
     assert ConsulRegistryBackend.from_url("consul://consul").address == "http://consul:8500"
-    tls = ConsulRegistryBackend.from_url("consuls://consul.internal?token=s3cret")
+    tls = ConsulRegistryBackend.from_url("consuls://consul.internal:8501?token=s3cret")
     assert tls.address == "https://consul.internal:8501" and tls._token == "s3cret"
     monkeypatch.setenv("CONSUL_HTTP_TOKEN", "from-env")
     assert ConsulRegistryBackend.from_url("consul://h:1")._token == "from-env"
     assert ConsulRegistryBackend.from_url("consul://[::1]:8500").address == "http://[::1]:8500"
-    for bad in ("redis://h:1", "consul://h:notaport"):
-        with pytest.raises(ValueError):
-            ConsulRegistryBackend.from_url(bad)
+    with pytest.raises(InvalidArgument):
+        ConsulRegistryBackend.from_url("redis://h:1")
+    with pytest.raises(ValueError):
+        ConsulRegistryBackend.from_url("consul://h:notaport")
