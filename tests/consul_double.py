@@ -920,8 +920,11 @@ class ConsulDouble:
         stub = health_pb2_grpc.HealthStub(check.channel)
         request = health_pb2.HealthCheckRequest(service=service)
         try:
-            # grpc enforces the deadline; wait_for is the backstop that keeps a probe bounded.
-            reply = await asyncio.wait_for(stub.Check(request, timeout=timeout), timeout + 1.0)
+            # grpc enforces the deadline; the timeout is the backstop that keeps a probe
+            # bounded. asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+            # cancel that lands as the call completes, and the check task then never ends.
+            async with asyncio.timeout(timeout + 1.0):
+                reply = await stub.Check(request, timeout=timeout)
         except grpc.aio.AioRpcError as err:
             code = err.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -978,9 +981,8 @@ class ConsulDouble:
         """Consul's CheckTCP: a connection that opens is passing."""
         host, _, port = check.target.rpartition(":")
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(host.strip("[]"), int(port)), timeout
-            )
+            async with asyncio.timeout(timeout):
+                _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
         except TimeoutError:
             return CRITICAL, f"dial tcp {check.target}: i/o timeout"
         except (OSError, ValueError) as err:
@@ -1162,7 +1164,8 @@ class ConsulDouble:
                 return idx
             changed = self._changed
             try:
-                await asyncio.wait_for(changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
             except TimeoutError:
                 return max(current(), 1)
             if self._epoch != epoch:
@@ -1432,7 +1435,8 @@ class ConsulDouble:
                 if remaining <= 0:
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
                 digest, body = render()
         response = self._json(body)
         response.headers["X-Consul-Contenthash"] = digest

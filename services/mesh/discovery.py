@@ -50,7 +50,8 @@ WAIT = "30s"
 
 
 def consul_settings(url: str) -> dict[str, Any]:
-    """``consul://host:8500[?token=...]`` (``consuls://`` for HTTPS) as py-consul arguments.
+    """``consul://host:8500[?token=...]`` (``consuls://`` for HTTPS, port 8501 by default)
+    as py-consul arguments.
 
     The ACL token comes from the URL's ``token`` query or ``CONSUL_HTTP_TOKEN``.
     """
@@ -64,17 +65,32 @@ def consul_settings(url: str) -> dict[str, Any]:
     token = query.get("token", [os.environ.get("CONSUL_HTTP_TOKEN", "")])[0] or None
     return {
         "host": parsed.hostname,
-        "port": parsed.port or 8500,
+        "port": parsed.port or (8501 if parsed.scheme == "consuls" else 8500),
         "scheme": "https" if parsed.scheme == "consuls" else "http",
         "token": token,
     }
 
 
-def open_consul(url: str) -> Any:
-    """A py-consul asyncio client for ``url`` (call ``close()`` on it when done)."""
+def consul_client(host: str, port: int, *, scheme: str = "http", token: str | None = None) -> Any:
+    """A py-consul asyncio client (call ``close()`` on it when done)."""
+    import warnings
+
     import consul.aio
 
-    return consul.aio.Consul(**consul_settings(url))
+    with warnings.catch_warnings():
+        # py-consul 1.8 hands aiohttp its TLS settings in a form aiohttp deprecates.
+        warnings.filterwarnings(
+            "ignore", message=r"(ssl_context|verify_ssl) is deprecated", category=DeprecationWarning
+        )
+        client = consul.aio.Consul(host=host, port=port, scheme=scheme)
+    # py-consul would take CONSUL_HTTP_TOKEN over a token it is given; ours is resolved.
+    client.token = token
+    return client
+
+
+def open_consul(url: str) -> Any:
+    """A py-consul asyncio client for ``url`` (call ``close()`` on it when done)."""
+    return consul_client(**consul_settings(url))
 
 
 def go_duration(seconds: float) -> str:

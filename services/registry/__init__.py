@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         ChangeListener,
         RegistryBackend,
     )
+    from meshwright.registry.consul import ConsulRegistryBackend
     from meshwright.registry.errors import (
         AgentNotFound,
         AgentStopped,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     "ChangeListener": "meshwright.registry.backend",
     "RegistryBackend": "meshwright.registry.backend",
+    "ConsulRegistryBackend": "meshwright.registry.consul",
     "AgentNotFound": "meshwright.registry.errors",
     "AgentStopped": "meshwright.registry.errors",
     "HistoryTrimmed": "meshwright.registry.errors",
@@ -83,6 +85,7 @@ __all__ = [
     "AgentRecord",
     "Change",
     "ChangeListener",
+    "ConsulRegistryBackend",
     "HealthCheckPolicy",
     "HealthProber",
     "HistoryTrimmed",

@@ -76,7 +76,6 @@ import dataclasses
 import json
 import logging
 import time
-import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -86,7 +85,7 @@ import consul
 import consul.aio
 from consul.callback import CB
 
-from meshwright.mesh.discovery import consul_settings, go_duration
+from meshwright.mesh.discovery import consul_client, consul_settings, go_duration
 from meshwright.mesh.errors import Aborted, Internal, MeshError, Unavailable
 from meshwright.registry import _consul_codec as codec
 from meshwright.registry.backend import ChangeListener
@@ -249,17 +248,7 @@ class ConsulRegistryBackend:
         await self._disconnect()
 
     def _connect(self) -> Any:
-        with warnings.catch_warnings():
-            # py-consul 1.8 hands aiohttp its TLS settings in a form aiohttp deprecates.
-            warnings.filterwarnings(
-                "ignore",
-                message=r"(ssl_context|verify_ssl) is deprecated",
-                category=DeprecationWarning,
-            )
-            client = consul.aio.Consul(host=self._host, port=self._port, scheme=self._scheme)
-        # py-consul would take CONSUL_HTTP_TOKEN over a token it is given; ours is resolved.
-        client.token = self._token
-        return client
+        return consul_client(self._host, self._port, scheme=self._scheme, token=self._token)
 
     async def _disconnect(self) -> None:
         client, self._client = self._client, None

@@ -12,7 +12,6 @@ Time: memory moves its fake clock; Consul waits for Consul (short TTLs, polled w
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import urllib.parse
@@ -147,21 +146,6 @@ def _consul_options() -> dict[str, Any]:
     }
 
 
-async def stop_double(double: ConsulDouble) -> None:
-    """``double.stop()``, working around a bug in it: on Python 3.11 ``asyncio.wait_for``
-    can swallow a cancellation that arrives as the awaited call completes (fixed in
-    3.12), so a GRPC check runner cancelled mid-probe keeps running and ``stop`` (or
-    the background close of a replaced check) waits for it forever. Cancelling such
-    runners again ends them."""
-    stopping = asyncio.create_task(double.stop())
-    while not stopping.done():
-        await asyncio.wait({stopping}, timeout=0.2)
-        for task in asyncio.all_tasks():
-            if task.get_name().startswith("consul-double-check:") and task.cancelling():
-                task.cancel()
-    await stopping
-
-
 @contextlib.asynccontextmanager
 async def _agent_server() -> AsyncIterator[MeshServer]:
     server = MeshServer(pipeline=insecure_pipeline(), port=0)
@@ -238,7 +222,7 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[Env]:
                 ConsulDoubleConfig(first_check_at_once=True, min_check_interval_s=0.1)
             )
             await double.start()
-            stack.push_async_callback(stop_double, double)
+            stack.push_async_callback(double.stop)
             host, _, port = double.address.rpartition(":")
             made = await _consul_env("consul-double", host, int(port), agent.address)
         else:

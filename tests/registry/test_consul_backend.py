@@ -33,7 +33,6 @@ from meshwright.registry.v1 import registry_pb2
 from tests.conftest import eventually, free_port
 from tests.consul_double import ConsulDouble, ConsulDoubleConfig
 from tests.registry.conftest import card
-from tests.registry.test_backend_conformance import stop_double
 
 ACTIVE = registry_pb2.AGENT_STATE_ACTIVE
 DRAINING = registry_pb2.AGENT_STATE_DRAINING
@@ -66,7 +65,7 @@ async def doubles() -> AsyncIterator[Doubles]:
         yield make
     finally:
         for double in made:
-            await stop_double(double)
+            await double.stop()
 
 
 @pytest.fixture
@@ -345,7 +344,7 @@ async def test_consul_unreachable_is_unavailable(
     double = await doubles()
     registry = await registries(double)
     lease = (await registry.register(card("t"), agent.address, agent_id="a1")).lease_id
-    await stop_double(double)
+    await double.stop()
     with pytest.raises(Unavailable) as err:
         await registry.heartbeat("a1", lease)
     assert "consul" in err.value.message
@@ -471,6 +470,8 @@ def test_from_url(monkeypatch: pytest.MonkeyPatch) -> None:
     assert plain.address == "http://10.0.0.5:8600" and plain._token is None
     assert plain.health_check_interval_s == 2
     assert ConsulRegistryBackend.from_url("consul://consul").address == "http://consul:8500"
+    # Consul's HTTPS port is 8501.
+    assert ConsulRegistryBackend.from_url("consuls://c").address == "https://c:8501"
     tls = ConsulRegistryBackend.from_url("consuls://consul.internal:8501?token=s3cret")
     assert tls.address == "https://consul.internal:8501" and tls._token == "s3cret"
     monkeypatch.setenv("CONSUL_HTTP_TOKEN", "from-env")
