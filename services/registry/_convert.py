@@ -33,3 +33,21 @@ def to_agent(record: AgentRecord, now: float) -> registry_pb2.Agent:
     if record.last_heartbeat_s is not None:
         agent.last_heartbeat_time.CopyFrom(timestamp(record.last_heartbeat_s))
     return agent
+
+
+def shared_agent(record: AgentRecord, now: float, *, lease: bool) -> registry_pb2.Agent:
+    """The ``Agent`` message of a record judged at ``now``, with or without its lease id,
+    built once per (state, since, reason) and kept on the record: READ-ONLY, shared by
+    every reader (responses copy it). Listings under heartbeat load read each record
+    many times between two changes of it; building the message is most of a listing's
+    cost."""
+    key = (*record.status_at(now), lease)
+    agent = record.messages.get(key)
+    if agent is None:
+        agent = to_agent(record, now)
+        if not lease:
+            agent.lease_id = ""
+        if len(record.messages) >= 8:  # a record lives until its next change: a few states
+            record.messages.clear()
+        record.messages[key] = agent
+    return agent

@@ -7,7 +7,8 @@ value (a Consul service entry, a Redis hash) and swap it atomically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from meshwright.agent.v1 import agent_pb2
 from meshwright.registry.v1 import registry_pb2
@@ -72,6 +73,12 @@ class AgentRecord:
     """``skill_key`` of every card skill id, for the skill filter."""
     tag_keys: frozenset[str] = frozenset()
     """Registration tags and every skill's tags, for the tag filter."""
+    messages: dict[Any, Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+    """``Agent`` messages built from this record, by how they were judged (see
+    ``_convert.shared_agent``); not copied by ``dataclasses.replace``, so a changed
+    record starts empty."""
 
     @classmethod
     def create(

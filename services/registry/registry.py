@@ -26,7 +26,7 @@ from meshwright.mesh.context import caller
 from meshwright.mesh.errors import FieldViolation, InvalidArgument
 from meshwright.mesh.validation import check_id
 from meshwright.registry import _access, _validate
-from meshwright.registry._convert import to_agent
+from meshwright.registry._convert import shared_agent, to_agent
 from meshwright.registry.backend import RegistryBackend
 from meshwright.registry.errors import AgentNotFound, RegistryStopped
 from meshwright.registry.health import HealthCheckPolicy, HealthProber
@@ -289,12 +289,13 @@ class Registry:
     # -- reads ---------------------------------------------------------------
 
     async def get_agent(self, agent_id: str) -> registry_pb2.Agent:
-        """One registration, its state judged now. Raises ``AgentNotFound``."""
+        """One registration, its state judged now (a shared message: read-only; copy
+        to change it). Raises ``AgentNotFound``."""
         _raise_if(check_id(agent_id, "agent_id"), "invalid agent_id")
         record = await self.backend.get(agent_id)
         if record is None:
             raise AgentNotFound(f"agent {agent_id!r} is not registered")
-        return _access.shown(to_agent(record, self._clock()), caller())
+        return _shown(record, self._clock(), caller())
 
     async def list_agents(
         self,
@@ -303,13 +304,14 @@ class Registry:
         tag: str = "",
         state: registry_pb2.AgentState = ANY_STATE,
     ) -> list[registry_pb2.Agent]:
-        """Every matching registration in agent_id order (the in-process discovery read)."""
+        """Every matching registration in agent_id order (the in-process discovery read;
+        shared, read-only messages)."""
         _raise_if(_validate.state_violations(state), "invalid filter")
         now = self._clock()
         query = AgentQuery(now=now, skill=skill_key(skill), tag=tag, state=state)
         listing = await self.backend.list(query)
         who = caller()
-        return [_access.shown(to_agent(r, now), who) for r in listing.records]
+        return [_shown(r, now, who) for r in listing.records]
 
     async def list_page(
         self,
@@ -320,7 +322,8 @@ class Registry:
         page_size: int = 0,
         page_token: str = "",
     ) -> AgentPage:
-        """One page of matching registrations; ``page_size`` 0 means the default (100)."""
+        """One page of matching registrations; ``page_size`` 0 means the default (100).
+        The messages are shared and read-only (a response copies them)."""
         violations = _validate.state_violations(state)
         size = after = None
         try:
@@ -343,7 +346,7 @@ class Registry:
         records = records[:size]
         token = paging.encode_page_token(records[-1].agent_id) if more else ""
         who = caller()
-        return AgentPage([_access.shown(to_agent(r, now), who) for r in records], token)
+        return AgentPage([_shown(r, now, who) for r in records], token)
 
     async def watch(
         self,
@@ -405,6 +408,11 @@ class Registry:
 
     def _publish(self, change: Change) -> None:
         self._hub.publish(change)
+
+
+def _shown(record: AgentRecord, now: float, who: Principal | None) -> registry_pb2.Agent:
+    """The record's shared, read-only message as ``who`` may see it (lease id or not)."""
+    return shared_agent(record, now, lease=_access.sees_lease(who, record.agent_id))
 
 
 def _seen_by(event: AgentEvent, who: Principal | None) -> AgentEvent:

@@ -3,6 +3,7 @@ graceful stops, the state filter and resumable watches."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -350,3 +351,19 @@ async def test_unknown_state_filter_is_invalid(client: ServiceClient) -> None:
     await eventually(lambda: watch.error is not None)
     assert isinstance(watch.error, InvalidArgument)
     assert [v.field for v in watch.error.violations] == ["state"]
+
+
+async def test_listing_messages_are_built_once_per_record_state(clock: FakeClock) -> None:
+    from meshwright.registry._convert import shared_agent
+
+    reg = Registry(MemoryRegistryBackend(), clock=clock)
+    await reg.register(card(), "127.0.0.1:7000", agent_id="a1")
+    record = await reg.backend.get("a1")
+    assert record is not None
+    first = shared_agent(record, clock.now, lease=False)
+    assert shared_agent(record, clock.now, lease=False) is first
+    assert first.lease_id == "" and shared_agent(record, clock.now, lease=True).lease_id
+    clock.advance(10)  # the lease lapsed: another state, another message
+    lapsed = shared_agent(record, clock.now, lease=False)
+    assert lapsed is not first and lapsed.state == INACTIVE
+    assert dataclasses.replace(record).messages == {}  # a changed record starts empty
