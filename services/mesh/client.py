@@ -8,7 +8,10 @@ embedded ``meshwright up``, no loopback hop) or behind a channel.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -224,36 +227,156 @@ class LocalServiceClient:
             await items.aclose()  # type: ignore[attr-defined]
 
 
+RETRIED_SERVICES = (
+    "meshwright.registry.v1.RegistryService",
+    "meshwright.economy.v1.EconomyService",
+    "meshwright.workflow.v1.WorkflowService",
+)
+"""The services a ``RetryPolicy`` applies to by default.
+
+Not ``meshwright.agent.v1.AgentService``: the engine retries a task itself, on another
+agent, and the mesh's router answers NO_AGENT_AVAILABLE as UNAVAILABLE only after
+waiting for an agent, so a transport retry there would multiply the wait. The others
+answer UNAVAILABLE when a replica is down or its store unreachable, and their mutations
+that must not happen twice (economy moves, CreateWorkflow) carry request ids the
+services replay, so a retried attempt is harmless."""
+
+_MAX_ATTEMPTS_CAP = 5
+"""gRPC treats a larger ``maxAttempts`` as 5 (gRFC A6, "Limits on Retries and Hedges")."""
+MIN_BACKOFF_S = 0.01
+"""The smallest backoff a ``RetryPolicy`` takes. gRPC refuses the whole service config
+for one under 1 ms, and with backoffs of a millisecond or two grpcio 1.85 often leaves a
+retried call waiting until its deadline (a race of the retry timer, grpc/grpc#41036);
+from a few milliseconds up it did not in thousands of calls."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """gRPC's own retries (service config ``retryPolicy``, gRFC A6) on a pool's channels.
+
+    The channel retries a failed attempt itself, under the call's one deadline;
+    nothing in our code loops. Before its ``n``-th retry it waits a delay gRPC draws
+    uniformly from ``[0, min(initial_backoff_s * backoff_multiplier**(n-1),
+    max_backoff_s)]`` (gRFC A6, "Exponential Backoff"): the jitter is gRPC's own, over
+    the full range, so callers that failed together do not come back together. Only
+    attempts that got no response headers are retried (A6: a call is "committed" once
+    the server sent them), so a stream that delivered items is never replayed.
+    """
+
+    max_attempts: int = 4
+    """Attempts in all, the first included (2 to 5: gRPC requires 2 and caps at 5)."""
+    initial_backoff_s: float = 0.1
+    """Upper bound of the delay before the first retry (at least ``MIN_BACKOFF_S``)."""
+    max_backoff_s: float = 2.0
+    """No delay bound grows past this (at least ``initial_backoff_s``)."""
+    backoff_multiplier: float = 2.0
+    """Growth of the delay bound per retry."""
+    codes: tuple[str, ...] = ("UNAVAILABLE",)
+    """Status codes (``grpc.StatusCode`` names) that are retried; anything else fails at once."""
+    services: tuple[str, ...] = RETRIED_SERVICES
+    """Full names of the services whose methods are retried (see ``RETRIED_SERVICES``)."""
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.max_attempts <= _MAX_ATTEMPTS_CAP:
+            raise ValueError(
+                f"max_attempts must be 2 to {_MAX_ATTEMPTS_CAP} "
+                f"(gRPC ignores more), not {self.max_attempts}"
+            )
+        for name in ("initial_backoff_s", "max_backoff_s", "backoff_multiplier"):
+            value = getattr(self, name)
+            if not (value > 0) or math.isinf(value):
+                raise ValueError(f"{name} must be a finite number > 0, not {value}")
+        if self.initial_backoff_s < MIN_BACKOFF_S:
+            raise ValueError(
+                f"initial_backoff_s must be at least {MIN_BACKOFF_S} s, not "
+                f"{self.initial_backoff_s} (see MIN_BACKOFF_S)"
+            )
+        if self.max_backoff_s < self.initial_backoff_s:
+            raise ValueError("max_backoff_s must be at least initial_backoff_s")
+        names = {c.name for c in grpc.StatusCode} - {"OK"}
+        unknown = [c for c in self.codes if c not in names]
+        if not self.codes or unknown:
+            raise ValueError(f"codes must name non-OK grpc.StatusCode values, not {unknown}")
+        if not self.services:
+            raise ValueError("services must name at least one service")
+
+    def service_config(self) -> str:
+        """The ``grpc.service_config`` JSON: one methodConfig naming ``services``."""
+        return json.dumps(
+            {
+                "methodConfig": [
+                    {
+                        "name": [{"service": s} for s in self.services],
+                        "retryPolicy": {
+                            "maxAttempts": self.max_attempts,
+                            "initialBackoff": _duration(self.initial_backoff_s),
+                            "maxBackoff": _duration(self.max_backoff_s),
+                            "backoffMultiplier": self.backoff_multiplier,
+                            "retryableStatusCodes": list(self.codes),
+                        },
+                    }
+                ]
+            }
+        )
+
+
+DEFAULT_RETRY = RetryPolicy()
+"""The retry policy of a ``ChannelPool`` unless told otherwise."""
+
+
+def _duration(seconds: float) -> str:
+    # Protobuf JSON Duration: decimal seconds with at most 9 fractional digits, never
+    # the exponent form ("1e-05s") str(float) would give.
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+
+
 class ChannelPool:
     """One grpc.aio channel per target, reused by every caller in the process.
 
     ``tls`` makes every channel mutual TLS; ``token`` is the bearer token the
-    clients it makes call with (this process's own identity).
+    clients it makes call with (this process's own identity); ``retry`` is the
+    retry policy of every channel (None: no policy, so only gRPC's transparent
+    retries of attempts that never reached the server).
     """
 
-    def __init__(self, *, tls: TlsConfig | None = None, token: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tls: TlsConfig | None = None,
+        token: str | None = None,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
+    ) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.tls = tls
         self.token = token
+        self.retry = retry
 
     def get(self, target: str) -> grpc.aio.Channel:
         """The channel to ``target`` (``host:port``), created on first use."""
         ch = self._channels.get(target)
         if ch is None:
-            options = [
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.keepalive_time_ms", 30000),
-                ("grpc.enable_retries", 1),
-            ]
-            if self.tls is None:
-                ch = grpc.aio.insecure_channel(target, options=options)
-            else:
-                ch = grpc.aio.secure_channel(
-                    target, self.tls.channel_credentials(), options=options
-                )
+            ch = self._open(target)
             self._channels[target] = ch
         return ch
+
+    def channel_options(self) -> list[tuple[str, Any]]:
+        """The options every channel of the pool is opened with."""
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 30000),
+            # On even without a policy: it also enables gRPC's transparent retries.
+            ("grpc.enable_retries", 1),
+        ]
+        if self.retry is not None:
+            options.append(("grpc.service_config", self.retry.service_config()))
+        return options
+
+    def _open(self, target: str) -> grpc.aio.Channel:
+        options = self.channel_options()
+        if self.tls is None:
+            return grpc.aio.insecure_channel(target, options=options)
+        return grpc.aio.secure_channel(target, self.tls.channel_credentials(), options=options)
 
     def client(self, target: str, service: descriptor.ServiceDescriptor) -> RemoteServiceClient:
         """A remote client for ``service`` at ``target``, calling with the pool's token."""
@@ -273,7 +396,11 @@ class ChannelPool:
 
 
 __all__ = [
+    "DEFAULT_RETRY",
+    "MIN_BACKOFF_S",
+    "RETRIED_SERVICES",
     "ChannelPool",
+    "RetryPolicy",
     "outgoing",
     "LocalServiceClient",
     "RemoteServiceClient",
