@@ -117,6 +117,14 @@ def _unique(endpoints: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(endpoints))
 
 
+def _unreachable(ep: _Endpoint) -> bool:
+    """Whether gRPC failed to connect to the endpoint (its channel in TRANSIENT_FAILURE)."""
+    if ep.channel is None:
+        return False
+    state = ep.channel.get_state(try_to_connect=False)
+    return bool(state == grpc.ChannelConnectivity.TRANSIENT_FAILURE)
+
+
 class NoHealthyEndpoint(Unavailable):
     """Every endpoint of the service is behind an open breaker (or none is known)."""
 
@@ -300,11 +308,15 @@ class BalancedClient:
 
     # -- picking -------------------------------------------------------------
 
-    def _pick(self) -> tuple[_Endpoint, Permit]:
+    def _pick(self, avoid: _Endpoint | None = None) -> tuple[_Endpoint, Permit]:
         current = self._source.current()
         if current is not self._seen and current != self._seen:
             self._sync(current)  # a source that changed without telling: take it anyway
-        allowed = [ep for ep in self._endpoints.values() if ep.breaker.allows()]
+        allowed = [ep for ep in self._endpoints.values() if ep.breaker.allows() and ep is not avoid]
+        # gRPC knows which replicas it cannot connect to (TRANSIENT_FAILURE): skip them
+        # while another is reachable, instead of paying failures to open their breakers.
+        reachable = [ep for ep in allowed if not _unreachable(ep)]
+        allowed = reachable or allowed
         if not allowed:
             known = len(self._endpoints)
             why = f"all {known} behind open circuit breakers" if known else "none is known"
@@ -374,6 +386,35 @@ class BalancedClient:
         try:
             reply = await self._client(ep).call(method, request, timeout=timeout, metadata=metadata)
         except BaseException as err:  # CancelledError too: the permit goes back unjudged
+            self._settle(ep, permit, err)
+            self._done(ep)
+            if not (isinstance(err, Unavailable) and _unreachable(ep) and len(self._endpoints) > 1):
+                raise
+            # The replica could not even be connected to (a dead process), so the last
+            # attempt reached no server: send it once to another replica, as gRPC's own
+            # transparent retry would within one channel. Anything else is not re-sent.
+            try:
+                other, permit = self._pick(avoid=ep)
+            except NoHealthyEndpoint:
+                raise err from None
+            return await self._call_on(other, permit, method, request, timeout, metadata)
+        else:
+            self._settle(ep, permit, None)
+            self._done(ep)
+            return reply
+
+    async def _call_on(
+        self,
+        ep: _Endpoint,
+        permit: Permit,
+        method: str,
+        request: message.Message,
+        timeout: float | None,
+        metadata: Metadata,
+    ) -> Any:
+        try:
+            reply = await self._client(ep).call(method, request, timeout=timeout, metadata=metadata)
+        except BaseException as err:
             self._settle(ep, permit, err)
             raise
         else:

@@ -46,7 +46,7 @@ from meshwright.mesh.errors import (
 from meshwright.mesh.pipeline import Pipeline
 from meshwright.mesh.security import insecure_pipeline
 from meshwright.registry.v1 import registry_pb2
-from tests.conftest import eventually
+from tests.conftest import eventually, free_port
 from tests.support_auth import test_keys
 
 R = registry_pb2
@@ -674,3 +674,24 @@ async def test_metadata_and_token_pass_as_through_a_remote_client(
     remaining = seen.time_remaining()
     # The upstream's 2 s, not the 10 s default (gRPC rounds the timeout header up a bit).
     assert remaining is not None and 1.0 < remaining < 3.0, remaining
+
+
+async def test_a_replica_nobody_listens_at_costs_no_call_a_failure(cluster: Cluster) -> None:
+    """A dead process (connection refused): gRPC's TRANSIENT_FAILURE keeps calls away from
+    it, and the call that found out is sent once to a live replica instead."""
+    (live,) = await cluster.start("live")
+    dead = f"127.0.0.1:{free_port()}"
+    client = cluster.client(StaticEndpoints([dead, live]), threshold=100)
+    for _ in range(30):
+        reply = await get(client)
+        assert reply.agent.endpoint == "live"
+    stats = client.endpoint_stats()
+    assert stats[dead].calls <= 2  # found out once (maybe twice while connecting), then skipped
+    assert cluster.replicas[live].attempts >= 30
+
+
+async def test_with_only_unreachable_replicas_the_call_fails_unavailable(cluster: Cluster) -> None:
+    dead = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    client = cluster.client(StaticEndpoints(dead), threshold=100)
+    with pytest.raises(Unavailable):
+        await get(client)
