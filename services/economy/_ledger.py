@@ -244,6 +244,8 @@ class _Ledger:
         self._params: Params | None = None
         self._params_read = 0.0
         self._maintainer: asyncio.Task[None] | None = None
+        self._stopping = False
+        """Set by ``stop``: the maintenance loop ends at its next turn."""
 
     # The machinery -----------------------------------------------------------
 

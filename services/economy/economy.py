@@ -244,6 +244,7 @@ class Economy(AccountOps, StakingOps, EscrowOps, VotingOps):
     def start(self) -> None:
         """Run ``maintain`` every ``maintenance_interval_s`` until ``stop``."""
         if self._maintainer is None:
+            self._stopping = False
             self._maintainer = asyncio.get_running_loop().create_task(
                 self._maintain_forever(), name="economy-maintenance"
             )
@@ -251,13 +252,22 @@ class Economy(AccountOps, StakingOps, EscrowOps, VotingOps):
     async def stop(self) -> None:
         """Stop the maintenance loop (an unfinished pass is cancelled; every step is atomic)."""
         task, self._maintainer = self._maintainer, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        # The flag ends the loop even if a cancel is lost: redis-py on Python 3.11 can
+        # swallow one that lands as a reply arrives (asyncio.wait_for's race), and the
+        # loop would otherwise go on, with this stop waiting for it forever.
+        self._stopping = True
+        task.cancel()
+        while not task.done():
+            await asyncio.wait({task}, timeout=1.0)
+            if not task.done():
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _maintain_forever(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.maintain()
             except asyncio.CancelledError:
