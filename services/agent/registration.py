@@ -111,24 +111,22 @@ class Registration:
         The registry shows the agent ERROR (offered no work) with it as the reason.
         """
         self.error = error[:1024]
-        if not self.lease_id:
-            return
-        async with self._lock:
-            try:
-                await self._heartbeat()
-            except MeshError as err:
-                log.warning("error-reporting heartbeat failed: %s", err.message)
+        await self._beat_now("error-reporting")
 
     async def drain(self) -> None:
         """Tell the registry to send no new work; later heartbeats keep saying so."""
         self.draining = True
+        await self._beat_now("draining")
+
+    async def _beat_now(self, what: str) -> None:
+        """Heartbeat now (not at the next interval) to report a change; logs a failure."""
         if not self.lease_id:
             return
         async with self._lock:
             try:
                 await self._heartbeat()
             except MeshError as err:
-                log.warning("draining heartbeat failed: %s", err.message)
+                log.warning("%s heartbeat failed: %s", what, err.message)
 
     async def close(self, *, deregister: bool = True) -> None:
         """Stop heartbeating and (by default) remove the registration."""

@@ -376,7 +376,8 @@ class BalancedClient:
         """Call a unary RPC on a picked endpoint; returns its response message.
 
         ``timeout`` None: ``default_timeout_s``. Raises NoHealthyEndpoint when every
-        endpoint's breaker is open, else what the call raised (a MeshError).
+        endpoint's breaker is open, else what the call raised (a MeshError). A call
+        whose replica turned out unreachable (no connection) goes once to another.
         """
         if method not in self._unary:
             raise NotFound(f"{self.service.full_name} has no unary method {method}")
@@ -384,11 +385,9 @@ class BalancedClient:
             timeout = self.options.default_timeout_s
         ep, permit = self._pick()
         try:
-            reply = await self._client(ep).call(method, request, timeout=timeout, metadata=metadata)
-        except BaseException as err:  # CancelledError too: the permit goes back unjudged
-            self._settle(ep, permit, err)
-            self._done(ep)
-            if not (isinstance(err, Unavailable) and _unreachable(ep) and len(self._endpoints) > 1):
+            return await self._call_on(ep, permit, method, request, timeout, metadata)
+        except Unavailable as err:
+            if not (_unreachable(ep) and len(self._endpoints) > 1):
                 raise
             # The replica could not even be connected to (a dead process), so the last
             # attempt reached no server: send it once to another replica, as gRPC's own
@@ -398,10 +397,6 @@ class BalancedClient:
             except NoHealthyEndpoint:
                 raise err from None
             return await self._call_on(other, permit, method, request, timeout, metadata)
-        else:
-            self._settle(ep, permit, None)
-            self._done(ep)
-            return reply
 
     async def _call_on(
         self,
@@ -414,7 +409,7 @@ class BalancedClient:
     ) -> Any:
         try:
             reply = await self._client(ep).call(method, request, timeout=timeout, metadata=metadata)
-        except BaseException as err:
+        except BaseException as err:  # CancelledError too: the permit goes back unjudged
             self._settle(ep, permit, err)
             raise
         else:
