@@ -403,7 +403,10 @@ def _pool(args: argparse.Namespace, creds: Credentials) -> ChannelPool:
 
 
 def _client(pool: ChannelPool, target: str, module: Any, name: str) -> ServiceClient:
-    return pool.client(target, module.DESCRIPTOR.services_by_name[name])
+    """A client of ``name`` at ``target``: one address, or replicas ``a:1,b:2`` (balanced)."""
+    from meshwright.mesh.targets import service_client
+
+    return service_client(pool, target, module.DESCRIPTOR.services_by_name[name])
 
 
 async def _workflow(args: argparse.Namespace) -> int:
@@ -798,7 +801,7 @@ def _client_flags(sp: argparse.ArgumentParser, *, leaf: bool) -> None:
     sp.add_argument(
         "--target",
         default=default(env_default("target", "127.0.0.1:50051")),
-        help="gRPC address of the mesh (env MESHWRIGHT_TARGET)",
+        help="gRPC address of the mesh, or several replicas a:1,b:2 (env MESHWRIGHT_TARGET)",
     )
     sp.add_argument(
         "--token",

@@ -15,6 +15,7 @@ from meshwright.mesh import MeshServer
 from meshwright.mesh.client import ChannelPool
 from meshwright.mesh.security import insecure_pipeline
 from meshwright.workflow.v1 import workflow_pb2 as W
+from tests.conftest import free_port
 from tests.e2e._proc import Running, cli_env, meshwright
 from tests.e2e.conftest import Mesh
 
@@ -70,6 +71,10 @@ async def test_workflow_run_follow_against_a_running_mesh(mesh: Mesh, env: dict[
     rc, out = await meshwright("agents", "--target", target, env=env)
     assert rc == 0 and "sysinfo" in out and "ACTIVE" in out, out
     assert "[system.snapshot]" in out, out  # user text is not eaten as markup
+    # Replicas: a dead one first, the call still lands on the live one.
+    replicas = f"127.0.0.1:{free_port()},{target}"
+    rc, out = await meshwright("agents", "--target", replicas, env=env)
+    assert rc == 0 and "sysinfo" in out, out
     rc, out = await meshwright("agents", "--target", target, "--state", "stopped", env=env)
     assert rc == 0 and "sysinfo" not in out, out  # the filter reaches the registry
     rc, out = await meshwright("agents", "--target", target, "--state", "sleeping", env=env)
