@@ -35,21 +35,21 @@ from meshwright.registry import (
     RegistryBackend,
 )
 from meshwright.registry.consul import ConsulRegistryBackend
-from meshwright.registry.records import AgentRecord
+from meshwright.registry.records import (
+    ACTIVE,
+    ADDED,
+    DRAINING,
+    ERROR,
+    INACTIVE,
+    STARTING,
+    STOPPED,
+    UPDATED,
+    AgentRecord,
+)
 from meshwright.registry.v1 import registry_pb2
 from tests.conftest import eventually
 from tests.consul_double import ConsulDouble, ConsulDoubleConfig
 from tests.registry.conftest import FakeClock, card
-
-ACTIVE = registry_pb2.AGENT_STATE_ACTIVE
-DRAINING = registry_pb2.AGENT_STATE_DRAINING
-INACTIVE = registry_pb2.AGENT_STATE_INACTIVE
-STARTING = registry_pb2.AGENT_STATE_STARTING
-ERROR = registry_pb2.AGENT_STATE_ERROR
-STOPPED = registry_pb2.AGENT_STATE_STOPPED
-ADDED = registry_pb2.AGENT_EVENT_TYPE_ADDED
-UPDATED = registry_pb2.AGENT_EVENT_TYPE_UPDATED
-REMOVED = registry_pb2.AGENT_EVENT_TYPE_REMOVED
 
 LONG_TTL_S = 30.0
 """Leases that must not lapse during a test (no test heartbeats in the background)."""

@@ -29,18 +29,17 @@ from meshwright.registry import (
     Registry,
 )
 from meshwright.registry.consul import ConsulRegistryBackend
-from meshwright.registry.v1 import registry_pb2
+from meshwright.registry.records import (
+    ACTIVE,
+    DRAINING,
+    INACTIVE,
+    REMOVED,
+    STOPPED,
+    UPDATED,
+)
 from tests.conftest import eventually, free_port
 from tests.consul_double import ConsulDouble, ConsulDoubleConfig
 from tests.registry.conftest import card
-
-ACTIVE = registry_pb2.AGENT_STATE_ACTIVE
-DRAINING = registry_pb2.AGENT_STATE_DRAINING
-INACTIVE = registry_pb2.AGENT_STATE_INACTIVE
-STOPPED = registry_pb2.AGENT_STATE_STOPPED
-ADDED = registry_pb2.AGENT_EVENT_TYPE_ADDED
-UPDATED = registry_pb2.AGENT_EVENT_TYPE_UPDATED
-REMOVED = registry_pb2.AGENT_EVENT_TYPE_REMOVED
 
 INTERVAL_S = 0.2
 WAIT_S = 5.0
