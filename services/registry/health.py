@@ -119,7 +119,12 @@ class HealthProber:
             except Exception:  # a failing backend must not end probing for good
                 log.exception("health prober could not list agents")
                 continue
-            await asyncio.gather(*(self.probe(r) for r in listing.records))
+            results = await asyncio.gather(
+                *(self.probe(r) for r in listing.records), return_exceptions=True
+            )
+            for err in results:  # one failed verdict must not end probing for good
+                if isinstance(err, Exception):
+                    log.warning("health probe failed: %r", err)
             self._forget_endpoints({r.endpoint for r in listing.records})
 
     async def probe(self, record: AgentRecord) -> bool:
