@@ -210,6 +210,7 @@ async def _up(args: argparse.Namespace) -> int:
         )
         security = Security.from_config(config, issuer=creds.issuer())
     node = await start_node(config, gateway=not args.no_gateway, security=security)
+    _settle_heap()
     stop = asyncio.Event()
     install_signal_handlers(stop.set)
     try:
@@ -270,6 +271,16 @@ async def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settle_heap() -> None:
+    """Move everything made at start-up (modules, descriptors, the node) out of the
+    collector's way: full collections then walk only what serving made. They were the
+    registry's worst pauses under heartbeat load (bench/registry.py --gc-log)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 async def _serve(args: argparse.Namespace) -> int:
     from meshwright.node import start_node
 
@@ -288,6 +299,7 @@ async def _serve(args: argparse.Namespace) -> int:
         economy_target=args.economy_target,
         gateway=not args.no_gateway,
     )
+    _settle_heap()
     stop = asyncio.Event()
     install_signal_handlers(stop.set)
     console.print(f"serving {', '.join(services)} on {node.grpc_address}")
