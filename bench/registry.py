@@ -332,19 +332,7 @@ def serve_health() -> None:
     async def check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return serving
 
-    async def main() -> None:
-        server = grpc.aio.server()
-        handler = grpc.method_handlers_generic_handler(
-            "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)}
-        )
-        server.add_generic_rpc_handlers((handler,))
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        print("READY", port, flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        await server.stop(0)
-
-    asyncio.run(main())
+    stores.serve_raw("grpc.health.v1.Health", "Check", check)
 
 
 # -- children of the benchmark ---------------------------------------------------------------

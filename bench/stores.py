@@ -86,18 +86,16 @@ GOAL_REDIS_OVERHEAD_MS = 2.0
 # -- the bare echo server (child process) ---------------------------------------------
 
 
-def serve_echo() -> None:
-    """A raw grpc.aio unary echo (bytes in, the same bytes out) until stdin closes."""
-
-    async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return request
+def serve_raw(service: str, method: str, handler: Any) -> None:
+    """Serve one raw grpc.aio unary method (bytes in, bytes out) on a free port of
+    127.0.0.1, print ``READY <port>`` and run until stdin closes."""
 
     async def main() -> None:
         server = grpc.aio.server()
-        handler = grpc.method_handlers_generic_handler(
-            "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+        generic = grpc.method_handlers_generic_handler(
+            service, {method: grpc.unary_unary_rpc_method_handler(handler)}
         )
-        server.add_generic_rpc_handlers((handler,))
+        server.add_generic_rpc_handlers((generic,))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         print("READY", port, flush=True)
@@ -105,6 +103,15 @@ def serve_echo() -> None:
         await server.stop(0)
 
     asyncio.run(main())
+
+
+def serve_echo() -> None:
+    """A raw grpc.aio unary echo (bytes in, the same bytes out) until stdin closes."""
+
+    async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return request
+
+    serve_raw("bench.Echo", "Echo", echo)
 
 
 async def echo_rate(port: int, calls: int, rounds: int) -> list[float]:
