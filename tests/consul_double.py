@@ -541,6 +541,12 @@ class ConsulDouble:
         self._cat_services: dict[str, dict[str, Any]] = {}
         self._cat_checks: dict[str, dict[str, Any]] = {}
         self._cat_index: dict[str, tuple[int, int]] = {}
+        # Lookups so that a change costs what it touches, not the whole catalog.
+        self._checks_of: dict[str, set[str]] = {}  # service id ("" = node) -> local check ids
+        self._cat_names: dict[str, set[str]] = {}  # service name -> catalog service ids
+        self._cat_checks_of: dict[str, set[str]] = {}  # service id -> catalog check ids
+        self._dirty_services: set[str] = set()
+        self._dirty_checks: set[str] = set()
         self._index = INITIAL_INDEX
         self._node_index = INITIAL_INDEX - 2
         self._service_index: dict[str, int] = {"consul": INITIAL_INDEX}
@@ -691,9 +697,10 @@ class ConsulDouble:
         """Consul's addServiceInternal: replace the service, (re)create its checks with
         the previous status and output of any check that already existed, drop the
         checks the definition leaves out when asked, then sync."""
-        existing = {cid for cid, c in self._checks.items() if c.service_id == service.service_id}
+        existing = set(self._checks_of.get(service.service_id, ()))
         previous = self._services.get(service.service_id)
         self._services[service.service_id] = service
+        self._dirty_services.add(service.service_id)
         kept: set[str] = set()
         for i, spec in enumerate(specs):
             check_id = spec.check_id
@@ -714,10 +721,11 @@ class ConsulDouble:
                 self._remove_check(check_id)
         if previous is not None:
             # Checks the new definition leaves in place follow the service's name and tags.
-            for check in self._checks.values():
-                if check.service_id == service.service_id:
-                    check.service_name = service.name
-                    check.service_tags = service.tags
+            for check_id in self._checks_of.get(service.service_id, ()):
+                check = self._checks[check_id]
+                check.service_name = service.name
+                check.service_tags = service.tags
+                self._dirty_checks.add(check_id)
         self._sync()
 
     def _new_check(self, spec: _CheckSpec, check_id: str, service: _Service | None) -> _Check:
@@ -779,6 +787,8 @@ class ConsulDouble:
         if old is not None:
             self._retire(old)
         self._checks[check.check_id] = check
+        self._checks_of.setdefault(check.service_id, set()).add(check.check_id)
+        self._dirty_checks.add(check.check_id)
         loop = asyncio.get_running_loop()
         if check.kind == "ttl":
             check.ttl_handle = loop.call_later(check.ttl_ns / 1e9, self._ttl_expired, check)
@@ -824,11 +834,18 @@ class ConsulDouble:
     def _remove_check(self, check_id: str) -> None:
         check = self._checks.pop(check_id, None)
         if check is not None:
+            self._dirty_checks.add(check_id)
+            ids = self._checks_of.get(check.service_id)
+            if ids is not None:
+                ids.discard(check_id)
+                if not ids:
+                    del self._checks_of[check.service_id]
             self._retire(check)
 
     def _remove_service(self, service_id: str) -> None:
         self._services.pop(service_id, None)
-        for check_id in [c.check_id for c in self._checks.values() if c.service_id == service_id]:
+        self._dirty_services.add(service_id)
+        for check_id in list(self._checks_of.get(service_id, ())):
             self._remove_check(check_id)
         self._sync()
 
@@ -856,12 +873,14 @@ class ConsulDouble:
         check.status = status
         check.output = output
         check.catalog_output = output
+        self._dirty_checks.add(check.check_id)
         self._sync()
 
     def _deferred_sync(self, check: _Check) -> None:
         check.defer_handle = None
         if self._checks.get(check.check_id) is check:
             check.catalog_output = check.output
+            self._dirty_checks.add(check.check_id)
             self._sync()
 
     def _set_ttl_status(self, check: _Check, status: str, output: str) -> None:
@@ -1064,67 +1083,86 @@ class ConsulDouble:
         }
 
     def _sync(self) -> None:
-        """Write the local state into the catalog: one raft index for everything that
+        """Write the local changes into the catalog: one raft index for everything that
         changed, per-name indexes for the names it touched, watchers woken. Nothing
-        changes (and no index moves) when the catalog already agrees."""
+        changes (and no index moves) when the catalog already agrees. Only what was
+        marked dirty since the last sync is compared (anti-entropy per entry)."""
+        dirty_services, self._dirty_services = self._dirty_services, set()
+        dirty_checks, self._dirty_checks = self._dirty_checks, set()
         touched: set[str] = set()
         services_changed = False
         node_level = False
-        want_services = {sid: self._service_repr(s) for sid, s in self._services.items()}
-        want_checks = {
-            cid: self._check_repr(c, output=c.catalog_output) for cid, c in self._checks.items()
-        }
-        changed_keys: list[str] = []
-        removed_keys: list[str] = []
-        for sid, rep in want_services.items():
+        new_services: dict[str, dict[str, Any] | None] = {}
+        new_checks: dict[str, dict[str, Any] | None] = {}
+        for sid in dirty_services:
             old = self._cat_services.get(sid)
-            if old != rep:
-                changed_keys.append(f"s/{sid}")
-                services_changed = True
+            local = self._services.get(sid)
+            rep = self._service_repr(local) if local is not None else None
+            if rep == old:
+                continue
+            new_services[sid] = rep
+            services_changed = True
+            if rep is not None:
                 touched.add(rep["Service"])
-                if old is not None:
-                    touched.add(old["Service"])
-        for sid, old in self._cat_services.items():
-            if sid not in want_services:
-                removed_keys.append(f"s/{sid}")
-                services_changed = True
+            if old is not None:
                 touched.add(old["Service"])
-        for cid, rep in want_checks.items():
+        for cid in dirty_checks:
             old = self._cat_checks.get(cid)
-            if old != rep:
-                changed_keys.append(f"c/{cid}")
-                if rep["ServiceName"]:
-                    touched.add(rep["ServiceName"])
+            check = self._checks.get(cid)
+            rep = self._check_repr(check, output=check.catalog_output) if check else None
+            if rep == old:
+                continue
+            new_checks[cid] = rep
+            for r in (rep, old):
+                if r is None:
+                    continue
+                if r["ServiceName"]:
+                    touched.add(r["ServiceName"])
                 else:
                     node_level = True
-                if old is not None and old["ServiceName"]:
-                    touched.add(old["ServiceName"])
-        for cid, old in self._cat_checks.items():
-            if cid not in want_checks:
-                removed_keys.append(f"c/{cid}")
-                if old["ServiceName"]:
-                    touched.add(old["ServiceName"])
-                else:
-                    node_level = True
-        if not changed_keys and not removed_keys:
+        if not new_services and not new_checks:
             return
         self._index += 1
         idx = self._index
-        for key in changed_keys:
+        for sid, rep in new_services.items():
+            old = self._cat_services.get(sid)
+            key = f"s/{sid}"
+            if old is not None:
+                names = self._cat_names[old["Service"]]
+                names.discard(sid)
+                if not names:
+                    del self._cat_names[old["Service"]]
+            if rep is None:
+                del self._cat_services[sid]
+                self._cat_index.pop(key, None)
+                continue
+            self._cat_services[sid] = rep
+            self._cat_names.setdefault(rep["Service"], set()).add(sid)
             create = self._cat_index.get(key, (idx, idx))[0]
             self._cat_index[key] = (create, idx)
-        for key in removed_keys:
-            self._cat_index.pop(key, None)
-        self._cat_services = want_services
-        self._cat_checks = want_checks
+        for cid, rep in new_checks.items():
+            old = self._cat_checks.get(cid)
+            key = f"c/{cid}"
+            if old is not None:
+                ids = self._cat_checks_of[old["ServiceID"]]
+                ids.discard(cid)
+                if not ids:
+                    del self._cat_checks_of[old["ServiceID"]]
+            if rep is None:
+                del self._cat_checks[cid]
+                self._cat_index.pop(key, None)
+                continue
+            self._cat_checks[cid] = rep
+            self._cat_checks_of.setdefault(rep["ServiceID"], set()).add(cid)
+            create = self._cat_index.get(key, (idx, idx))[0]
+            self._cat_index[key] = (create, idx)
         if services_changed:
             self._services_table_index = idx
         if node_level:
             # A node check is part of every service entry on the node.
-            touched |= {rep["Service"] for rep in want_services.values()} | {"consul"}
-        live = {rep["Service"] for rep in want_services.values()} | {"consul"}
+            touched |= set(self._cat_names) | {"consul"}
         for name in touched:
-            if name in live:
+            if name in self._cat_names or name == "consul":
                 self._service_index[name] = idx
             elif name in self._service_index:
                 del self._service_index[name]
@@ -1234,27 +1272,17 @@ class ConsulDouble:
 
     def _node_checks(self) -> list[dict[str, Any]]:
         checks = [self._serf_check()]
-        checks += [
-            self._cat_check_json(cid)
-            for cid in sorted(self._cat_checks)
-            if not self._cat_checks[cid]["ServiceID"]
-        ]
+        checks += [self._cat_check_json(cid) for cid in sorted(self._cat_checks_of.get("", ()))]
         return checks
 
     def _instances(self, name: str) -> list[dict[str, Any]]:
         if name == "consul":
             return [self._server_service()]
-        return [
-            self._cat_service_json(sid)
-            for sid in sorted(self._cat_services)
-            if self._cat_services[sid]["Service"] == name
-        ]
+        return [self._cat_service_json(sid) for sid in sorted(self._cat_names.get(name, ()))]
 
     def _service_checks(self, service_id: str) -> list[dict[str, Any]]:
         return [
-            self._cat_check_json(cid)
-            for cid in sorted(self._cat_checks)
-            if self._cat_checks[cid]["ServiceID"] == service_id
+            self._cat_check_json(cid) for cid in sorted(self._cat_checks_of.get(service_id, ()))
         ]
 
     def _health_entries(self, name: str) -> list[dict[str, Any]]:
