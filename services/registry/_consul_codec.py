@@ -1,6 +1,7 @@
 """Registrations as Consul service instances, and Consul's health entries back as records.
 
-One agent is one instance of the service ``meshwright-agent``: ID = agent id,
+One agent is one instance of an agent service, ``meshwright-agent`` or one of its
+shards ``meshwright-agent-<k>`` (``consul.py`` picks which): ID = agent id,
 Address/Port from its endpoint, Tags = its registration tags then
 ``skill:<id>`` per card skill, Meta = what the record needs that Consul has no
 field for (the card itself, base64 of its serialized form, chunked over
@@ -38,6 +39,7 @@ import binascii
 import dataclasses
 import itertools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +52,14 @@ from meshwright.mesh.errors import InvalidArgument
 from meshwright.registry.records import AgentRecord
 
 SERVICE_NAME = "meshwright-agent"
-"""The Consul service every agent is an instance of."""
+"""The Consul service agents are instances of, or the prefix of its shards' names."""
+_SHARD = re.compile(re.escape(SERVICE_NAME) + r"-[0-9]+")
+
+
+def is_agent_service(name: str) -> bool:
+    """Whether ``name`` is an agent service: ``meshwright-agent`` or a shard of it."""
+    return name == SERVICE_NAME or _SHARD.fullmatch(name) is not None
+
 
 MAX_META_PAIRS = 64
 MAX_META_VALUE = 512
@@ -204,12 +213,14 @@ def _endpoint(address: str, port: int) -> str:
 def registration(
     record: AgentRecord,
     *,
+    service: str = SERVICE_NAME,
     check_interval_s: float,
     check_timeout_s: float,
     deregister_after_s: float,
     grpc_use_tls: bool,
 ) -> dict[str, Any]:
-    """The body of ``PUT /v1/agent/service/register`` for ``record``.
+    """The body of ``PUT /v1/agent/service/register`` for ``record``, an instance of
+    the agent service ``service``.
 
     Raises ``InvalidArgument`` (field ``card``) when the card does not fit in Meta.
     """
@@ -217,7 +228,7 @@ def registration(
     reap = go_duration(max(deregister_after_s, CONSUL_MIN_DEREGISTER_S))
     agent_id = record.agent_id
     return {
-        "Name": SERVICE_NAME,
+        "Name": service,
         "ID": agent_id,
         "Address": address,
         "Port": port,
@@ -252,7 +263,7 @@ def stopped_registration(
     meta = dict(service.get("Meta") or {})
     meta[META_STOPPED] = repr(stopped_s)
     return {
-        "Name": SERVICE_NAME,
+        "Name": service.get("Service", SERVICE_NAME),
         "ID": agent_id,
         "Address": service.get("Address", ""),
         "Port": service.get("Port", 0),
@@ -296,9 +307,9 @@ def fingerprint(entry: Mapping[str, Any]) -> Fingerprint:
 
 
 def service_id(entry: Mapping[str, Any]) -> str | None:
-    """The agent id of a health entry of ``meshwright-agent``; None for other services."""
+    """The agent id of a health entry of an agent service; None for other services."""
     service = entry.get("Service") or {}
-    if service.get("Service") != SERVICE_NAME or not service.get("ID"):
+    if not is_agent_service(str(service.get("Service", ""))) or not service.get("ID"):
         return None
     return str(service["ID"])
 
@@ -336,7 +347,7 @@ def _registration_tags(tags: list[str], card: agent_pb2.AgentCard) -> tuple[str,
 def decode(
     entry: Mapping[str, Any], *, previous: AgentRecord | None, observed: float
 ) -> AgentRecord:
-    """The record a health entry of ``meshwright-agent`` shows, ``observed`` at that time.
+    """The record a health entry of an agent service shows, ``observed`` at that time.
 
     ``previous`` is this agent's record from the last result: times Consul does not
     keep (when a check turned critical) are carried over while the state stays.

@@ -1,8 +1,9 @@
 """The registry on Consul (``--registry consul://host:8500``), through py-consul's asyncio client.
 
 Consul holds every registration and judges liveness: each agent is an instance
-of the service ``meshwright-agent`` with a GRPC check of the agent's endpoint
-and a TTL check of its lease (``_consul_codec`` has the mapping). The registry
+of one of the services ``meshwright-agent-<k>`` (a shard, see below) with a GRPC
+check of the agent's endpoint and a TTL check of its lease (``_consul_codec``
+has the mapping). The registry
 keeps no state of its own, so every registry replica pointed at one Consul
 serves the same agents. The replicas must share one Consul *agent* (the HTTP
 address they are given): checks live on the Consul agent that registered them,
@@ -35,8 +36,8 @@ say which error it is (``AgentNotFound``, ``AgentStopped`` or ``LeaseMismatch``)
 
 The note of a heartbeat is chosen so that heartbeats cost watchers nothing: Consul
 raises its index when a check's output or status changes, and every index raise
-makes every blocking query on ``meshwright-agent`` (this backend's follower in
-each replica, anyone else watching) read every instance again, cards and all. At
+makes every blocking query on the agent's shard (this backend's follower of it in
+each replica, anyone else watching) read every instance of it again, cards and all. At
 2,000 heartbeats a second a note that changed every time (a timestamp, say) would
 be 2,000 full reads a second per watcher. So the note carries only the report
 (load, draining, error) and the time it was first made: a heartbeat that repeats
@@ -50,32 +51,44 @@ its servers by ``check_update_interval`` (5 minutes unless configured), so a new
 load reaches other replicas that late, while draining and errors (status changes)
 go at once; the ``load`` in a heartbeat's response is always current.
 
-Reads (``get``, ``list``) come from this backend's mirror of Consul, which ONE
-background follower keeps with blocking queries on
-``GET /v1/health/service/meshwright-agent`` (every instance, any state: the
-registry shows every state). A write returns once the follower has seen it
-(registrations, stops and status changes), so a read in this process right after
-its own write finds it, and changes still come only from Consul. The follower
-diffs each result against the previous one into ``Change`` s whose revision is the
-result's ``X-Consul-Index``: several changes may share one revision (one result),
-and a result's changes are emitted together, in agent_id order.
-``changes_since(r)`` returns every kept change with revision > r. When Consul's
-index goes backwards (a snapshot restore, a Consul restarted in dev mode) the
-follower lists again from index 0, reports the difference with revisions that go
-on increasing (so live watchers stay consistent), and refuses to resume from any
-revision before the reset (``HistoryTrimmed``).
+Reads (``get``, ``list``) come from this backend's mirror of Consul, kept by
+background followers with blocking queries on ``GET /v1/health/service/<shard>``
+(every instance, any state: the registry shows every state). Agents are spread
+over ``shards`` service names by a stable hash of their id (``meshwright-agent-0``
+... ``-15`` by default; one shard is plain ``meshwright-agent``), one follower
+each, because a blocking query answers with every instance of its service: with
+one name, each registration in a storm of 10,000 would make every replica read
+up to 10,000 instances again (O(N^2) in all); with k names a change re-reads
+N/k. A follower of ``/v1/catalog/services`` finds shard names this replica did
+not make (another replica configured with other ``shards``, an older layout) and
+follows them too, so replicas with different settings still serve one view.
+
+A write returns once the follower has seen it (registrations, stops and status
+changes), so a read in this process right after its own write finds it, and
+changes still come only from Consul. A follower diffs each result against its
+shard's previous one into ``Change`` s that share one revision, emitted together
+in agent_id order. Revisions are this replica's own: they start at the time the
+view was made, in microseconds, and grow by one per result that changed
+something (Consul's index is per shard, so it cannot order changes across
+shards). ``changes_since(r)`` returns every kept change with revision > r; a
+revision from another replica or from before a restart lies outside what this
+one keeps and is refused (``HistoryTrimmed``: list again, then watch), as on
+the memory backend. When a shard's index goes backwards (a snapshot restore, a
+Consul restarted in dev mode) its follower lists it again from index 0, reports
+the difference, and refuses to resume from any revision before the reset.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import builtins
 import contextlib
 import dataclasses
 import json
 import logging
+import re
 import time
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -86,13 +99,20 @@ import consul.aio
 from consul.callback import CB
 
 from meshwright.mesh.discovery import consul_client, consul_settings, go_duration
-from meshwright.mesh.errors import Aborted, Internal, MeshError, Unavailable
+from meshwright.mesh.errors import (
+    Aborted,
+    FieldViolation,
+    Internal,
+    InvalidArgument,
+    MeshError,
+    Unavailable,
+)
 from meshwright.registry import _consul_codec as codec
+from meshwright.registry._index import RecordIndex
 from meshwright.registry.backend import ChangeListener
 from meshwright.registry.errors import AgentNotFound, AgentStopped, HistoryTrimmed, LeaseMismatch
 from meshwright.registry.records import (
     ADDED,
-    ANY_STATE,
     REMOVED,
     UPDATED,
     AgentQuery,
@@ -107,6 +127,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HISTORY = 10_000
 """Changes kept for watches that resume (``changes_since``)."""
+DEFAULT_SHARDS = 16
+"""Service names the agents are spread over (``?shards=`` in the URL)."""
+MAX_SHARDS = 256
 
 T = TypeVar("T")
 
@@ -120,6 +143,30 @@ class _Sent:
     note: str
     at: float
     """When the report was first made (the note's ``at``)."""
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Shard:
+    """One followed agent service name and what its last result held."""
+
+    name: str
+    index: int = 0
+    """X-Consul-Index of its last result."""
+    prints: dict[str, codec.Fingerprint] = dataclasses.field(default_factory=dict)
+    """agent id -> fingerprint of its entry in the last result."""
+    foreign: dict[str, codec.Fingerprint] = dataclasses.field(default_factory=dict)
+    """Entries meshwright did not write (warned about once each)."""
+    error: MeshError | None = None
+    """Why the last read failed; None while the follower follows."""
+    task: asyncio.Task[None] | None = None
+
+
+def shard_service(agent_id: str, shards: int) -> str:
+    """The Consul service name the agent ``agent_id`` is an instance of, with ``shards``
+    names (a stable hash: every replica and every process agrees)."""
+    if shards == 1:
+        return codec.SERVICE_NAME
+    return f"{codec.SERVICE_NAME}-{zlib.crc32(agent_id.encode()) % shards}"
 
 
 def _lease_status(record: AgentRecord) -> str:
@@ -151,6 +198,7 @@ class ConsulRegistryBackend:
         request_timeout_s: float = 10.0,
         visible_timeout_s: float = 5.0,
         retry_max_s: float = 5.0,
+        shards: int = DEFAULT_SHARDS,
     ) -> None:
         """
         Args:
@@ -170,11 +218,15 @@ class ConsulRegistryBackend:
             visible_timeout_s: how long a write waits for the follower to see it
                 before it returns anyway.
             retry_max_s: longest pause of the follower between failed queries.
+            shards: service names agents are spread over (1 to 256; see the module's
+                docstring). Replicas may differ: each follows every shard it finds.
         """
         if history_size < 1:
             raise ValueError("history_size must be at least 1")
         if health_check_interval_s <= 0 or health_check_timeout_s <= 0:
             raise ValueError("health_check_interval_s and health_check_timeout_s must be positive")
+        if not 1 <= shards <= MAX_SHARDS:
+            raise ValueError(f"shards must be 1 to {MAX_SHARDS}, not {shards}")
         if scheme not in ("http", "https"):
             raise ValueError(f"scheme must be http or https, not {scheme!r}")
         self._host = f"[{host}]" if ":" in host and not host.startswith("[") else host
@@ -191,8 +243,9 @@ class ConsulRegistryBackend:
         self.request_timeout_s = request_timeout_s
         self.visible_timeout_s = visible_timeout_s
         self.retry_max_s = retry_max_s
+        self.shards = shards
         self._client: Any = None  # consul.aio.Consul: py-consul has no type hints
-        self._follower: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None  # of the catalog: finds shards
         self._listeners: list[ChangeListener] = []
         self._reset_view()
 
@@ -200,9 +253,19 @@ class ConsulRegistryBackend:
     def from_url(cls, url: str, **options: Any) -> ConsulRegistryBackend:
         """A backend for ``consul://host:port`` (``consuls://`` for HTTPS), parsed as the
         mesh's discovery parses it: the ACL token from a ``?token=`` query, else
-        ``CONSUL_HTTP_TOKEN``. ``options`` are the constructor's keyword arguments.
-        Raises ``InvalidArgument`` for a URL of another scheme."""
+        ``CONSUL_HTTP_TOKEN``; ``?shards=N`` sets ``shards``. ``options`` are the
+        constructor's keyword arguments. Raises ``InvalidArgument`` for a URL of
+        another scheme or a bad ``shards``."""
         settings = consul_settings(url)
+        match = re.search(r"[?&]shards=([^&]*)", url)
+        if match is not None:
+            raw = match.group(1)
+            if not raw.isdigit() or not 1 <= int(raw) <= MAX_SHARDS:
+                raise InvalidArgument(
+                    f"shards={raw!r} in {url!r}: must be a whole number from 1 to {MAX_SHARDS}",
+                    violations=[FieldViolation("registry_url", "shards must be 1 to 256")],
+                )
+            options = {"shards": int(raw), **options}
         return cls(
             settings["host"],
             settings["port"],
@@ -219,7 +282,7 @@ class ConsulRegistryBackend:
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        """Check Consul has a leader, read every agent, then follow changes.
+        """Check Consul has a leader, read every agent of every shard, then follow changes.
 
         Raises ``Unavailable`` when Consul cannot be reached or has no leader.
         """
@@ -230,21 +293,34 @@ class ConsulRegistryBackend:
             leader = await self._call("the leader", self._client.status.leader())
             if not leader:
                 raise Unavailable(f"consul at {self.address} has no leader (yet?)")
-            index, entries = await self._read(0)
+            catalog_index, found = await self._read_names(0)
+            names = sorted(found | self._own_names())
+            reads = await asyncio.gather(*(self._read(name, 0) for name in names))
         except BaseException:
             await self._disconnect()
             raise
         self._reset_view()
-        self._apply(index, entries, initial=True)
-        self._follower = asyncio.create_task(self._follow(index), name="consul-registry-follower")
+        for name, (index, entries) in zip(names, reads, strict=True):
+            self._apply(self._shard(name), index, entries, initial=True)
+        for shard in self._shards.values():
+            self._start_follower(shard)
+        self._follower = asyncio.create_task(
+            self._follow_catalog(catalog_index), name="consul-registry-catalog"
+        )
 
     async def close(self) -> None:
-        """Stop the follower and close the HTTP session."""
-        follower, self._follower = self._follower, None
-        if follower is not None:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+        """Stop the followers and close the HTTP session."""
+        tasks = [self._follower, *(s.task for s in self._shards.values())]
+        self._follower = None
+        for shard in self._shards.values():
+            shard.task = None
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        for task in tasks:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._disconnect()
 
     def _connect(self) -> Any:
@@ -256,17 +332,30 @@ class ConsulRegistryBackend:
             await client.close()
 
     def _reset_view(self) -> None:
-        self._records: dict[str, AgentRecord] = {}
-        self._ids: list[str] = []  # sorted: pages are a bisect
-        self._prints: dict[str, codec.Fingerprint] = {}  # agent -> fingerprint of its entry
-        self._foreign: dict[str, codec.Fingerprint] = {}  # entries meshwright did not write
+        self._records = RecordIndex()
+        self._shards: dict[str, _Shard] = {}
+        self._owner: dict[str, str] = {}  # agent -> the shard it was last seen in
         self._sent: dict[str, _Sent] = {}
         self._history: deque[Change] = deque()
-        self._revision = 0
-        self._floor = 0  # every change with a revision above it is in _history
-        self._index = 0  # X-Consul-Index of the last result
+        self._revision = time.time_ns() // 1000
+        self._floor = self._revision  # every change with a revision above it is in _history
         self._applied = asyncio.Event()  # set (and replaced) after each result
-        self._view_error: MeshError | None = None
+
+    def _own_names(self) -> set[str]:
+        if self.shards == 1:
+            return {codec.SERVICE_NAME}
+        return {f"{codec.SERVICE_NAME}-{k}" for k in range(self.shards)}
+
+    def _shard(self, name: str) -> _Shard:
+        shard = self._shards.get(name)
+        if shard is None:
+            shard = self._shards[name] = _Shard(name)
+        return shard
+
+    def _start_follower(self, shard: _Shard) -> None:
+        shard.task = asyncio.create_task(
+            self._follow_shard(shard), name=f"consul-registry-follower:{shard.name}"
+        )
 
     # -- Consul calls --------------------------------------------------------
 
@@ -293,25 +382,46 @@ class ConsulRegistryBackend:
         except consul.ConsulException as err:  # 5xx, 429, an answer that is not JSON
             raise Unavailable(f"{where} failed ({what}): {err}") from err
 
-    async def _read(self, index: int) -> tuple[int, list[Mapping[str, Any]]]:
-        """Every instance of ``meshwright-agent``; blocks while ``index`` is current."""
-        client = self._started()
+    async def _blocking(
+        self, what: str, call: Callable[[int | None, str | None], Awaitable[Any]], index: int
+    ) -> tuple[int, Any]:
+        """One read that blocks while ``index`` (above 0) is current; the index and body."""
         blocking = index > 0
-        call = client.health.service(
-            codec.SERVICE_NAME,
-            index=index if blocking else None,
-            wait=go_duration(self.watch_wait_s) if blocking else None,
-        )
         # Consul adds up to wait/16 to a blocking query's wait.
         timeout_s = self.request_timeout_s + (self.watch_wait_s * 17 / 16 if blocking else 0)
-        raw_index, entries = await self._call("read the agents", call, timeout_s)
+        raw_index, body = await self._call(
+            what,
+            call(index if blocking else None, go_duration(self.watch_wait_s) if blocking else None),
+            timeout_s,
+        )
         try:
-            got = int(raw_index)
+            return int(raw_index), body
         except (TypeError, ValueError) as err:
             raise Unavailable(f"consul at {self.address} sent index {raw_index!r}") from err
+
+    async def _read(self, name: str, index: int) -> tuple[int, list[Mapping[str, Any]]]:
+        """Every instance of the shard ``name``; blocks while ``index`` is current."""
+        client = self._started()
+
+        def call(index: int | None, wait: str | None) -> Awaitable[Any]:
+            return client.health.service(name, index=index, wait=wait)
+
+        got, entries = await self._blocking(f"read the agents of {name}", call, index)
         if not isinstance(entries, list):
             raise Unavailable(f"consul at {self.address} sent a health listing that is no list")
         return got, entries
+
+    async def _read_names(self, index: int) -> tuple[int, set[str]]:
+        """The agent shard names in Consul's catalog; blocks while ``index`` is current."""
+        client = self._started()
+
+        def call(index: int | None, wait: str | None) -> Awaitable[Any]:
+            return client.catalog.services(index=index, wait=wait)
+
+        got, services = await self._blocking("read the service names", call, index)
+        if not isinstance(services, Mapping):
+            raise Unavailable(f"consul at {self.address} sent a service catalog that is no map")
+        return got, {str(n) for n in services if codec.is_agent_service(str(n))}
 
     async def _register(self, body: Mapping[str, Any], what: str) -> None:
         client = self._started()
@@ -333,7 +443,9 @@ class ConsulRegistryBackend:
             headers=client.prepare_headers(),
         )
         service = await self._call(f"read agent {agent_id}", call)
-        if not isinstance(service, Mapping) or service.get("Service") != codec.SERVICE_NAME:
+        if not isinstance(service, Mapping) or not codec.is_agent_service(
+            str(service.get("Service", ""))
+        ):
             return None
         return service
 
@@ -385,98 +497,140 @@ class ConsulRegistryBackend:
 
     # -- the follower --------------------------------------------------------
 
-    async def _follow(self, index: int) -> None:
+    async def _follow(
+        self,
+        what: str,
+        read: Callable[[int], Awaitable[tuple[int, T]]],
+        apply: Callable[[int, T, bool], None],
+        index: int,
+        failed: Callable[[MeshError | None], None],
+    ) -> None:
+        """Follow one blocking query from ``index``: ``apply(index, body, reset)`` each
+        result (``reset`` after Consul's index went back and it was read from 0 again);
+        ``failed(error)`` after a failed read, ``failed(None)`` once reads work again."""
         relist = False
         delay_s = 0.0
         while True:
             try:
-                got, entries = await self._read(0 if relist else index)
+                got, body = await read(0 if relist else index)
                 if not relist and got < index:
                     # Consul's rule: an index that went backwards means start again from 0.
-                    log.warning("consul index went back from %d to %d: listing again", index, got)
+                    log.warning(
+                        "consul index of %s went back from %d to %d: reading again",
+                        what,
+                        index,
+                        got,
+                    )
                     relist = True
                     continue
-                self._apply(got, entries, reset=relist)
-            except Exception as err:  # the follower must outlive any one bad answer
+                apply(got, body, relist)
+            except Exception as err:  # a follower must outlive any one bad answer
                 if isinstance(err, MeshError):
-                    self._view_error = err
-                    log.warning("consul registry follower: %s", err.message)
+                    failed(err)
+                    log.warning("consul registry follower (%s): %s", what, err.message)
                 else:
-                    self._view_error = Unavailable(f"consul registry follower failed: {err!r}")
-                    log.exception("consul registry follower failed")
+                    failed(Unavailable(f"consul registry follower ({what}) failed: {err!r}"))
+                    log.exception("consul registry follower (%s) failed", what)
                 # The one pause: a capped backoff after errors, never a poll.
                 delay_s = min(self.retry_max_s, max(0.05, delay_s * 2))
                 await asyncio.sleep(delay_s)
                 continue
+            if delay_s:
+                failed(None)
             delay_s = 0.0
             relist = False
             # An index of 0 would not block; 1 always does (Consul's advice).
             index = max(got, 1)
 
+    async def _follow_shard(self, shard: _Shard) -> None:
+        def read(index: int) -> Awaitable[tuple[int, list[Mapping[str, Any]]]]:
+            return self._read(shard.name, index)
+
+        def apply(index: int, entries: list[Mapping[str, Any]], reset: bool) -> None:
+            self._apply(shard, index, entries, reset=reset)
+
+        def failed(err: MeshError | None) -> None:
+            shard.error = err
+
+        await self._follow(shard.name, read, apply, shard.index, failed)
+
+    async def _follow_catalog(self, index: int) -> None:
+        """Follow the catalog's service names; start a follower for each new shard."""
+
+        def apply(index: int, names: set[str], reset: bool) -> None:
+            for name in sorted(names - self._shards.keys()):
+                log.info("consul registry: following agents of %s too", name)
+                self._start_follower(self._shard(name))
+
+        def failed(err: MeshError | None) -> None:
+            pass  # the shards known so far are still followed; new ones wait
+
+        await self._follow("the service names", self._read_names, apply, index, failed)
+
     def _apply(
         self,
+        shard: _Shard,
         index: int,
         entries: list[Mapping[str, Any]],
         *,
         initial: bool = False,
         reset: bool = False,
     ) -> None:
-        """Diff one result against the mirror; apply and report the changes."""
+        """Diff one result of ``shard`` against its last; apply and report the changes."""
         observed = self._clock()
         fresh: dict[str, tuple[codec.Fingerprint, Mapping[str, Any]]] = {}
         for entry in entries:
             agent_id = codec.service_id(entry) if isinstance(entry, Mapping) else None
-            if agent_id is not None:
+            if agent_id is not None and entry["Service"].get("Service") == shard.name:
                 fresh[agent_id] = (codec.fingerprint(entry), entry)
         found: list[tuple[registry_pb2.AgentEventType, AgentRecord, AgentRecord | None]] = []
-        for agent_id in sorted(self._records.keys() | fresh.keys()):
+        for agent_id in sorted(shard.prints.keys() | shard.foreign.keys() | fresh.keys()):
             old = self._records.get(agent_id)
+            owned = self._owner.get(agent_id) == shard.name
             if agent_id not in fresh:
-                if old is not None:
+                # Gone from this shard; unless it moved to another (registered again by
+                # a replica with other ``shards``), it is gone.
+                if old is not None and owned:
                     found.append((REMOVED, old, None))
-                self._foreign.pop(agent_id, None)
+                shard.prints.pop(agent_id, None)
+                shard.foreign.pop(agent_id, None)
                 continue
             print_, entry = fresh[agent_id]
-            if old is not None and self._prints.get(agent_id) == print_:
+            if old is not None and owned and shard.prints.get(agent_id) == print_:
                 continue
             try:
                 record = codec.decode(entry, previous=old, observed=observed)
             except ValueError as err:
-                if self._foreign.get(agent_id) != print_:
-                    log.warning("ignoring a %s instance: %s", codec.SERVICE_NAME, err)
-                    self._foreign[agent_id] = print_
-                if old is not None:
+                if shard.foreign.get(agent_id) != print_:
+                    log.warning("ignoring a %s instance: %s", shard.name, err)
+                    shard.foreign[agent_id] = print_
+                shard.prints.pop(agent_id, None)
+                if old is not None and owned:
                     found.append((REMOVED, old, None))
                 continue
-            self._foreign.pop(agent_id, None)
-            self._prints[agent_id] = print_
+            shard.foreign.pop(agent_id, None)
+            shard.prints[agent_id] = print_
             if old is None:
                 found.append((ADDED, record, None))
-            elif record != old:
+            elif record != old or not owned:
                 found.append((UPDATED, record, old))
 
         for kind, record, _ in found:
             agent_id = record.agent_id
             if kind == REMOVED:
-                del self._records[agent_id]
-                del self._ids[bisect.bisect_left(self._ids, agent_id)]
-                self._prints.pop(agent_id, None)
+                self._records.remove(agent_id)
+                self._owner.pop(agent_id, None)
                 self._sent.pop(agent_id, None)
             else:
-                if agent_id not in self._records:
-                    bisect.insort(self._ids, agent_id)
-                self._records[agent_id] = record
-        self._index = index
-        self._view_error = None
-        if initial:
-            self._revision = self._floor = index
-        else:
-            # Revisions never go back, even when Consul's index does; a reset takes a
-            # revision of its own so that none from before it is mistaken for one after.
+                self._records.put(record)
+                self._owner[agent_id] = shard.name
+        shard.index = index
+        shard.error = None
+        if not initial:
+            # A reset takes a revision of its own so that none from before it is
+            # mistaken for one after.
             if found or reset:
-                self._revision = max(index, self._revision + 1)
-            else:
-                self._revision = max(index, self._revision)
+                self._revision += 1
             changes = [
                 Change(
                     kind=kind,
@@ -545,6 +699,7 @@ class ConsulRegistryBackend:
     async def put(self, record: AgentRecord, *, now: float) -> AgentRecord | None:
         body = codec.registration(
             record,
+            service=shard_service(record.agent_id, self.shards),
             check_interval_s=self.health_check_interval_s,
             check_timeout_s=self.health_check_timeout_s,
             deregister_after_s=self.deregister_after_s,
@@ -710,10 +865,11 @@ class ConsulRegistryBackend:
     def _vouch(self) -> None:
         """Reads serve the mirror only while the follower is following."""
         self._started()
-        if self._view_error is not None:
-            raise Unavailable(
-                f"{self._view_error.message} (the registry's view of consul is not current)"
-            )
+        for shard in self._shards.values():
+            if shard.error is not None:
+                raise Unavailable(
+                    f"{shard.error.message} (the registry's view of consul is not current)"
+                )
 
     def _shown(self, record: AgentRecord) -> AgentRecord:
         """``record`` with the load of a newer heartbeat this process wrote.
@@ -740,35 +896,26 @@ class ConsulRegistryBackend:
 
     async def list(self, query: AgentQuery) -> Listing:
         self._vouch()
-        out: builtins.list[AgentRecord] = []
-        if query.limit is None or query.limit > 0:
-            start = 0 if query.after is None else bisect.bisect_right(self._ids, query.after)
-            # No await in here: the follower cannot change the mirror under the loop.
-            for agent_id in self._ids[start:]:
-                record = self._records[agent_id]
-                if not record.matches(query.skill, query.tag):
-                    continue
-                if not query.stopped and record.stopped_s is not None:
-                    continue
-                if query.state != ANY_STATE and record.state_at(query.now) != query.state:
-                    continue
-                out.append(self._shown(record) if self._sent else record)
-                if query.limit is not None and len(out) >= query.limit:
-                    break
-        return Listing(records=out, revision=self._revision)
+        show = self._shown if self._sent else None
+        return Listing(records=self._records.select(query, show), revision=self._revision)
 
     async def passing(self) -> builtins.list[AgentRecord]:
         """Consul's own ``?passing`` answer, read now: the agents whose every check
         passes (ACTIVE), in agent_id order. For callers that want only live agents
         without the mirror; ``list`` with ``state=ACTIVE`` answers the same from it."""
         client = self._started()
-        raw_index, entries = await self._call(
-            "read the passing agents",
-            client.health.service(codec.SERVICE_NAME, passing=True),
+        names = sorted(self._shards)
+        reads = await asyncio.gather(
+            *(
+                self._call(
+                    f"read the passing agents of {name}", client.health.service(name, passing=True)
+                )
+                for name in names
+            )
         )
         now = self._clock()
         out = []
-        for entry in entries or ():
+        for entry in (e for _, entries in reads for e in entries or ()):
             agent_id = codec.service_id(entry)
             if agent_id is None:
                 continue

@@ -11,19 +11,18 @@ presents it is told to list again).
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
+from meshwright.registry._index import RecordIndex
 from meshwright.registry.backend import ChangeListener
 from meshwright.registry.errors import AgentNotFound, AgentStopped, HistoryTrimmed, LeaseMismatch
 from meshwright.registry.records import (
     ADDED,
-    ANY_STATE,
     REMOVED,
     UPDATED,
     AgentQuery,
@@ -49,11 +48,7 @@ class MemoryRegistryBackend:
         """``history_size``: changes kept so a watch can resume after a disconnect."""
         if history_size < 1:
             raise ValueError("history_size must be at least 1")
-        self._records: dict[str, AgentRecord] = {}
-        # Sorted ids make pages a bisect instead of a sort per call.
-        self._ids: list[str] = []
-        # skill_key -> agent ids: the scheduler's "who offers skill X" is the hot read.
-        self._by_skill: dict[str, set[str]] = {}
+        self._records = RecordIndex()
         self._base = time.time_ns() // 1000
         self._revision = self._base
         self._history: deque[Change] = deque(maxlen=history_size)
@@ -88,13 +83,7 @@ class MemoryRegistryBackend:
         return list(itertools.islice(self._history, max(0, start), None))
 
     async def put(self, record: AgentRecord, *, now: float) -> AgentRecord | None:
-        previous = self._records.get(record.agent_id)
-        self._records[record.agent_id] = record
-        if previous is None:
-            bisect.insort(self._ids, record.agent_id)
-        else:
-            self._unindex(previous)
-        self._index(record)
+        previous = self._records.put(record)
         self._emit(ADDED if previous is None else UPDATED, record, previous, now)
         return previous
 
@@ -110,7 +99,7 @@ class MemoryRegistryBackend:
         return current
 
     def _replace(self, current: AgentRecord, changed: AgentRecord, now: float) -> AgentRecord:
-        self._records[current.agent_id] = changed
+        self._records.put(changed)
         self._emit(UPDATED, changed, current, now)
         return changed
 
@@ -182,27 +171,14 @@ class MemoryRegistryBackend:
         return self._records.get(agent_id)
 
     async def list(self, query: AgentQuery) -> Listing:
-        out: list[AgentRecord] = []
-        if query.limit is None or query.limit > 0:
-            for agent_id in self._candidates(query):
-                record = self._records[agent_id]
-                if query.tag and query.tag not in record.tag_keys:
-                    continue
-                if not query.stopped and record.stopped_s is not None:
-                    continue
-                if query.state != ANY_STATE and record.state_at(query.now) != query.state:
-                    continue
-                out.append(record)
-                if query.limit is not None and len(out) >= query.limit:
-                    break
-        return Listing(records=out, revision=self._revision)
+        return Listing(records=self._records.select(query), revision=self._revision)
 
     async def sweep(
         self, *, now: float, deregister_after_s: float, stopped_retention_s: float
     ) -> SweepResult:
         lapsed: list[AgentRecord] = []
         removed: list[AgentRecord] = []
-        for record in list(self._records.values()):
+        for record in self._records.values():
             if record.stopped_s is not None:
                 if now - record.stopped_s >= stopped_retention_s:
                     self._remove(record, now)
@@ -215,7 +191,7 @@ class MemoryRegistryBackend:
                 removed.append(record)
             elif not record.lapsed:
                 marked = dataclasses.replace(record, lapsed=True)
-                self._records[record.agent_id] = marked
+                self._records.put(marked)
                 self._emit(UPDATED, marked, record, now)
                 lapsed.append(marked)
         return SweepResult(lapsed=lapsed, removed=removed)
@@ -229,34 +205,9 @@ class MemoryRegistryBackend:
 
         return unsubscribe
 
-    def _candidates(self, query: AgentQuery) -> Iterable[str]:
-        if query.skill:
-            ids: Iterable[str] = sorted(self._by_skill.get(query.skill, ()))
-            if query.after is not None:
-                after = query.after
-                ids = (i for i in ids if i > after)
-            return ids
-        start = 0 if query.after is None else bisect.bisect_right(self._ids, query.after)
-        # No copy: list() does not await, so nothing changes _ids while it iterates.
-        return itertools.islice(self._ids, start, None)
-
     def _remove(self, record: AgentRecord, now: float) -> None:
-        del self._records[record.agent_id]
-        del self._ids[bisect.bisect_left(self._ids, record.agent_id)]
-        self._unindex(record)
+        self._records.remove(record.agent_id)
         self._emit(REMOVED, record, None, now)
-
-    def _index(self, record: AgentRecord) -> None:
-        for key in record.skill_keys:
-            self._by_skill.setdefault(key, set()).add(record.agent_id)
-
-    def _unindex(self, record: AgentRecord) -> None:
-        for key in record.skill_keys:
-            ids = self._by_skill.get(key)
-            if ids is not None:
-                ids.discard(record.agent_id)
-                if not ids:
-                    del self._by_skill[key]
 
     def _emit(
         self,

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -28,9 +29,11 @@ from meshwright.registry import (
     LeaseMismatch,
     Registry,
 )
-from meshwright.registry.consul import ConsulRegistryBackend
+from meshwright.registry import _consul_codec as codec
+from meshwright.registry.consul import DEFAULT_SHARDS, ConsulRegistryBackend, shard_service
 from meshwright.registry.records import (
     ACTIVE,
+    ADDED,
     DRAINING,
     INACTIVE,
     REMOVED,
@@ -176,7 +179,7 @@ async def test_a_registration_is_a_consul_instance_with_meta_tags_and_two_checks
     services, checks = await _agent_api(double)
     service = services["a1"]
     host, _, port = agent.address.rpartition(":")
-    assert service["Service"] == "meshwright-agent" and service["ID"] == "a1"
+    assert service["Service"] == shard_service("a1", DEFAULT_SHARDS) and service["ID"] == "a1"
     assert (service["Address"], service["Port"]) == (host, int(port))
     assert service["Tags"] == ["gpu", "skill:text.wordcount", "skill:text.upper"]
     meta = service["Meta"]
@@ -219,14 +222,15 @@ async def test_heartbeats_set_the_lease_check_and_repeats_do_not_move_consuls_in
     await registry.heartbeat("a1", lease, load=1)
     note = json.loads(double.check_output(check) or "")
     assert note["load"] == 1 and double.check_status(check) == "passing"
-    index = double.service_index("meshwright-agent")
+    shard = shard_service("a1", DEFAULT_SHARDS)
+    index = double.service_index(shard)
     for _ in range(5):
         await registry.heartbeat("a1", lease, load=1)
-    assert double.service_index("meshwright-agent") == index  # nothing for watchers to read
+    assert double.service_index(shard) == index  # nothing for watchers to read
     assert json.loads(double.check_output(check) or "") == note
 
     await registry.heartbeat("a1", lease, load=2)
-    assert double.service_index("meshwright-agent") > index
+    assert double.service_index(shard) > index
     await registry.heartbeat("a1", lease, load=2, draining=True)
     assert double.check_status(check) == "warning"
     await registry.heartbeat("a1", lease, error="disk full")
@@ -480,3 +484,108 @@ def test_from_url(monkeypatch: pytest.MonkeyPatch) -> None:
         ConsulRegistryBackend.from_url("redis://h:1")
     with pytest.raises(ValueError):
         ConsulRegistryBackend.from_url("consul://h:notaport")
+
+
+def test_from_url_shards_at_the_limits() -> None:
+    assert ConsulRegistryBackend.from_url("consul://h:1").shards == DEFAULT_SHARDS
+    assert ConsulRegistryBackend.from_url("consul://h:1?shards=1").shards == 1
+    assert ConsulRegistryBackend.from_url("consul://h:1?token=t&shards=256").shards == 256
+    for bad in ("0", "257", "x", "", "-1"):
+        with pytest.raises(InvalidArgument) as err:
+            ConsulRegistryBackend.from_url(f"consul://h:1?shards={bad}")
+        assert err.value.violations[0].field == "registry_url"
+    with pytest.raises(ValueError):
+        ConsulRegistryBackend("h", 1, shards=0)
+    with pytest.raises(ValueError):
+        ConsulRegistryBackend("h", 1, shards=257)
+    assert ConsulRegistryBackend("h", 1, shards=256).shards == 256
+
+
+# -- shards ------------------------------------------------------------------------------
+
+
+def test_shard_names_are_a_stable_spread_of_agent_ids() -> None:
+    assert shard_service("anything", 1) == "meshwright-agent"
+    # crc32, not hash(): every process and every replica agrees.
+    assert shard_service("a1", 16) == "meshwright-agent-" + str(zlib.crc32(b"a1") % 16)
+    names = {shard_service(f"agent-{i}", 16) for i in range(1000)}
+    assert names == {f"meshwright-agent-{k}" for k in range(16)}
+    assert all(codec.is_agent_service(n) for n in names | {"meshwright-agent"})
+    for other in ("meshwright-agent-", "meshwright-agent-x", "meshwright-agents", "redis"):
+        assert not codec.is_agent_service(other)
+
+
+async def test_a_change_wakes_only_its_own_shard(
+    doubles: Doubles, agent: MeshServer, registries: Registries
+) -> None:
+    double = await doubles()
+    registry = await registries(double, backend_options={"shards": 4})
+    ids = [f"a{i}" for i in range(12)]
+    for agent_id in ids:
+        await registry.register(card("t"), agent.address, agent_id=agent_id)
+    services, _ = await _agent_api(double)
+    assert {sid: s["Service"] for sid, s in services.items() if sid in ids} == {
+        agent_id: shard_service(agent_id, 4) for agent_id in ids
+    }
+    assert len({shard_service(a, 4) for a in ids}) > 1
+    mine = shard_service("a0", 4)
+    others = {f"meshwright-agent-{k}" for k in range(4)} - {mine}
+    before = {name: double.service_index(name) for name in others | {mine}}
+    await registry.deregister("a0")
+    assert double.service_index(mine) > before[mine]
+    assert {name: double.service_index(name) for name in others} == {
+        name: before[name] for name in others
+    }
+    # Every shard's agents are in the one view.
+    assert [a.agent_id for a in await registry.list_agents(state=STOPPED)] == ["a0"]
+    listed = await registry.list_agents()
+    assert sorted(a.agent_id for a in listed if a.state != STOPPED) == sorted(ids[1:])
+
+
+async def test_replicas_with_other_shards_serve_one_view(
+    double: ConsulDouble, agent: MeshServer, registries: Registries
+) -> None:
+    sharded = await registries(double, backend_options={"shards": 4})
+    single = await registries(double, backend_options={"shards": 1})
+    await sharded.register(card("t"), agent.address, agent_id="s1")
+    await single.register(card("t"), agent.address, agent_id="p1")
+    for registry in (sharded, single):
+        await _running(registry, "s1")
+        await _running(registry, "p1")
+    # Registered again through the other replica, the agent moves to another shard:
+    # both views end with it under its new lease. (The two shards' answers race, so a
+    # watcher may see it leave the old shard before it arrives in the new one.)
+    assert shard_service("s1", 4) != shard_service("s1", 1)
+    watch = sharded.watch()
+    assert sorted([(await anext(watch)).record.agent_id for _ in range(2)]) == ["p1", "s1"]
+    moved = await single.register(card("t"), agent.address, agent_id="s1")
+    while True:
+        event = await asyncio.wait_for(anext(watch), 10)
+        assert event.record.agent_id == "s1"
+        if event.type != REMOVED:
+            break
+    assert event.type in (ADDED, UPDATED) and event.record.lease_id == moved.lease_id
+    for registry in (sharded, single):
+        await eventually(lambda r=registry: _lease_is(r, "s1", moved.lease_id), timeout=10)
+    assert [a.agent_id for a in await sharded.list_agents()] == ["p1", "s1"]
+    await watch.aclose()
+
+
+async def _lease_is(registry: Registry, agent_id: str, lease_id: str) -> bool:
+    return (await registry.get_agent(agent_id)).lease_id == lease_id
+
+
+async def test_a_revision_from_another_replica_is_refused_not_misread(
+    double: ConsulDouble, agent: MeshServer, registries: Registries
+) -> None:
+    first = await registries(double)
+    await first.register(card("t"), agent.address, agent_id="a1")
+    await asyncio.sleep(0.01)
+    second = await registries(double)
+    await second.register(card("t"), agent.address, agent_id="a2")
+    await _running(first, "a2")
+    revision = first.backend.revision
+    assert first.backend.changes_since(revision) == []
+    # The other replica's revisions are its own; resuming there means listing again.
+    with pytest.raises(HistoryTrimmed):
+        second.backend.changes_since(revision)

@@ -1,0 +1,107 @@
+"""The records a backend serves, indexed for ``list``: by id in order, and by skill.
+
+Both backends keep one: the memory backend as its state, the Consul backend as
+its mirror of Consul. Nothing here awaits, so under asyncio every call is atomic.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+
+from meshwright.registry.records import ANY_STATE, AgentQuery, AgentRecord
+
+
+class RecordIndex:
+    """Agent records by id, with the ids sorted (pages are a bisect) and a skill index
+    (the scheduler's "who offers skill X" is the hot read)."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, AgentRecord] = {}
+        self._ids: list[str] = []
+        self._by_skill: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, agent_id: object) -> bool:
+        return agent_id in self._records
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def get(self, agent_id: str) -> AgentRecord | None:
+        return self._records.get(agent_id)
+
+    def values(self) -> list[AgentRecord]:
+        """A copy of every record, so the caller may change the index while it walks."""
+        return list(self._records.values())
+
+    def put(self, record: AgentRecord) -> AgentRecord | None:
+        """Add or replace the record of ``record.agent_id``; returns the one replaced."""
+        agent_id = record.agent_id
+        previous = self._records.get(agent_id)
+        self._records[agent_id] = record
+        if previous is None:
+            bisect.insort(self._ids, agent_id)
+            self._index(agent_id, record.skill_keys)
+        elif previous.skill_keys != record.skill_keys:
+            self._unindex(agent_id, previous.skill_keys)
+            self._index(agent_id, record.skill_keys)
+        return previous
+
+    def remove(self, agent_id: str) -> AgentRecord | None:
+        """Drop the record of ``agent_id``; returns it (None when there was none)."""
+        record = self._records.pop(agent_id, None)
+        if record is not None:
+            del self._ids[bisect.bisect_left(self._ids, agent_id)]
+            self._unindex(agent_id, record.skill_keys)
+        return record
+
+    def select(
+        self,
+        query: AgentQuery,
+        show: Callable[[AgentRecord], AgentRecord] | None = None,
+    ) -> list[AgentRecord]:
+        """The records ``query`` asks for, in agent_id order, each passed through
+        ``show`` (when given) after it matched."""
+        out: list[AgentRecord] = []
+        if query.limit is not None and query.limit <= 0:
+            return out
+        records = self._records
+        for agent_id in self._candidates(query):
+            record = records[agent_id]
+            if query.tag and query.tag not in record.tag_keys:
+                continue
+            if not query.stopped and record.stopped_s is not None:
+                continue
+            if query.state != ANY_STATE and record.state_at(query.now) != query.state:
+                continue
+            out.append(record if show is None else show(record))
+            if query.limit is not None and len(out) >= query.limit:
+                break
+        return out
+
+    def _candidates(self, query: AgentQuery) -> Iterable[str]:
+        if query.skill:
+            ids: Iterable[str] = sorted(self._by_skill.get(query.skill, ()))
+            if query.after is not None:
+                after = query.after
+                ids = (i for i in ids if i > after)
+            return ids
+        start = 0 if query.after is None else bisect.bisect_right(self._ids, query.after)
+        # No copy: select() does not await, so nothing changes _ids while it iterates.
+        return itertools.islice(self._ids, start, None)
+
+    def _index(self, agent_id: str, keys: frozenset[str]) -> None:
+        for key in keys:
+            self._by_skill.setdefault(key, set()).add(agent_id)
+
+    def _unindex(self, agent_id: str, keys: frozenset[str]) -> None:
+        for key in keys:
+            ids = self._by_skill.get(key)
+            if ids is not None:
+                ids.discard(agent_id)
+                if not ids:
+                    del self._by_skill[key]
