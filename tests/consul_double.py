@@ -82,6 +82,7 @@ from typing import Any
 
 import aiohttp
 import grpc
+import orjson
 import pytest
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -553,6 +554,7 @@ class ConsulDouble:
         self._services_table_index = INITIAL_INDEX
         self._extinction_index: int | None = None
         self._changed = asyncio.Event()
+        self._blocked = 0
         self._epoch = 0
         self._closing = False
         self._reap_passes = 0
@@ -665,6 +667,11 @@ class ConsulDouble:
     def service_index(self, name: str) -> int:
         """The ``X-Consul-Index`` a health query for ``name`` answers right now."""
         return max(self._health_index(name), 1)
+
+    @property
+    def blocked_queries(self) -> int:
+        """Blocking queries waiting right now (a test waits for watchers to settle)."""
+        return self._blocked
 
     @property
     def reap_passes(self) -> int:
@@ -1190,6 +1197,13 @@ class ConsulDouble:
         min_index, wait_s = _wait_params(request)
         if min_index == 0:
             return max(current(), 1)
+        self._blocked += 1
+        try:
+            return await self._wait(current, min_index, wait_s)
+        finally:
+            self._blocked -= 1
+
+    async def _wait(self, current: Callable[[], int], min_index: int, wait_s: float) -> int:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s + self._random.uniform(0, wait_s / 16)
         epoch = self._epoch
@@ -1386,10 +1400,9 @@ class ConsulDouble:
                     "X-Consul-Effective-Consistency": "leader",
                 }
             )
+        # orjson: Consul renders in Go; the double should not be the bench's bottleneck.
         return web.Response(
-            text=json.dumps(obj, separators=(",", ":")),
-            content_type="application/json",
-            headers=headers,
+            body=orjson.dumps(obj), content_type="application/json", headers=headers
         )
 
     @staticmethod

@@ -71,8 +71,16 @@ def consul_settings(url: str) -> dict[str, Any]:
     }
 
 
-def consul_client(host: str, port: int, *, scheme: str = "http", token: str | None = None) -> Any:
-    """A py-consul asyncio client (call ``close()`` on it when done)."""
+def consul_client(
+    host: str,
+    port: int,
+    *,
+    scheme: str = "http",
+    token: str | None = None,
+    connections: int | None = None,
+) -> Any:
+    """A py-consul asyncio client (call ``close()`` on it when done); ``connections``
+    caps its open HTTP connections (aiohttp's default, 100, when None)."""
     import warnings
 
     import consul.aio
@@ -82,7 +90,9 @@ def consul_client(host: str, port: int, *, scheme: str = "http", token: str | No
         warnings.filterwarnings(
             "ignore", message=r"(ssl_context|verify_ssl) is deprecated", category=DeprecationWarning
         )
-        client = consul.aio.Consul(host=host, port=port, scheme=scheme)
+        client = consul.aio.Consul(
+            host=host, port=port, scheme=scheme, connections_limit=connections
+        )
     # py-consul would take CONSUL_HTTP_TOKEN over a token it is given; ours is resolved.
     client.token = token
     return client

@@ -291,18 +291,34 @@ Fingerprint = tuple[Any, ...]
 
 
 def fingerprint(entry: Mapping[str, Any]) -> Fingerprint:
-    """What of a health entry the record depends on: equal fingerprints, equal records."""
+    """What of a health entry the record depends on: equal fingerprints, equal records.
+
+    Consul's own change marks when it sends them: the ModifyIndex of the node, the
+    service and every check, which Consul raises on every write that changes them
+    (cheap: a shard's follower takes one of every instance on each change). An entry
+    without them is fingerprinted by its content. After Consul's indexes went back
+    (a snapshot restore) marks can repeat: the caller forgets its fingerprints then.
+    """
     service = entry.get("Service") or {}
-    checks = sorted(
+    checks = entry.get("Checks") or ()
+    try:
+        return (
+            entry["Node"]["ModifyIndex"],
+            service["ModifyIndex"],
+            *((c["CheckID"], c["ModifyIndex"]) for c in checks),
+        )
+    except (KeyError, TypeError):
+        pass
+    content = sorted(
         (str(c.get("CheckID", "")), str(c.get("Status", "")), str(c.get("Output", "")))
-        for c in entry.get("Checks") or ()
+        for c in checks
     )
     return (
         service.get("Address"),
         service.get("Port"),
         tuple(service.get("Tags") or ()),
         tuple(sorted((service.get("Meta") or {}).items())),
-        tuple(checks),
+        tuple(content),
     )
 
 

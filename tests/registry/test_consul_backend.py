@@ -379,6 +379,11 @@ async def test_an_index_reset_relists_and_watchers_stay_consistent(
     before = backend.revision
     assert backend.changes_since(before) == []
 
+    # Every follower waits in its blocking query (one mid-cycle would send its old
+    # index after the reset and, as with Consul, wait out its whole wait first).
+    assert isinstance(backend, ConsulRegistryBackend)
+    followers = len(backend._shards) + 1  # and the catalog's
+    await eventually(lambda: double.blocked_queries == followers)
     double.reset_index(1)  # a snapshot restore: Consul's indexes go back
     async with _http(double) as http:
         (await http.put("/v1/agent/service/deregister/b")).raise_for_status()
@@ -589,3 +594,24 @@ async def test_a_revision_from_another_replica_is_refused_not_misread(
     # The other replica's revisions are its own; resuming there means listing again.
     with pytest.raises(HistoryTrimmed):
         second.backend.changes_since(revision)
+
+
+def test_a_fingerprint_is_consuls_change_marks_else_the_content() -> None:
+    check = {"CheckID": "mw-ttl:a:l", "Status": "passing", "Output": "", "ModifyIndex": 7}
+    entry = {
+        "Node": {"ModifyIndex": 3},
+        "Service": {"ID": "a", "Address": "h", "Port": 1, "Meta": {}, "ModifyIndex": 5},
+        "Checks": [check],
+    }
+    marked = codec.fingerprint(entry)
+    assert marked == (3, 5, ("mw-ttl:a:l", 7))
+    # Consul raises a mark on every write: the marks alone tell a change.
+    assert codec.fingerprint({**entry, "Checks": [{**check, "ModifyIndex": 8}]}) != marked
+    assert codec.fingerprint({**entry, "Node": {"ModifyIndex": 4}}) != marked
+    # Without marks (a server that sends none), the content decides.
+    bare = {"Service": {"ID": "a", "Port": 1}, "Checks": [{"CheckID": "c", "Status": "passing"}]}
+    content = codec.fingerprint(bare)
+    assert codec.fingerprint({**bare}) == content
+    critical = {**bare, "Checks": [{"CheckID": "c", "Status": "critical"}]}
+    assert codec.fingerprint(critical) != content
+    assert codec.fingerprint({**bare, "Service": {"ID": "a", "Port": 2}}) != content
