@@ -131,9 +131,11 @@ DEFAULT_HISTORY = 10_000
 DEFAULT_SHARDS = 64
 """Service names the agents are spread over (``?shards=`` in the URL)."""
 MAX_SHARDS = 256
-WRITE_CONNECTIONS = 100
+WRITE_CONNECTIONS = 64
 """HTTP connections to Consul for writes (heartbeats, registrations) beside the
-followers' blocking queries."""
+followers' blocking queries. With the default shards a replica holds at most 129,
+under the Consul agent's limit of 200 per client address (``limits.
+http_max_conns_per_client``): replicas sharing one address must stay under it together."""
 
 T = TypeVar("T")
 
@@ -361,6 +363,7 @@ class ConsulRegistryBackend:
         self._shards: dict[str, _Shard] = {}
         self._owner: dict[str, str] = {}  # agent -> the shard it was last seen in
         self._sent: dict[str, _Sent] = {}
+        self._shown_of: dict[str, tuple[AgentRecord, _Sent, AgentRecord]] = {}
         self._history: deque[Change] = deque()
         self._revision = time.time_ns() // 1000
         self._floor = self._revision  # every change with a revision above it is in _history
@@ -659,6 +662,7 @@ class ConsulRegistryBackend:
                 self._records.remove(agent_id)
                 self._owner.pop(agent_id, None)
                 self._sent.pop(agent_id, None)
+                self._shown_of.pop(agent_id, None)
             else:
                 self._records.put(record)
                 self._owner[agent_id] = shard.name
@@ -925,7 +929,14 @@ class ConsulRegistryBackend:
             or (record.last_heartbeat_s is not None and record.last_heartbeat_s >= sent.at)
         ):
             return record
-        return dataclasses.replace(record, load=sent.report.load, last_heartbeat_s=sent.at)
+        # One shown record per (mirror record, report): a listing reuses it, and with it
+        # the Agent message built for it, instead of building the message every time.
+        cached = self._shown_of.get(record.agent_id)
+        if cached is not None and cached[0] is record and cached[1] is sent:
+            return cached[2]
+        shown = dataclasses.replace(record, load=sent.report.load, last_heartbeat_s=sent.at)
+        self._shown_of[record.agent_id] = (record, sent, shown)
+        return shown
 
     async def get(self, agent_id: str) -> AgentRecord | None:
         self._vouch()

@@ -257,6 +257,12 @@ async def test_this_process_reads_its_own_load_before_consul_writes_it_back(
     assert (await writer.heartbeat("a1", lease, load=4)).load == 4
     assert (await writer.get_agent("a1")).load == 4
     assert [a.load for a in await writer.list_agents()] == [4]
+    # The record shown is made once per report: listings reuse it (and its message).
+    query = AgentQuery(now=time.time())
+    first, again = (await writer.backend.list(query)), (await writer.backend.list(query))
+    assert first.records[0] is again.records[0] and first.records[0].load == 4
+    assert (await writer.heartbeat("a1", lease, load=6)).load == 6
+    assert (await writer.backend.list(query)).records[0].load == 6
     # A status change carries the note with it, to every replica at once.
     await writer.heartbeat("a1", lease, load=5, draining=True)
     await eventually(lambda: _is(reader, "a1", DRAINING))
