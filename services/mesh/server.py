@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
+MAX_PENDING_CALLS = 20_000
+"""Calls gRPC core holds for the application before it cancels new ones."""
 _OPTIONS = [
     # A port clash must fail loudly instead of sharing the port.
     ("grpc.so_reuseport", 0),
@@ -40,6 +42,11 @@ _OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+    # Calls that arrived but wait for the event loop to take them: past 1,000 (gRPC's
+    # default) gRPC core cancels new ones with no details, which a burst of heartbeats
+    # at a busy registry met. Their deadlines bound the wait instead.
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
 ]
 
 

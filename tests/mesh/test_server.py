@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -163,3 +165,25 @@ async def test_unexpected_exception_is_internal_without_detail(served: Any) -> N
         await client.call("CancelTask", agent_pb2.CancelTaskRequest(task_id="bug"))
     assert err.value.message == "internal error"
     assert "secret" not in str(err.value)
+
+
+async def test_a_burst_past_grpcs_default_pending_limit_is_served_not_cancelled() -> None:
+    # gRPC core cancels (CANCELLED, no details) calls that arrive while more than
+    # 1,000 wait for the application to take them: a burst of heartbeats did that.
+    server = MeshServer(pipeline=insecure_pipeline(), port=0)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+
+            async def check() -> str:
+                try:
+                    await stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
+                except grpc.aio.AioRpcError as err:
+                    return err.code().name
+                return "OK"
+
+            outcomes = await asyncio.gather(*(check() for _ in range(3000)))
+        assert collections.Counter(outcomes) == {"OK": 3000}
+    finally:
+        await server.stop(0)
