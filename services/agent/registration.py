@@ -15,10 +15,12 @@ from collections.abc import Callable
 
 from google.protobuf import duration_pb2
 
+from meshwright.agent.heartbeats import HeartbeatStream
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh.client import ServiceClient
 from meshwright.mesh.errors import (
     AlreadyExists,
+    Cancelled,
     DeadlineExceeded,
     FailedPrecondition,
     MeshError,
@@ -26,6 +28,7 @@ from meshwright.mesh.errors import (
     PermissionDenied,
     Unauthenticated,
     Unavailable,
+    Unimplemented,
 )
 from meshwright.registry.v1 import registry_pb2
 
@@ -63,7 +66,11 @@ class Registration:
         economy: ServiceClient | None = None,
         min_backoff_s: float = 0.2,
         max_backoff_s: float = 5.0,
+        stream: bool = True,
     ) -> None:
+        """``stream``: heartbeat over a ``StreamHeartbeats`` stream where the registry
+        client can open one (unary ``Heartbeat`` calls otherwise, and after the
+        registry answered that it does not serve the stream)."""
         if not request.agent_id:
             raise ValueError("the registration request needs an agent_id")
         self._registry = registry
@@ -93,6 +100,14 @@ class Registration:
         self._lock = asyncio.Lock()
         self._first_attempt = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stream = (
+            HeartbeatStream(registry) if stream and hasattr(registry, "exchange") else None
+        )
+
+    @property
+    def streaming(self) -> bool:
+        """Heartbeats go over a stream (not unary calls)."""
+        return self._stream is not None and not self._stream.unsupported
 
     @property
     def agent_id(self) -> str:
@@ -135,6 +150,8 @@ class Registration:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._stream is not None:
+            await self._stream.close()
         if not deregister or not self.registrations:
             return
         try:
@@ -215,17 +232,26 @@ class Registration:
         )
 
     async def _heartbeat(self) -> None:
-        await self._registry.call(
-            "Heartbeat",
-            registry_pb2.HeartbeatRequest(
-                agent_id=self.agent_id,
-                lease_id=self.lease_id,
-                load=self._load(),
-                draining=self.draining,
-                error=self.error,
-            ),
-            timeout=self._call_timeout_s,
+        request = registry_pb2.HeartbeatRequest(
+            agent_id=self.agent_id,
+            lease_id=self.lease_id,
+            load=self._load(),
+            draining=self.draining,
+            error=self.error,
         )
+        if self._stream is not None and not self._stream.unsupported:
+            try:
+                await self._stream.beat(request, timeout=self._call_timeout_s)
+                self.heartbeats += 1
+                return
+            except Unimplemented:
+                log.info("the registry serves no heartbeat stream; heartbeating by calls")
+            except (Unavailable, Cancelled) as err:
+                # The stream broke (its registry replica went away, say): this beat goes
+                # as a call, which gRPC retries and the balancer sends elsewhere; the
+                # next one opens a stream again.
+                log.debug("heartbeat stream broke (%s); this heartbeat goes as a call", err)
+        await self._registry.call("Heartbeat", request, timeout=self._call_timeout_s)
         self.heartbeats += 1
 
     async def _create_account(self) -> None:

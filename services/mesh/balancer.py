@@ -28,12 +28,13 @@ Metadata, tokens and deadlines pass exactly as through ``RemoteServiceClient``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -238,7 +239,10 @@ class BalancedClient:
         self._rng = rng or random.Random()
         infos = methods_of(service)
         self._unary = {n for n, info in infos.items() if not info.server_streaming}
-        self._streams = {n for n, info in infos.items() if info.server_streaming}
+        self._streams = {
+            n for n, info in infos.items() if info.server_streaming and not info.client_streaming
+        }
+        self._exchanges = {n for n, info in infos.items() if info.client_streaming}
         self._endpoints: dict[str, _Endpoint] = {}
         self._leaving: dict[str, _Endpoint] = {}
         self._seen: Sequence[str] = ()
@@ -428,18 +432,54 @@ class BalancedClient:
     ) -> AsyncIterator[Any]:
         """Call a server-streaming RPC on a picked endpoint; yields its responses.
 
-        ``timeout`` None: ``default_stream_timeout_s``. The first response settles the
-        breaker as a success (a long watch must not hold a half-open probe for its
-        whole life); a stream that fails before any response settles it by its error.
-        A stream the caller stops reading judges nothing.
+        ``timeout`` None: ``default_stream_timeout_s``. The breaker is judged as
+        ``_judged`` says.
         """
         if method not in self._streams:
             raise NotFound(f"{self.service.full_name} has no streaming method {method}")
         if timeout is None:
             timeout = self.options.default_stream_timeout_s
         ep, permit = self._pick()
+        items = self._client(ep).stream(method, request, timeout=timeout, metadata=metadata)
+        async with contextlib.aclosing(self._judged(ep, permit, items)) as judged:
+            async for item in judged:
+                yield item
+
+    async def exchange(
+        self,
+        method: str,
+        requests: AsyncIterator[Any],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> AsyncIterator[Any]:
+        """Call a bidirectional RPC on a picked endpoint; yields its answers.
+
+        ``timeout`` None: ``default_stream_timeout_s``. The stream stays on the
+        endpoint it was opened on (open it again to be balanced afresh); its
+        breaker is judged as a server stream's is.
+        """
+        if method not in self._exchanges:
+            raise NotFound(f"{self.service.full_name} has no bidirectional method {method}")
+        if timeout is None:
+            timeout = self.options.default_stream_timeout_s
+        ep, permit = self._pick()
+        items = self._client(ep).exchange(method, requests, timeout=timeout, metadata=metadata)
+        async with contextlib.aclosing(self._judged(ep, permit, items)) as judged:
+            async for item in judged:
+                yield item
+
+    async def _judged(
+        self, ep: _Endpoint, permit: Permit, items: AsyncIterator[Any]
+    ) -> AsyncGenerator[Any, None]:
+        """``items`` (a stream opened on ``ep``), settling ``permit`` and ending its call.
+
+        The first response settles the breaker as a success (a long watch must not
+        hold a half-open probe for its whole life); a stream that fails before any
+        response settles it by its error. A stream the caller stops reading judges
+        nothing.
+        """
         try:
-            items = self._client(ep).stream(method, request, timeout=timeout, metadata=metadata)
             try:
                 async for item in items:
                     if not permit.settled:

@@ -56,6 +56,17 @@ class ServiceClient(Protocol):
         """Call a server-streaming RPC; yields its responses."""
         ...
 
+    def exchange(
+        self,
+        method: str,
+        requests: AsyncIterator[Any],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> AsyncIterator[Any]:
+        """Call a bidirectional RPC that answers each request in order; yields the answers."""
+        ...
+
 
 def outgoing(
     metadata: Metadata, timeout: float | None, token: str | None
@@ -96,8 +107,15 @@ class RemoteServiceClient:
         self._token = token
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._streams: dict[str, grpc.aio.UnaryStreamMultiCallable] = {}
+        self._exchanges: dict[str, grpc.aio.StreamStreamMultiCallable] = {}
         for name, info in methods_of(service).items():
-            if info.server_streaming:
+            if info.client_streaming:
+                self._exchanges[name] = channel.stream_stream(
+                    info.path,
+                    request_serializer=info.request_type.SerializeToString,
+                    response_deserializer=info.response_type.FromString,
+                )
+            elif info.server_streaming:
                 self._streams[name] = channel.unary_stream(
                     info.path,
                     request_serializer=info.request_type.SerializeToString,
@@ -148,6 +166,27 @@ class RemoteServiceClient:
         finally:
             call.cancel()
 
+    async def exchange(
+        self,
+        method: str,
+        requests: AsyncIterator[Any],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> AsyncIterator[Any]:
+        fn = self._exchanges.get(method)
+        if fn is None:
+            raise NotFound(f"{self.service.full_name} has no bidirectional method {method}")
+        md, timeout = outgoing(metadata, timeout, self._token)
+        call = fn(requests, timeout=timeout, metadata=md or None)
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()
+
 
 class LocalServiceClient:
     """Calls a servicer object in this process through the same pipeline: no hop, no shortcut.
@@ -184,13 +223,13 @@ class LocalServiceClient:
             self._servicer, self.service, self._pipeline, token=token, mesh=self._mesh
         )
 
-    def _endpoint(self, method: str, streaming: bool) -> Endpoint:
+    def _endpoint(self, method: str, kind: str) -> Endpoint:
         endpoint = self._endpoints.get(method)
         if endpoint is None:
             raise NotFound(f"{self.service.full_name} has no method {method}")
-        if endpoint.info.server_streaming != streaming:
-            kind = "a streaming" if endpoint.info.server_streaming else "not a streaming"
-            raise NotFound(f"{self.service.full_name}.{method} is {kind} method")
+        actual = _kind(endpoint)
+        if actual != kind:
+            raise NotFound(f"{self.service.full_name}.{method} is a {actual} method, not {kind}")
         return endpoint
 
     async def call(
@@ -201,7 +240,7 @@ class LocalServiceClient:
         timeout: float | None = None,
         metadata: Metadata = (),
     ) -> Any:
-        endpoint = self._endpoint(method, streaming=False)
+        endpoint = self._endpoint(method, "unary")
         md, timeout = outgoing(metadata, timeout, self._token)
         return await self._pipeline.unary(
             endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout
@@ -215,7 +254,7 @@ class LocalServiceClient:
         timeout: float | None = None,
         metadata: Metadata = (),
     ) -> AsyncIterator[Any]:
-        endpoint = self._endpoint(method, streaming=True)
+        endpoint = self._endpoint(method, "streaming")
         md, timeout = outgoing(metadata, timeout, self._token)
         items = self._pipeline.stream(
             endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout
@@ -225,6 +264,32 @@ class LocalServiceClient:
                 yield item
         finally:
             await items.aclose()  # type: ignore[attr-defined]
+
+    async def exchange(
+        self,
+        method: str,
+        requests: AsyncIterator[Any],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> AsyncIterator[Any]:
+        endpoint = self._endpoint(method, "bidirectional")
+        md, timeout = outgoing(metadata, timeout, self._token)
+        self._pipeline.authenticate(md)  # at open, as the server does
+        items = self._pipeline.each(
+            endpoint, getattr(self._servicer, method), requests, metadata=md, timeout=timeout
+        )
+        try:
+            async for item in items:
+                yield item
+        finally:
+            await items.aclose()  # type: ignore[attr-defined]
+
+
+def _kind(endpoint: Endpoint) -> str:
+    if endpoint.info.client_streaming:
+        return "bidirectional"
+    return "streaming" if endpoint.info.server_streaming else "unary"
 
 
 RETRIED_SERVICES = (

@@ -32,7 +32,12 @@ from meshwright.mesh.auth import (
     bearer_token,
 )
 from meshwright.mesh.context import CallContext, enter, serving
-from meshwright.mesh.errors import DeadlineExceeded, Internal, MeshError
+from meshwright.mesh.errors import (
+    DeadlineExceeded,
+    Internal,
+    MeshError,
+    to_status_proto,
+)
 from meshwright.mesh.limits import DEFAULT_LIMITS, InputLimits, RateLimiter, check_request
 from meshwright.mesh.policy import Authorizer, Policy, policy_of
 
@@ -266,6 +271,63 @@ class Pipeline:
             raise error from None
         finally:
             self._observe(call, endpoint, error, t0)
+
+    async def each(
+        self,
+        endpoint: Endpoint,
+        handler: Callable[[Any], Awaitable[Any]],
+        requests: AsyncIterator[message.Message | MeshError],
+        *,
+        metadata: Metadata = (),
+        timeout: float | None = None,
+        peer: str = "local",
+        transport_deadline: bool = False,
+    ) -> AsyncIterator[Any]:
+        """Run a bidirectional stream of unary exchanges: one response per request, in order.
+
+        Every request passes every step of ``unary`` (rate limit, input limits,
+        policy, context, errors); a ``MeshError`` of one request (or a
+        ``MeshError`` item: a request the transport could not decode) is answered
+        by a response whose ``error`` holds its ``google.rpc.Status``, and the
+        stream goes on. The caller is authenticated again before each request
+        (a cache lookup for a token verified before), so the stream ends
+        ``Unauthenticated`` once its token expires. ``timeout`` bounds the whole
+        stream. Raises only ``MeshError``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            async for request in requests:
+                principal = self.authenticate(metadata, peer)  # raises: the stream ends
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise DeadlineExceeded(f"{endpoint.info.name} exceeded its deadline")
+                try:
+                    if isinstance(request, MeshError):
+                        raise request
+                    reply = await self.unary(
+                        endpoint,
+                        handler,
+                        request,
+                        metadata=metadata,
+                        timeout=remaining,
+                        peer=peer,
+                        principal=principal,
+                        transport_deadline=transport_deadline,
+                    )
+                except MeshError as err:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        # The stream's own deadline passed: it ends here.
+                        raise DeadlineExceeded(
+                            f"{endpoint.info.name} exceeded its deadline"
+                        ) from None
+                    reply = endpoint.info.response_type(error=to_status_proto(err))
+                yield reply
+        except MeshError:
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            raise
+        except Exception as err:  # the request iterator failed: a bug, or a broken peer
+            raise _unexpected(endpoint, err) from None
 
     def _observe(
         self, call: CallContext | None, endpoint: Endpoint, error: MeshError | None, t0: float

@@ -121,6 +121,49 @@ def _stream_handler(
     return handler
 
 
+def _each_handler(
+    pipeline: Pipeline, endpoint: Endpoint, fn: Callable[[Any], Awaitable[Any]]
+) -> Callable[[AsyncIterator[bytes], grpc.aio.ServicerContext], AsyncIterator[Any]]:
+    info = endpoint.info
+
+    async def requests(raw: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+        async for item in raw:
+            try:
+                yield _decode(info, item)
+            except MeshError as err:  # answered as this message's error; the stream goes on
+                yield err
+
+    async def handler(
+        raw: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        try:
+            metadata = tuple(context.invocation_metadata() or ())
+            peer = context.peer()
+            # Who calls before anything they send is read.
+            pipeline.authenticate(metadata, peer)
+            async for item in pipeline.each(
+                endpoint,
+                fn,
+                requests(raw),
+                metadata=metadata,
+                timeout=_timeout(context),
+                peer=peer,
+                transport_deadline=True,
+            ):
+                yield item
+        except MeshError as err:
+            await context.abort_with_status(to_grpc_status(err))
+
+    return handler
+
+
+def _answers_errors(info: MethodInfo) -> bool:
+    field = info.response_type.DESCRIPTOR.fields_by_name.get("error")
+    return field is not None and (
+        field.message_type is not None and field.message_type.full_name == "google.rpc.Status"
+    )
+
+
 def service_handler(
     servicer: object,
     service: descriptor.ServiceDescriptor,
@@ -140,8 +183,16 @@ def service_handler(
         fn = getattr(servicer, name)
         endpoint = Endpoint.of(info, mesh=mesh)
         if info.client_streaming:
-            raise ValueError(f"{info.path}: client streaming is not supported")
-        if info.server_streaming:
+            if not info.server_streaming or not _answers_errors(info):
+                raise ValueError(
+                    f"{info.path}: only bidirectional streams whose responses carry a "
+                    "google.rpc.Status `error` are supported (one answer per request)"
+                )
+            handlers[name] = grpc.stream_stream_rpc_method_handler(
+                _each_handler(pipeline, endpoint, fn),
+                response_serializer=info.response_type.SerializeToString,
+            )
+        elif info.server_streaming:
             handlers[name] = grpc.unary_stream_rpc_method_handler(
                 _stream_handler(pipeline, endpoint, fn),
                 response_serializer=info.response_type.SerializeToString,

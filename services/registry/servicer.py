@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from meshwright.mesh.errors import FieldViolation, InvalidArgument, MeshError
 from meshwright.mesh.validation import duration_s
 from meshwright.registry.registry import Registry
 from meshwright.registry.v1 import registry_pb2
@@ -46,6 +47,18 @@ class RegistryServicer:
             error=request.error,
         )
         return registry_pb2.HeartbeatResponse(agent=agent)
+
+    async def StreamHeartbeats(
+        self, request: registry_pb2.StreamHeartbeatsRequest
+    ) -> registry_pb2.StreamHeartbeatsResponse:
+        # One message of the stream; the pipeline answers each in order.
+        if not request.HasField("heartbeat"):
+            raise InvalidArgument.field("heartbeat", "required: the heartbeat to send")
+        try:
+            reply = await self.Heartbeat(request.heartbeat)
+        except MeshError as err:
+            raise _under("heartbeat", err) from None
+        return registry_pb2.StreamHeartbeatsResponse(heartbeat=reply)
 
     async def ReportAgentFailure(
         self, request: registry_pb2.ReportAgentFailureRequest
@@ -95,3 +108,14 @@ class RegistryServicer:
                 yield registry_pb2.WatchAgentsResponse(
                     type=event.type, agent=event.agent, revision=event.revision
                 )
+
+
+def _under(prefix: str, err: MeshError) -> MeshError:
+    """``err`` with the fields it names moved under ``prefix`` (the wrapping request's field)."""
+    if err.violations:
+        err.violations = tuple(
+            FieldViolation(f"{prefix}.{v.field}", v.description) for v in err.violations
+        )
+    if "field" in err.metadata:
+        err.metadata["field"] = f"{prefix}.{err.metadata['field']}"
+    return err

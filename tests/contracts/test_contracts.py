@@ -51,7 +51,12 @@ def test_regenerating_gen_leaves_no_diff(tmp_path: Path) -> None:
 def test_every_rpc_has_an_http_rule_and_a_request_response_pair(service) -> None:  # type: ignore[no-untyped-def]
     for method in service.methods:
         rule = method.GetOptions().Extensions[annotations_pb2.http]
-        assert rule.WhichOneof("pattern"), f"{method.full_name} has no google.api.http rule"
+        if method.client_streaming:
+            # REST has no client streams: they are gRPC only.
+            assert not rule.WhichOneof("pattern"), f"{method.full_name} cannot be bound"
+            assert method.server_streaming, f"{method.full_name}: only bidi streams are served"
+        else:
+            assert rule.WhichOneof("pattern"), f"{method.full_name} has no google.api.http rule"
         assert method.input_type.name == f"{method.name}Request"
         assert method.output_type.name == f"{method.name}Response"
 

@@ -782,14 +782,22 @@ async def test_observers_hear_of_every_call(caplog: pytest.LogCaptureFixture) ->
 # -- the clients -------------------------------------------------------------------------------
 
 
+async def _requests(*requests: Any) -> AsyncIterator[Any]:
+    for request in requests:
+        yield request
+
+
 async def test_local_client_checks_its_methods() -> None:
     local = LocalServiceClient(Recorder(), SERVICE, insecure_pipeline())
     with pytest.raises(NotFound, match="has no method Nope"):
         await local.call("Nope", A.ExecuteTaskRequest())
-    with pytest.raises(NotFound, match="is a streaming method"):
+    with pytest.raises(NotFound, match="is a streaming method, not unary"):
         await local.call("StreamTask", A.StreamTaskRequest())
-    with pytest.raises(NotFound, match="is not a streaming method"):
+    with pytest.raises(NotFound, match="is a unary method, not streaming"):
         async for _ in local.stream("ExecuteTask", A.ExecuteTaskRequest()):
+            pass
+    with pytest.raises(NotFound, match="is a unary method, not bidirectional"):
+        async for _ in local.exchange("ExecuteTask", _requests(A.ExecuteTaskRequest())):
             pass
 
     class Partial:

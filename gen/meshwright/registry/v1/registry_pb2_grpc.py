@@ -83,6 +83,11 @@ class RegistryServiceStub:
                 request_serializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.StreamHeartbeats = channel.stream_stream(
+                '/meshwright.registry.v1.RegistryService/StreamHeartbeats',
+                request_serializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.StreamHeartbeatsRequest.SerializeToString,
+                response_deserializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.StreamHeartbeatsResponse.FromString,
+                _registered_method=True)
         self.DeregisterAgent = channel.unary_unary(
                 '/meshwright.registry.v1.RegistryService/DeregisterAgent',
                 request_serializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.DeregisterAgentRequest.SerializeToString,
@@ -179,6 +184,23 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamHeartbeats(self, request_iterator, context):
+        """StreamHeartbeats renews a lease over one long-lived stream: each request
+        is one Heartbeat, answered in order by one response carrying either what
+        Heartbeat would return or the error it would fail with (the stream goes
+        on after an error: AGENT_NOT_FOUND or LEASE_MISMATCH say register again).
+        Each message passes the same checks as a Heartbeat call (rate limit,
+        input limits, NOT_OWNER for another agent's id, field violations named
+        under "heartbeat."); the caller is authenticated once, when the stream
+        opens, and the stream ends UNAUTHENTICATED when its token expires (open
+        it again with a fresh one). It costs the registry a fraction of a unary
+        call per heartbeat, which is what lets one registry hold thousands of
+        agents. gRPC only: the gateway serves the unary Heartbeat.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeregisterAgent(self, request, context):
         """DeregisterAgent stops an agent gracefully: it turns AGENT_STATE_STOPPED
         (offered no work; its heartbeats answer NOT_FOUND with reason
@@ -251,6 +273,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.Heartbeat,
                     request_deserializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.HeartbeatRequest.FromString,
                     response_serializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'StreamHeartbeats': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamHeartbeats,
+                    request_deserializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.StreamHeartbeatsRequest.FromString,
+                    response_serializer=meshwright_dot_registry_dot_v1_dot_registry__pb2.StreamHeartbeatsResponse.SerializeToString,
             ),
             'DeregisterAgent': grpc.unary_unary_rpc_method_handler(
                     servicer.DeregisterAgent,
@@ -371,6 +398,33 @@ class RegistryService:
             '/meshwright.registry.v1.RegistryService/Heartbeat',
             meshwright_dot_registry_dot_v1_dot_registry__pb2.HeartbeatRequest.SerializeToString,
             meshwright_dot_registry_dot_v1_dot_registry__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamHeartbeats(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/meshwright.registry.v1.RegistryService/StreamHeartbeats',
+            meshwright_dot_registry_dot_v1_dot_registry__pb2.StreamHeartbeatsRequest.SerializeToString,
+            meshwright_dot_registry_dot_v1_dot_registry__pb2.StreamHeartbeatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
