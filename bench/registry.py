@@ -23,7 +23,12 @@ Prints, all measured in this one run on this machine, for each backend:
    in time (a scheduler: heartbeat k of a loader is due at start + k / rate,
    the loaders' schedules interleaved; "lag" is how late a beat left), at most
    ``--max-in-flight`` each; each beat reports load 0 (``--vary-load``: a
-   different load every time, so every beat is a change Consul must publish);
+   different load every time, so every beat is a change Consul must publish).
+   ``--heartbeats stream`` gives every agent its own ``StreamHeartbeats``
+   stream (``HeartbeatStream``, as the agent SDK does; each opened by a first
+   heartbeat before the load starts), ``unary`` sends each beat as a
+   ``Heartbeat`` call (the peer), ``both`` (the default) runs the two one
+   after the other, each with a fresh registry;
 3. meanwhile this process runs one discovery loop: ListAgents(skill=<a random
    skill of the pool>, page_size=100), one call at a time back to back (or at
    ``--discovery-rate`` calls/s), each call's latency recorded;
@@ -68,12 +73,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from meshwright.agent.heartbeats import HeartbeatStream
 from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh.client import ChannelPool, RemoteServiceClient
 from meshwright.mesh.errors import MeshError
@@ -196,8 +203,48 @@ async def register_all(
     return leases, errors
 
 
+Send = Callable[[int, R.HeartbeatRequest], Awaitable[Any]]
+"""Sends agent i's heartbeat (a unary call, or a message on its stream)."""
+
+
+def unary_sender(client: RemoteServiceClient) -> Send:
+    async def send(i: int, request: R.HeartbeatRequest) -> Any:
+        return await client.call("Heartbeat", request, timeout=CALL_TIMEOUT_S)
+
+    return send
+
+
+def stream_sender(streams: dict[int, HeartbeatStream]) -> Send:
+    async def send(i: int, request: R.HeartbeatRequest) -> Any:
+        return await streams[i].beat(request, timeout=CALL_TIMEOUT_S)
+
+    return send
+
+
+async def open_streams(
+    client: RemoteServiceClient, leases: dict[int, str]
+) -> tuple[dict[int, HeartbeatStream], list[str]]:
+    """One heartbeat stream per agent, each opened by a first heartbeat (as an agent's
+    first heartbeat opens its stream), ``REGISTER_IN_FLIGHT`` at once."""
+    streams = {i: HeartbeatStream(client) for i in leases}
+    errors: list[str] = []
+    queue = collections.deque(leases)
+
+    async def worker() -> None:
+        while queue:
+            i = queue.popleft()
+            request = R.HeartbeatRequest(agent_id=agent_id(i), lease_id=leases[i])
+            try:
+                await streams[i].beat(request, timeout=CALL_TIMEOUT_S)
+            except MeshError as err:
+                errors.append(f"{type(err).__name__}: {err}")
+
+    await asyncio.gather(*(worker() for _ in range(REGISTER_IN_FLIGHT)))
+    return streams, errors
+
+
 async def heartbeat_schedule(
-    client: RemoteServiceClient,
+    send: Send,
     leases: dict[int, str],
     *,
     start: float,
@@ -227,11 +274,7 @@ async def heartbeat_schedule(
         beats[i] += 1
         t = time.monotonic()
         try:
-            await client.call(
-                "Heartbeat",
-                R.HeartbeatRequest(agent_id=agent_id(i), lease_id=leases[i], load=load),
-                timeout=CALL_TIMEOUT_S,
-            )
+            await send(i, R.HeartbeatRequest(agent_id=agent_id(i), lease_id=leases[i], load=load))
             latencies_ms.append((time.monotonic() - t) * 1000)
         except MeshError as err:
             errors[type(err).__name__] += 1
@@ -285,6 +328,10 @@ def run_loader(args: argparse.Namespace) -> None:
             client = channels.client(args.target, REGISTRY)
             t0 = time.monotonic()
             leases, errors = await register_all(client, ids, pool, args.lease_ttl, args.endpoint)
+            streams: dict[int, HeartbeatStream] = {}
+            if args.heartbeats == "stream":
+                streams, open_errors = await open_streams(client, leases)
+                errors += open_errors
             print(
                 json.dumps(
                     {
@@ -301,8 +348,9 @@ def run_loader(args: argparse.Namespace) -> None:
                 return
             # The loaders' schedules interleave: loader j's first beat is j slots late.
             start = float(line.split()[1]) + index * args.period / args.agents
+            send = stream_sender(streams) if streams else unary_sender(client)
             result = await heartbeat_schedule(
-                client,
+                send,
                 leases,
                 start=start,
                 period_s=args.period,
@@ -310,7 +358,10 @@ def run_loader(args: argparse.Namespace) -> None:
                 max_in_flight=args.max_in_flight,
                 vary_load=args.vary_load,
             )
+            result["streams_opened"] = sum(st.opened for st in streams.values())
             print(json.dumps(result), flush=True)
+            for st in streams.values():
+                await st.close()
         finally:
             await channels.close()
 
@@ -690,6 +741,8 @@ class Result:
     """The registry's CPU seconds over the load phase."""
     idle_cpu_s: float = 0.0
     """The registry's CPU seconds over the idle discovery phase."""
+    streams_opened: int = 0
+    """Heartbeat streams the loaders opened (one per agent; more if some broke)."""
     gc: dict[int, list[float]] | None = None
     """With --gc-log: the registry's collections in the load phase, generation -> ms."""
 
@@ -714,8 +767,10 @@ class Result:
         )
 
 
-async def run_backend(args: argparse.Namespace, backend: str, workdir: Path) -> Result:
-    result = Result(backend)
+async def run_backend(
+    args: argparse.Namespace, backend: str, heartbeats: str, workdir: Path
+) -> Result:
+    result = Result(f"{backend}, {heartbeats}")
     children = Children()
     pool = skill_pool(args.skills)
     channels = ChannelPool()
@@ -734,7 +789,10 @@ async def run_backend(args: argparse.Namespace, backend: str, workdir: Path) -> 
         target = f"127.0.0.1:{port}"
         client = channels.client(target, REGISTRY)
         await wait_ready(client, registry, workdir / "registry.log")
-        print(f"[{backend}] registry {url} serving on {target} (pid {registry.pid})", flush=True)
+        print(
+            f"[{result.backend}] registry {url} serving on {target} (pid {registry.pid})",
+            flush=True,
+        )
 
         loaders = [
             children.start(
@@ -743,7 +801,8 @@ async def run_backend(args: argparse.Namespace, backend: str, workdir: Path) -> 
                 + ["--agents", str(args.agents), "--skills", str(args.skills)]
                 + ["--period", str(args.period), "--duration", str(args.duration)]
                 + ["--lease-ttl", str(args.lease_ttl), "--max-in-flight", str(args.max_in_flight)]
-                + (["--vary-load"] if args.vary_load else []),
+                + (["--vary-load"] if args.vary_load else [])
+                + ["--heartbeats", heartbeats],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -757,7 +816,8 @@ async def run_backend(args: argparse.Namespace, backend: str, workdir: Path) -> 
         result.registered = sum(r["registered"] for r in regs)
         result.register_errors = sum(r["error_count"] for r in regs)
         print(
-            f"[{backend}] registered {result.registered:,} agents in {result.register_s:.1f}s "
+            f"[{result.backend}] registered {result.registered:,} agents in "
+            f"{result.register_s:.1f}s "
             f"({result.registered / result.register_s:,.0f}/s, {REGISTER_IN_FLIGHT} in flight "
             f"per loader), {result.register_errors} errors"
             + "".join(f"; e.g. {e}" for r in regs for e in r["errors"][:1]),
@@ -801,6 +861,7 @@ async def run_backend(args: argparse.Namespace, backend: str, workdir: Path) -> 
             result.lag_max_ms = max(result.lag_max_ms, r["lag_max_ms"])
             result.issue_s = max(result.issue_s, r["issue_s"])
             result.loader_cpu.append(100 * r["cpu_s"] / r["wall_s"])
+            result.streams_opened += r.get("streams_opened", 0)
         result.states = await states(client)
         if spy is not None:
             spy.wait(timeout=args.duration + 30)
@@ -809,17 +870,17 @@ async def run_backend(args: argparse.Namespace, backend: str, workdir: Path) -> 
         result.idle_cpu_s = cpu_s(registry.pid) - idle0
         if args.gc_log:
             result.gc = gc_pauses(workdir / "registry.log", w0, w1)
-        print(f"[{backend}] done", flush=True)
+        print(f"[{result.backend}] done", flush=True)
     except Exception as err:  # report the backend, keep the rest
         result.error = f"{type(err).__name__}: {err}"
-        print(f"[{backend}] failed: {result.error}", flush=True)
+        print(f"[{result.backend}] failed: {result.error}", flush=True)
     finally:
         await channels.close()
         if spy is not None and spy.poll() is None:
             stores.stop_process(spy)
         children.stop()
     if args.profile and not result.error and result.loaded is not None:
-        print(f"\n[{backend}] where the registry's time goes (py-spy --gil, load phase):")
+        print(f"\n[{result.backend}] where the registry's time goes (py-spy --gil, load phase):")
         calls = {"Heartbeat": result.ok, "ListAgents": len(result.loaded.latencies_ms)}
         report_profile(workdir / f"{backend}.prof", args.duration, calls)
     return result
@@ -861,6 +922,7 @@ def report(args: argparse.Namespace, results: list[Result], echo: Echo | None) -
         "heartbeat p50 / p99",
         lambda r: f"{pct(r.hb_latencies_ms, 50):.2f} / {pct(r.hb_latencies_ms, 99):.2f} ms",
     )
+    row("heartbeat streams opened", lambda r: f"{r.streams_opened:,}")
     row("schedule lag p99 / max", lambda r: f"{r.lag_p99_ms:.1f} / {r.lag_max_ms:.1f} ms")
     row("states after the load", lambda r: ", ".join(f"{k} {v:,}" for k, v in r.states.items()))
     row("discovery calls/s, loaded", lambda r: f"{r.loaded.rate:,.0f}" if r.loaded else "-")
@@ -1013,6 +1075,13 @@ def main() -> None:
         action="store_true",
         help="each heartbeat reports another load than the last (every one is a change)",
     )
+    p.add_argument(
+        "--heartbeats",
+        choices=("stream", "unary", "both"),
+        default="both",
+        help="each agent heartbeats over its own StreamHeartbeats stream (as agents do), by "
+        "unary Heartbeat calls (the peer), or both, one after the other",
+    )
     p.add_argument("--loader", help=argparse.SUPPRESS)
     p.add_argument("--endpoint", help=argparse.SUPPRESS)
     p.add_argument("--serve-health", action="store_true", help=argparse.SUPPRESS)
@@ -1039,10 +1108,13 @@ def main() -> None:
             f"{echo.cpu_us:.0f} us of server CPU a call",
             flush=True,
         )
+    modes = ["stream", "unary"] if args.heartbeats == "both" else [args.heartbeats]
     results = []
     for backend in backends:
-        with tempfile.TemporaryDirectory(prefix=f"meshwright-registry-bench-{backend}-") as tmp:
-            results.append(asyncio.run(run_backend(args, backend, Path(tmp))))
+        for mode in modes:
+            prefix = f"meshwright-registry-bench-{backend}-{mode}-"
+            with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+                results.append(asyncio.run(run_backend(args, backend, mode, Path(tmp))))
     report(args, results, echo)
 
 
