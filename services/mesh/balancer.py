@@ -28,13 +28,12 @@ Metadata, tokens and deadlines pass exactly as through ``RemoteServiceClient``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -422,7 +421,7 @@ class BalancedClient:
         finally:
             self._done(ep)
 
-    async def stream(
+    def stream(
         self,
         method: str,
         request: message.Message,
@@ -432,20 +431,20 @@ class BalancedClient:
     ) -> AsyncIterator[Any]:
         """Call a server-streaming RPC on a picked endpoint; yields its responses.
 
-        ``timeout`` None: ``default_stream_timeout_s``. The breaker is judged as
-        ``_judged`` says.
+        ``timeout`` None: ``default_stream_timeout_s``. The first response settles the
+        breaker as a success (a long watch must not hold a half-open probe for its
+        whole life); a stream that fails before any response settles it by its error.
+        A stream the caller stops reading judges nothing.
         """
-        if method not in self._streams:
-            raise NotFound(f"{self.service.full_name} has no streaming method {method}")
-        if timeout is None:
-            timeout = self.options.default_stream_timeout_s
-        ep, permit = self._pick()
-        items = self._client(ep).stream(method, request, timeout=timeout, metadata=metadata)
-        async with contextlib.aclosing(self._judged(ep, permit, items)) as judged:
-            async for item in judged:
-                yield item
+        return self._streamed(
+            method,
+            self._streams,
+            "streaming",
+            timeout,
+            lambda client, t: client.stream(method, request, timeout=t, metadata=metadata),
+        )
 
-    async def exchange(
+    def exchange(
         self,
         method: str,
         requests: AsyncIterator[Any],
@@ -455,31 +454,33 @@ class BalancedClient:
     ) -> AsyncIterator[Any]:
         """Call a bidirectional RPC on a picked endpoint; yields its answers.
 
-        ``timeout`` None: ``default_stream_timeout_s``. The stream stays on the
-        endpoint it was opened on (open it again to be balanced afresh); its
-        breaker is judged as a server stream's is.
+        As ``stream``: the same default deadline, the breaker judged the same way.
+        The stream stays on the endpoint it was opened on (open another to be
+        balanced afresh).
         """
-        if method not in self._exchanges:
-            raise NotFound(f"{self.service.full_name} has no bidirectional method {method}")
+        return self._streamed(
+            method,
+            self._exchanges,
+            "bidirectional",
+            timeout,
+            lambda client, t: client.exchange(method, requests, timeout=t, metadata=metadata),
+        )
+
+    async def _streamed(
+        self,
+        method: str,
+        known: set[str],
+        kind: str,
+        timeout: float | None,
+        open_on: Callable[[RemoteServiceClient, float | None], AsyncIterator[Any]],
+    ) -> AsyncIterator[Any]:
+        if method not in known:
+            raise NotFound(f"{self.service.full_name} has no {kind} method {method}")
         if timeout is None:
             timeout = self.options.default_stream_timeout_s
         ep, permit = self._pick()
-        items = self._client(ep).exchange(method, requests, timeout=timeout, metadata=metadata)
-        async with contextlib.aclosing(self._judged(ep, permit, items)) as judged:
-            async for item in judged:
-                yield item
-
-    async def _judged(
-        self, ep: _Endpoint, permit: Permit, items: AsyncIterator[Any]
-    ) -> AsyncGenerator[Any, None]:
-        """``items`` (a stream opened on ``ep``), settling ``permit`` and ending its call.
-
-        The first response settles the breaker as a success (a long watch must not
-        hold a half-open probe for its whole life); a stream that fails before any
-        response settles it by its error. A stream the caller stops reading judges
-        nothing.
-        """
         try:
+            items = open_on(self._client(ep), timeout)
             try:
                 async for item in items:
                     if not permit.settled:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -145,7 +145,7 @@ class RemoteServiceClient:
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err) from None
 
-    async def stream(
+    def stream(
         self,
         method: str,
         request: message.Message,
@@ -155,18 +155,11 @@ class RemoteServiceClient:
     ) -> AsyncIterator[Any]:
         fn = self._streams.get(method)
         if fn is None:
-            raise NotFound(f"{self.service.full_name} has no streaming method {method}")
+            return _refused(f"{self.service.full_name} has no streaming method {method}")
         md, timeout = outgoing(metadata, timeout, self._token)
-        call = fn(request, timeout=timeout, metadata=md or None)
-        try:
-            async for item in call:
-                yield item
-        except grpc.aio.AioRpcError as err:
-            raise from_rpc_error(err) from None
-        finally:
-            call.cancel()
+        return _items(lambda: fn(request, timeout=timeout, metadata=md or None))
 
-    async def exchange(
+    def exchange(
         self,
         method: str,
         requests: AsyncIterator[Any],
@@ -176,16 +169,28 @@ class RemoteServiceClient:
     ) -> AsyncIterator[Any]:
         fn = self._exchanges.get(method)
         if fn is None:
-            raise NotFound(f"{self.service.full_name} has no bidirectional method {method}")
+            return _refused(f"{self.service.full_name} has no bidirectional method {method}")
         md, timeout = outgoing(metadata, timeout, self._token)
-        call = fn(requests, timeout=timeout, metadata=md or None)
-        try:
-            async for item in call:
-                yield item
-        except grpc.aio.AioRpcError as err:
-            raise from_rpc_error(err) from None
-        finally:
-            call.cancel()
+        return _items(lambda: fn(requests, timeout=timeout, metadata=md or None))
+
+
+async def _items(start: Callable[[], Any]) -> AsyncIterator[Any]:
+    """The responses of the streaming call ``start`` makes (when first read, so a stream
+    never read starts no call), its failure as a ``MeshError``; cancelled when left."""
+    call = start()
+    try:
+        async for item in call:
+            yield item
+    except grpc.aio.AioRpcError as err:
+        raise from_rpc_error(err) from None
+    finally:
+        call.cancel()
+
+
+async def _refused(why: str) -> AsyncIterator[Any]:
+    """A stream that fails ``NotFound`` when read, as a call to an unknown method does."""
+    raise NotFound(why)
+    yield  # pragma: no cover (makes this an async generator)
 
 
 class LocalServiceClient:

@@ -296,11 +296,22 @@ class Pipeline:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            async for request in requests:
-                principal = self.authenticate(metadata, peer)  # raises: the stream ends
+            while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise DeadlineExceeded(f"{endpoint.info.name} exceeded its deadline")
+                try:
+                    if remaining is None or transport_deadline:
+                        request = await anext(requests)
+                    else:  # an idle stream ends at its deadline too
+                        async with asyncio.timeout(remaining):
+                            request = await anext(requests)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise DeadlineExceeded(f"{endpoint.info.name} exceeded its deadline") from None
+                principal = self.authenticate(metadata, peer)  # raises: the stream ends
+                remaining = None if deadline is None else deadline - time.monotonic()
                 try:
                     if isinstance(request, MeshError):
                         raise request

@@ -454,24 +454,7 @@ async def test_the_timeout_bounds_the_whole_stream(transport: str) -> None:
             await end(answers)
 
 
-@pytest.mark.parametrize(
-    "transport",
-    [
-        "grpc",
-        pytest.param(
-            "local",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "Pipeline.each checks the stream's deadline only when a request arrives "
-                    "(services/mesh/pipeline.py, `async for request in requests` is not bounded "
-                    "by `deadline`): in-process, a stream whose caller sends nothing outlives "
-                    "its timeout, while gRPC ends it DEADLINE_EXCEEDED at the deadline"
-                ),
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("transport", ["grpc", "local"])
 async def test_an_idle_stream_ends_at_its_deadline(transport: str) -> None:
     async with stack() as s:
         feed = Feed()  # nothing is sent: the reader waits for an answer that never comes
