@@ -132,6 +132,9 @@ class Clock:
 class Cluster:
     """Replicas on real ports, one pool, and the clients a test made (all stopped at the end)."""
 
+    replica_type: type[Replica] = Replica
+    """What ``start`` serves (a subclass may serve another replica)."""
+
     def __init__(self, pipeline: Pipeline, pool: RecordingPool) -> None:
         self.pipeline = pipeline
         self.pool = pool
@@ -144,7 +147,7 @@ class Cluster:
         """Start a replica per name; their addresses."""
         out = []
         for name in names:
-            replica = Replica(name)
+            replica = self.replica_type(name)
             server = MeshServer(pipeline=self.pipeline, port=0, grace_s=0)
             server.add(replica, REGISTRY)
             await server.start()

@@ -623,17 +623,7 @@ class HeartbeatReplica(Replica):
 
 
 class BeatCluster(Cluster):
-    async def start(self, *names: str) -> list[str]:
-        out = []
-        for name in names:
-            replica = HeartbeatReplica(name)
-            server = MeshServer(pipeline=self.pipeline, port=0, grace_s=0)
-            server.add(replica, REGISTRY)
-            await server.start()
-            self.servers.append(server)
-            self.replicas[server.address] = replica
-            out.append(server.address)
-        return out
+    replica_type = HeartbeatReplica
 
     def beats_of(self, address: str) -> int:
         replica = self.replicas[address]
