@@ -15,12 +15,13 @@ from meshwright.registry.records import ANY_STATE, AgentQuery, AgentRecord
 
 class RecordIndex:
     """Agent records by id, with the ids sorted (pages are a bisect) and a skill index
-    (the scheduler's "who offers skill X" is the hot read)."""
+    (the scheduler's "who offers skill X" is the hot read), its ids sorted too: a
+    listing by skill must not sort a thousand ids per call (it was 37% of one)."""
 
     def __init__(self) -> None:
         self._records: dict[str, AgentRecord] = {}
         self._ids: list[str] = []
-        self._by_skill: dict[str, set[str]] = {}
+        self._by_skill: dict[str, list[str]] = {}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -84,24 +85,25 @@ class RecordIndex:
         return out
 
     def _candidates(self, query: AgentQuery) -> Iterable[str]:
-        if query.skill:
-            ids: Iterable[str] = sorted(self._by_skill.get(query.skill, ()))
-            if query.after is not None:
-                after = query.after
-                ids = (i for i in ids if i > after)
-            return ids
-        start = 0 if query.after is None else bisect.bisect_right(self._ids, query.after)
-        # No copy: select() does not await, so nothing changes _ids while it iterates.
-        return itertools.islice(self._ids, start, None)
+        ids = self._by_skill.get(query.skill, []) if query.skill else self._ids
+        start = 0 if query.after is None else bisect.bisect_right(ids, query.after)
+        # No copy: select() does not await, so nothing changes the list while it iterates.
+        return itertools.islice(ids, start, None)
 
     def _index(self, agent_id: str, keys: frozenset[str]) -> None:
         for key in keys:
-            self._by_skill.setdefault(key, set()).add(agent_id)
+            ids = self._by_skill.setdefault(key, [])
+            at = bisect.bisect_left(ids, agent_id)
+            if at == len(ids) or ids[at] != agent_id:
+                ids.insert(at, agent_id)
 
     def _unindex(self, agent_id: str, keys: frozenset[str]) -> None:
         for key in keys:
             ids = self._by_skill.get(key)
-            if ids is not None:
-                ids.discard(agent_id)
-                if not ids:
-                    del self._by_skill[key]
+            if ids is None:
+                continue
+            at = bisect.bisect_left(ids, agent_id)
+            if at < len(ids) and ids[at] == agent_id:
+                del ids[at]
+            if not ids:
+                del self._by_skill[key]
