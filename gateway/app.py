@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +40,10 @@ from meshwright.gateway.errors import BodyTooLarge, MethodNotAllowed, Unsupporte
 from meshwright.gateway.routing import RouteMatch, RouteTable
 from meshwright.gateway.sse import EventStream, StreamSet
 from meshwright.gateway.status import NO_STORE, error_response
+from meshwright.mesh import telemetry
 from meshwright.mesh.client import ServiceClient
 from meshwright.mesh.errors import Internal, MeshError
+from meshwright.mesh.logs import access_line
 
 log = logging.getLogger(__name__)
 
@@ -172,22 +175,46 @@ class _Dispatcher:
         self._max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._respond(Request(scope, receive))
+        t0 = time.perf_counter()
+        request = Request(scope, receive)
+        status = 0
+        # The request is the root of its trace (or a child of the caller's traceparent);
+        # current while it is answered, so every RPC it makes is a child.
+        span = telemetry.start_http_span(
+            request.method, scope.get("path", ""), list(request.headers.items())
+        )
+        token = telemetry.attach(span)
+        try:
+            response = await self._respond(request, span)
 
-        async def no_store(msg: Message) -> None:
-            # Every answer here may hold account data for the bearer of one token;
-            # no shared or browser cache may keep it (errors and streams included).
-            if msg["type"] == "http.response.start":
-                headers = [(k, v) for k, v in msg.get("headers", []) if k != b"cache-control"]
-                headers.append((b"cache-control", NO_STORE.encode()))
-                msg = {**msg, "headers": headers}
-            await send(msg)
+            async def no_store(msg: Message) -> None:
+                nonlocal status
+                # Every answer here may hold account data for the bearer of one token;
+                # no shared or browser cache may keep it (errors and streams included).
+                if msg["type"] == "http.response.start":
+                    status = int(msg.get("status", 0))
+                    headers = [(k, v) for k, v in msg.get("headers", []) if k != b"cache-control"]
+                    headers.append((b"cache-control", NO_STORE.encode()))
+                    msg = {**msg, "headers": headers}
+                await send(msg)
 
-        await response(scope, receive, no_store)
+            await response(scope, receive, no_store)
+        finally:
+            telemetry.detach(token)
+            telemetry.end_http_span(span, status or 500)
+            client = scope.get("client")
+            access_line(
+                f"{request.method} {scope.get('path', '')}",
+                status or "-",
+                time.perf_counter() - t0,
+                "-",
+                f"{client[0]}:{client[1]}" if client else "-",
+            )
 
-    async def _respond(self, request: Request) -> ASGIApp:
+    async def _respond(self, request: Request, span: telemetry.Span | None) -> ASGIApp:
         try:
             found = self._table.match(request.method, _raw_path(request.scope))
+            telemetry.name_http_span(span, request.method, found.route.template.text)
         except MethodNotAllowed as err:
             return error_response(err, status_code=405, headers={"Allow": ", ".join(err.allowed)})
         except BodyTooLarge as err:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import logging
 import os
 import re
 import shlex
+import socket
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -33,10 +33,12 @@ from rich.console import Console
 from rich.markup import escape as esc
 
 from meshwright.economy.v1 import economy_pb2
+from meshwright.mesh import telemetry
 from meshwright.mesh.auth import Role
 from meshwright.mesh.client import ChannelPool, LocalServiceClient, ServiceClient
 from meshwright.mesh.config import MeshConfig, add_tls_flags, env_default
 from meshwright.mesh.errors import MeshError, PermissionDenied, Unauthenticated
+from meshwright.mesh.logs import configure_logging
 from meshwright.mesh.security import config_dir
 from meshwright.mesh.server import install_signal_handlers
 from meshwright.mesh.tls import TlsConfig
@@ -209,7 +211,12 @@ async def _up(args: argparse.Namespace) -> int:
             auth_hs256_secret="",
         )
         security = Security.from_config(config, issuer=creds.issuer())
-    node = await start_node(config, gateway=not args.no_gateway, security=security)
+    _start_tracing("meshwright", args.trace_buffer, DEFAULT_UP_TRACE_BUFFER)
+    try:
+        node = await start_node(config, gateway=not args.no_gateway, security=security)
+    except BaseException:
+        telemetry.shutdown_tracing()
+        raise
     _settle_heap()
     stop = asyncio.Event()
     install_signal_handlers(stop.set)
@@ -268,7 +275,24 @@ async def _up(args: argparse.Namespace) -> int:
                 await node.engine.stop()
     finally:
         await node.stop()
+        telemetry.shutdown_tracing()
     return 0
+
+
+DEFAULT_UP_TRACE_BUFFER = 1000
+"""Traces `up` keeps in memory by default (the spans of each bounded too)."""
+
+
+def _start_tracing(service: str, buffer: int | str | None, default: int) -> None:
+    """Tracing for this process: a span store of ``buffer`` traces (``default`` when
+    None; 0 for none) and the exporters the OTEL_* variables configure. Bad settings
+    raise ``ValueError`` (the CLI prints it)."""
+    traces = default if buffer is None else int(buffer)
+    if traces < 0:
+        raise ValueError(f"--trace-buffer must be 0 or more, not {traces}")
+    store = telemetry.SpanStore(max_traces=traces) if traces else None
+    instance = f"{socket.gethostname()}:{os.getpid()}"
+    telemetry.setup_tracing(service, instance_id=instance, store=store)
 
 
 def _settle_heap() -> None:
@@ -292,13 +316,18 @@ async def _serve(args: argparse.Namespace) -> int:
         **_security_overrides(args),
     )
     services = [s.strip() for s in args.services.split(",") if s.strip()]
-    node = await start_node(
-        config,
-        services=services,
-        registry_target=args.registry_target,
-        economy_target=args.economy_target,
-        gateway=not args.no_gateway,
-    )
+    _start_tracing("meshwright-" + "-".join(services), args.trace_buffer, 0)
+    try:
+        node = await start_node(
+            config,
+            services=services,
+            registry_target=args.registry_target,
+            economy_target=args.economy_target,
+            gateway=not args.no_gateway,
+        )
+    except BaseException:
+        telemetry.shutdown_tracing()
+        raise
     _settle_heap()
     stop = asyncio.Event()
     install_signal_handlers(stop.set)
@@ -309,6 +338,7 @@ async def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         await node.stop()
+        telemetry.shutdown_tracing()
     return 0
 
 
@@ -837,7 +867,18 @@ def _client_flags(sp: argparse.ArgumentParser, *, leaf: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (flags default to their MESHWRIGHT_* variables)."""
     p = argparse.ArgumentParser(prog="meshwright", description=__doc__.split("\n")[0])
-    p.add_argument("--log-level", default=env_default("log_level", "WARNING"))
+    p.add_argument(
+        "--log-level",
+        default=env_default("log_level", "WARNING"),
+        help="DEBUG, INFO (with an access line per call), WARNING... (env MESHWRIGHT_LOG_LEVEL)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("human", "json"),
+        default=env_default("log_format", "human"),
+        help="human-readable lines, or one JSON object a line; both carry the trace and span "
+        "ids of the call they were logged in (env MESHWRIGHT_LOG_FORMAT)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def server_flags(sp: argparse.ArgumentParser) -> None:
@@ -922,6 +963,16 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="DURATION",
             help="a replica's lease on each workflow it runs; another replica takes a run "
             "over this long after its owner died (env MESHWRIGHT_WORKFLOW_LEASE_TTL_S; 10s)",
+        )
+        sp.add_argument(
+            "--trace-buffer",
+            type=int,
+            default=env_default("trace_buffer", None),
+            metavar="TRACES",
+            help="keep the spans of this many recent traces in memory, for `meshwright "
+            "workflow trace` and GET /v1/workflows/{id}/trace; 0 keeps none (env "
+            "MESHWRIGHT_TRACE_BUFFER; 1000 for up, 0 for serve). Exporting is configured by "
+            "the standard OTEL_* variables (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT)",
         )
         sp.add_argument(
             "--idempotency-ttl",
@@ -1183,9 +1234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return agent_main(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        configure_logging(args.log_level, json=args.log_format == "json", service="meshwright")
+    except ValueError as err:
+        err_console.print(f"[red]error[/red] {esc(str(err))}", soft_wrap=True)
+        return 2
     handlers = {
         "up": _up,
         "serve": _serve,

@@ -31,6 +31,7 @@ from meshwright.mesh.client import (
 )
 from meshwright.mesh.config import MeshConfig, backend_scheme
 from meshwright.mesh.errors import NotFound
+from meshwright.mesh.logs import AccessLog
 from meshwright.mesh.security import Security
 from meshwright.mesh.server import MeshServer
 from meshwright.mesh.targets import service_client, split_targets
@@ -231,6 +232,8 @@ async def start_node(
     )
     security = security or Security.from_config(config)
     pipeline = security.pipeline
+    if not any(isinstance(o, AccessLog) for o in pipeline.observers):
+        pipeline.observers.append(AccessLog())  # a line per call at INFO
     server = MeshServer(
         pipeline=pipeline,
         host=config.host,

@@ -14,13 +14,16 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
 from meshwright.agent.agent import Agent
 from meshwright.agent.results import DEFAULT_RESULT_MEMORY, DEFAULT_RESULT_TTL_S
 from meshwright.agent.runtime import AgentRuntime
+from meshwright.mesh import telemetry
 from meshwright.mesh.config import add_tls_flags, env_default, env_flag
+from meshwright.mesh.logs import configure_logging
 from meshwright.mesh.tls import TlsConfig
 
 READY_PREFIX = "READY "
@@ -148,15 +151,22 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=env_default("log_level", "INFO"),
         help="logging level (env MESHWRIGHT_LOG_LEVEL)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=("human", "json"),
+        default=env_default("log_format", "human"),
+        help="human-readable lines or one JSON object a line, with trace and span ids "
+        "(env MESHWRIGHT_LOG_FORMAT)",
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Serve the agent ``args`` describe until SIGTERM/SIGINT; the exit code."""
-    logging.basicConfig(
-        level=str(args.log_level).upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        configure_logging(args.log_level, json=args.log_format == "json", service="agent")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not args.registry:
         print("error: --registry (or MESHWRIGHT_REGISTRY) is required", file=sys.stderr)
         return 2
@@ -177,6 +187,14 @@ def run_command(args: argparse.Namespace) -> int:
             "who calls this agent; --insecure-no-auth turns checking off",
             file=sys.stderr,
         )
+        return 2
+
+    try:  # spans go where the OTEL_* variables say; nowhere when they say nothing
+        telemetry.setup_tracing(
+            agent.name, instance_id=args.agent_id or f"{socket.gethostname()}:{os.getpid()}"
+        )
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
 
     def announce(runtime: AgentRuntime) -> None:
@@ -211,6 +229,8 @@ def run_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    finally:
+        telemetry.shutdown_tracing()  # exports what is left
     return 0
 
 

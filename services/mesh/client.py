@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.protobuf import descriptor, message
 
+from meshwright.mesh import telemetry
 from meshwright.mesh._descriptors import methods_of
 from meshwright.mesh.context import current_call
 from meshwright.mesh.errors import NotFound, from_rpc_error
@@ -69,12 +70,17 @@ class ServiceClient(Protocol):
 
 
 def outgoing(
-    metadata: Metadata, timeout: float | None, token: str | None
+    metadata: Metadata,
+    timeout: float | None,
+    token: str | None,
+    span: telemetry.Span | None = None,
 ) -> tuple[list[tuple[str, str]], float | None]:
     """Metadata and deadline of a call made now.
 
     While serving a call, an outgoing call carries that call's propagated
-    metadata (trace context, request id) and never outlives its deadline.
+    metadata (trace context, request id) and never outlives its deadline. With
+    tracing on, the trace context is the call's own CLIENT ``span`` (else the
+    current span) instead of the one that came in.
     ``token`` (this client's own credentials) replaces any authorization given.
     """
     out = list(metadata)
@@ -88,7 +94,7 @@ def outgoing(
     if token is not None:
         out = [(k, v) for k, v in out if k != "authorization"]
         out.append(("authorization", f"Bearer {token}"))
-    return out, timeout
+    return telemetry.inject(out, span), timeout
 
 
 class RemoteServiceClient:
@@ -100,11 +106,15 @@ class RemoteServiceClient:
         service: descriptor.ServiceDescriptor,
         *,
         token: str | None = None,
+        target: str = "",
     ) -> None:
-        """``token``: the bearer token this client calls with (None: only what callers pass)."""
+        """``token``: the bearer token this client calls with (None: only what callers pass).
+        ``target``: where the channel goes (named on the calls' spans)."""
         self.service = service
         self._channel = channel
         self._token = token
+        self._target = target
+        self._paths = {name: info.path for name, info in methods_of(service).items()}
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._streams: dict[str, grpc.aio.UnaryStreamMultiCallable] = {}
         self._exchanges: dict[str, grpc.aio.StreamStreamMultiCallable] = {}
@@ -139,11 +149,19 @@ class RemoteServiceClient:
         fn = self._unary.get(method)
         if fn is None:
             raise NotFound(f"{self.service.full_name} has no unary method {method}")
-        md, timeout = outgoing(metadata, timeout, self._token)
+        span = telemetry.start_client_span(self._paths[method], self._target)
+        md, timeout = outgoing(metadata, timeout, self._token, span)
+        error: BaseException | None = None
         try:
             return await fn(request, timeout=timeout, metadata=md or None)
         except grpc.aio.AioRpcError as err:
-            raise from_rpc_error(err) from None
+            error = from_rpc_error(err)
+            raise error from None
+        except BaseException as err:
+            error = err
+            raise
+        finally:
+            telemetry.end_span(span, error)
 
     def stream(
         self,
@@ -157,7 +175,11 @@ class RemoteServiceClient:
         if fn is None:
             return _refused(f"{self.service.full_name} has no streaming method {method}")
         md, timeout = outgoing(metadata, timeout, self._token)
-        return _items(lambda: fn(request, timeout=timeout, metadata=md or None))
+        return _items(
+            lambda span: fn(request, timeout=timeout, metadata=telemetry.inject(md, span) or None),
+            self._paths[method],
+            self._target,
+        )
 
     def exchange(
         self,
@@ -171,20 +193,33 @@ class RemoteServiceClient:
         if fn is None:
             return _refused(f"{self.service.full_name} has no bidirectional method {method}")
         md, timeout = outgoing(metadata, timeout, self._token)
-        return _items(lambda: fn(requests, timeout=timeout, metadata=md or None))
+        # No span of its own: an exchange (a heartbeat stream) lives as long as its
+        # agent; each message is a SERVER span on the other side.
+        return _items(lambda _: fn(requests, timeout=timeout, metadata=md or None))
 
 
-async def _items(start: Callable[[], Any]) -> AsyncIterator[Any]:
+async def _items(
+    start: Callable[[telemetry.Span | None], Any], path: str = "", target: str = ""
+) -> AsyncIterator[Any]:
     """The responses of the streaming call ``start`` makes (when first read, so a stream
-    never read starts no call), its failure as a ``MeshError``; cancelled when left."""
-    call = start()
+    never read starts no call), its failure as a ``MeshError``; cancelled when left.
+    With a ``path`` the call is a CLIENT span (ended with the stream), its context
+    injected explicitly (never attached across a yield)."""
+    span = telemetry.start_client_span(path, target) if path else None
+    error: BaseException | None = None
+    call = start(span)
     try:
         async for item in call:
             yield item
     except grpc.aio.AioRpcError as err:
-        raise from_rpc_error(err) from None
+        error = from_rpc_error(err)
+        raise error from None
+    except BaseException as err:
+        error = err
+        raise
     finally:
         call.cancel()
+        telemetry.end_span(span, None if isinstance(error, GeneratorExit) else error)
 
 
 async def _refused(why: str) -> AsyncIterator[Any]:
@@ -246,10 +281,18 @@ class LocalServiceClient:
         metadata: Metadata = (),
     ) -> Any:
         endpoint = self._endpoint(method, "unary")
-        md, timeout = outgoing(metadata, timeout, self._token)
-        return await self._pipeline.unary(
-            endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout
-        )
+        span = telemetry.start_client_span(endpoint.info.path, "local")
+        md, timeout = outgoing(metadata, timeout, self._token, span)
+        error: BaseException | None = None
+        try:
+            return await self._pipeline.unary(
+                endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout
+            )
+        except BaseException as err:
+            error = err
+            raise
+        finally:
+            telemetry.end_span(span, error)
 
     async def stream(
         self,
@@ -260,15 +303,21 @@ class LocalServiceClient:
         metadata: Metadata = (),
     ) -> AsyncIterator[Any]:
         endpoint = self._endpoint(method, "streaming")
-        md, timeout = outgoing(metadata, timeout, self._token)
+        span = telemetry.start_client_span(endpoint.info.path, "local")
+        md, timeout = outgoing(metadata, timeout, self._token, span)
         items = self._pipeline.stream(
             endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout
         )
+        error: BaseException | None = None
         try:
             async for item in items:
                 yield item
+        except BaseException as err:
+            error = None if isinstance(err, GeneratorExit) else err
+            raise
         finally:
             await items.aclose()  # type: ignore[attr-defined]
+            telemetry.end_span(span, error)
 
     async def exchange(
         self,
@@ -450,7 +499,7 @@ class ChannelPool:
 
     def client(self, target: str, service: descriptor.ServiceDescriptor) -> RemoteServiceClient:
         """A remote client for ``service`` at ``target``, calling with the pool's token."""
-        return RemoteServiceClient(self.get(target), service, token=self.token)
+        return RemoteServiceClient(self.get(target), service, token=self.token, target=target)
 
     async def discard(self, target: str) -> None:
         """Close and forget the channel to ``target``."""

@@ -6,8 +6,9 @@ per-call context (caller, deadline, metadata) domain code reads, the deadline
 itself, and error mapping (anything that is not a ``MeshError`` becomes
 INTERNAL, logged here, never leaked). ``MeshServer`` adapts it to grpc.aio;
 ``LocalServiceClient`` calls through it in-process, so the embedded
-``meshwright up`` has no shortcut around any step. Telemetry hangs on
-``Pipeline.observers``.
+``meshwright up`` has no shortcut around any step. Every call served is a
+SERVER span (``mesh.telemetry``, when tracing is on) whose parent is the
+caller's trace context; metrics and access logs hang on ``Pipeline.observers``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 
 from google.protobuf import message
 
+from meshwright.mesh import telemetry
 from meshwright.mesh._descriptors import MethodInfo
 from meshwright.mesh.auth import (
     ANONYMOUS_ADMIN,
@@ -174,6 +176,8 @@ class Pipeline:
         t0 = time.perf_counter()
         call: CallContext | None = None
         error: MeshError | None = None
+        span = telemetry.start_server_span(endpoint.info.path, metadata, peer)
+        token = telemetry.attach(span)
         try:
             call = await self.admit(
                 endpoint,
@@ -183,6 +187,8 @@ class Pipeline:
                 peer=peer,
                 principal=principal,
             )
+            if span is not None:
+                span.set_attribute("enduser.id", call.principal.name)
             with serving(call):
                 if timeout is None:
                     return await handler(request)
@@ -207,6 +213,8 @@ class Pipeline:
             error = _unexpected(endpoint, err)
             raise error from None
         finally:
+            telemetry.detach(token)
+            telemetry.end_span(span, error)
             self._observe(call, endpoint, error, t0)
 
     async def stream(
@@ -224,6 +232,7 @@ class Pipeline:
         t0 = time.perf_counter()
         call: CallContext | None = None
         error: MeshError | None = None
+        span = telemetry.start_server_span(endpoint.info.path, metadata, peer)
         try:
             call = await self.admit(
                 endpoint,
@@ -234,10 +243,14 @@ class Pipeline:
                 principal=principal,
             )
             # A stream is resumed by whoever iterates it, in their context; each
-            # step runs in a context of its own that holds the call, so domain code
-            # sees it on every resumption (and no contextvar token crosses contexts).
+            # step runs in a context of its own that holds the call (and the span),
+            # so domain code sees it on every resumption (and no contextvar token
+            # crosses contexts: the span is set in that context, never attached here).
             ctx = contextvars.copy_context()
             ctx.run(enter, call)
+            if span is not None:
+                span.set_attribute("enduser.id", call.principal.name)
+                ctx.run(telemetry.attach, span)
             items = ctx.run(handler, request)
             try:
                 while True:
@@ -265,11 +278,14 @@ class Pipeline:
             error = err
             raise
         except (GeneratorExit, asyncio.CancelledError):
+            if span is not None:
+                span.set_attribute("meshwright.outcome", "cancelled")
             raise
         except Exception as err:
             error = _unexpected(endpoint, err)
             raise error from None
         finally:
+            telemetry.end_span(span, error)
             self._observe(call, endpoint, error, t0)
 
     async def each(

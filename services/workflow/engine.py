@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from meshwright.mesh import telemetry
 from meshwright.mesh.auth import Principal
 from meshwright.mesh.client import ChannelPool, ServiceClient
 from meshwright.mesh.context import caller, detached
@@ -491,6 +492,8 @@ class Engine:
             template_name=template_name,
             create_time=timestamp(),
             owner=_owner_name(),
+            # The create call's span: the parent of every attempt, on any replica.
+            traceparent=telemetry.current_traceparent(),
             # A fresh escrow id per creation: a workflow id reused after the old
             # workflow expired must not replay the old (closed) escrow.
             escrow_id=f"{workflow_id}-{os.urandom(4).hex()}" if paid else "",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshwright.mesh.errors import AlreadyExists, NotFound
+from meshwright.mesh.errors import AlreadyExists, FailedPrecondition, NotFound
 
 
 class WorkflowNotFound(NotFound):
@@ -27,3 +27,9 @@ class TemplateExists(AlreadyExists):
     """A template with that name exists already."""
 
     reason = "TEMPLATE_EXISTS"
+
+
+class NoSpanStore(FailedPrecondition):
+    """This process keeps no spans: a run's trace is read in the backend it exports to."""
+
+    reason = "NO_SPAN_STORE"

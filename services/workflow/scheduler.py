@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf import struct_pb2
 
 from meshwright.agent.v1 import agent_pb2
+from meshwright.mesh import telemetry
 from meshwright.mesh.context import detached
 from meshwright.mesh.errors import (
     DeadlineExceeded,
@@ -280,7 +281,44 @@ class Scheduler:
         rules: TaskRetry,
     ) -> tuple[bool, str, bool] | None:
         """One attempt on ``slot``: (succeeded, error, retryable), or None when the agent
-        answered at capacity (it did not run the task)."""
+        answered at capacity (it did not run the task).
+
+        With tracing on it is a span, a child of the run's create call (kept with the
+        workflow, so retries and a replica that took the run over join the same
+        trace); the call to the agent and the payment are its children."""
+        if not telemetry.enabled():
+            return await self._attempt_on(run, task_id, slot, request, attempt, rules)
+        attributes = {
+            "meshwright.workflow_id": run.workflow_id,
+            "meshwright.task_id": task_id,
+            "meshwright.skill": run.specs[task_id].skill,
+            "meshwright.agent_id": slot.agent_id,
+            "meshwright.attempt": attempt,
+            "meshwright.price": slot.price,
+        }
+        parent = telemetry.context_of(run.wf.traceparent) if run.wf.traceparent else None
+        with telemetry.span(f"task {task_id}", parent=parent, attributes=attributes) as span:
+            outcome = await self._attempt_on(run, task_id, slot, request, attempt, rules)
+            assert span is not None
+            if outcome is None:
+                span.set_attribute("meshwright.outcome", "at_capacity")
+            else:
+                ok, error, retryable = outcome
+                span.set_attribute("meshwright.outcome", "succeeded" if ok else "failed")
+                if not ok:
+                    span.set_attribute("meshwright.retryable", retryable)
+                    span.set_status(telemetry.Status(telemetry.StatusCode.ERROR, error))
+            return outcome
+
+    async def _attempt_on(
+        self,
+        run: Run,
+        task_id: str,
+        slot: Slot,
+        request: agent_pb2.ExecuteTaskRequest,
+        attempt: int,
+        rules: TaskRetry,
+    ) -> tuple[bool, str, bool] | None:
         tr = run.records[task_id]
         wf_id = run.workflow_id
         run.reserved += slot.price
@@ -518,6 +556,19 @@ class Scheduler:
         await asyncio.shield(run.finishing)
 
     async def _end(self, run: Run, state: int, error: str) -> None:
+        if not telemetry.enabled():
+            return await self._end_run(run, state, error)
+        parent = telemetry.context_of(run.wf.traceparent) if run.wf.traceparent else None
+        attributes = {
+            "meshwright.workflow_id": run.workflow_id,
+            "meshwright.state": W.WorkflowState.Name(state),
+        }
+        with telemetry.span("workflow end", parent=parent, attributes=attributes) as span:
+            if error and span is not None:
+                span.set_attribute("meshwright.error", error)
+            await self._end_run(run, state, error)
+
+    async def _end_run(self, run: Run, state: int, error: str) -> None:
         if run.opening is not None and not await asyncio.shield(run.opening):
             self._on_done(run)  # its escrow was refused: the workflow was discarded
             return

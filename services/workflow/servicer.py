@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from meshwright.workflow.engine import Engine
+from meshwright.workflow.trace import trace_of
 from meshwright.workflow.v1 import workflow_pb2
 
 W = workflow_pb2
@@ -21,6 +22,11 @@ class WorkflowServicer:
 
     async def GetWorkflow(self, request: W.GetWorkflowRequest) -> W.GetWorkflowResponse:
         return W.GetWorkflowResponse(workflow=await self.engine.get_workflow(request.workflow_id))
+
+    async def GetWorkflowTrace(
+        self, request: W.GetWorkflowTraceRequest
+    ) -> W.GetWorkflowTraceResponse:
+        return trace_of(await self.engine.get_workflow(request.workflow_id))
 
     async def ListWorkflows(self, request: W.ListWorkflowsRequest) -> W.ListWorkflowsResponse:
         items, token = await self.engine.list_workflows(

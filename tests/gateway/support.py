@@ -135,6 +135,9 @@ class Workflows:
             workflow=workflow_pb2.Workflow(workflow_id="wf-1", name="first")
         )
 
+    async def GetWorkflowTrace(self, request: Any) -> Any:
+        return workflow_pb2.GetWorkflowTraceResponse(trace_id="ab" * 16)
+
     async def ListWorkflows(self, request: Any) -> Any:
         found = [
             workflow_pb2.Workflow(workflow_id=f"w{i}", state=request.state)

@@ -188,7 +188,7 @@ async def test_health_and_route_listing(stack: Stack) -> None:
         "streaming": True,
     } in routes
     assert {r["rpc"].rsplit(".", 1)[-1] for r in routes} >= {"GetAgentCard", "CreateTemplate"}
-    assert len(routes) == len(AGENT.methods) + 7  # WorkflowService has 7 RPCs
+    assert len(routes) == len(AGENT.methods) + 8  # WorkflowService has 8 RPCs
     assert (await stack.http.post("/healthz")).status_code == 405
 
 

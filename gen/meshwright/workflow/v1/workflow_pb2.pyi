@@ -46,6 +46,13 @@ class WorkflowEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKFLOW_EVENT_TYPE_WORKFLOW_FAILED: _ClassVar[WorkflowEventType]
     WORKFLOW_EVENT_TYPE_WORKFLOW_CANCELLED: _ClassVar[WorkflowEventType]
     WORKFLOW_EVENT_TYPE_TASK_PROGRESS: _ClassVar[WorkflowEventType]
+
+class SpanKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SPAN_KIND_UNSPECIFIED: _ClassVar[SpanKind]
+    SPAN_KIND_INTERNAL: _ClassVar[SpanKind]
+    SPAN_KIND_SERVER: _ClassVar[SpanKind]
+    SPAN_KIND_CLIENT: _ClassVar[SpanKind]
 WORKFLOW_STATE_UNSPECIFIED: WorkflowState
 WORKFLOW_STATE_PENDING: WorkflowState
 WORKFLOW_STATE_RUNNING: WorkflowState
@@ -70,6 +77,10 @@ WORKFLOW_EVENT_TYPE_WORKFLOW_SUCCEEDED: WorkflowEventType
 WORKFLOW_EVENT_TYPE_WORKFLOW_FAILED: WorkflowEventType
 WORKFLOW_EVENT_TYPE_WORKFLOW_CANCELLED: WorkflowEventType
 WORKFLOW_EVENT_TYPE_TASK_PROGRESS: WorkflowEventType
+SPAN_KIND_UNSPECIFIED: SpanKind
+SPAN_KIND_INTERNAL: SpanKind
+SPAN_KIND_SERVER: SpanKind
+SPAN_KIND_CLIENT: SpanKind
 
 class RetryPolicy(_message.Message):
     __slots__ = ("max_attempts", "initial_backoff", "backoff_multiplier", "max_backoff", "non_retryable_reasons")
@@ -196,7 +207,7 @@ class TaskRun(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., skill: _Optional[str] = ..., state: _Optional[_Union[TaskRunState, str]] = ..., agent_id: _Optional[str] = ..., attempts: _Optional[int] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., cost: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Workflow(_message.Message):
-    __slots__ = ("workflow_id", "name", "state", "definition", "tasks", "escrow_id", "spent", "error", "template_name", "create_time", "end_time", "owner")
+    __slots__ = ("workflow_id", "name", "state", "definition", "tasks", "escrow_id", "spent", "error", "template_name", "create_time", "end_time", "owner", "traceparent")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +220,7 @@ class Workflow(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     name: str
     state: WorkflowState
@@ -221,7 +233,8 @@ class Workflow(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     owner: str
-    def __init__(self, workflow_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[WorkflowState, str]] = ..., definition: _Optional[_Union[WorkflowDefinition, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskRun, _Mapping]]] = ..., escrow_id: _Optional[str] = ..., spent: _Optional[int] = ..., error: _Optional[str] = ..., template_name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner: _Optional[str] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, workflow_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[WorkflowState, str]] = ..., definition: _Optional[_Union[WorkflowDefinition, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskRun, _Mapping]]] = ..., escrow_id: _Optional[str] = ..., spent: _Optional[int] = ..., error: _Optional[str] = ..., template_name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner: _Optional[str] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class WorkflowEvent(_message.Message):
     __slots__ = ("sequence", "workflow_id", "type", "time", "task_id", "agent_id", "attempt", "message", "output", "amount", "workflow_state", "progress")
@@ -354,3 +367,50 @@ class ListTemplatesResponse(_message.Message):
     templates: _containers.RepeatedCompositeFieldContainer[Template]
     next_page_token: str
     def __init__(self, templates: _Optional[_Iterable[_Union[Template, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetWorkflowTraceRequest(_message.Message):
+    __slots__ = ("workflow_id",)
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    def __init__(self, workflow_id: _Optional[str] = ...) -> None: ...
+
+class GetWorkflowTraceResponse(_message.Message):
+    __slots__ = ("trace_id", "spans", "dropped_spans")
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPANS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_SPANS_FIELD_NUMBER: _ClassVar[int]
+    trace_id: str
+    spans: _containers.RepeatedCompositeFieldContainer[TraceSpan]
+    dropped_spans: int
+    def __init__(self, trace_id: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[TraceSpan, _Mapping]]] = ..., dropped_spans: _Optional[int] = ...) -> None: ...
+
+class TraceSpan(_message.Message):
+    __slots__ = ("span_id", "parent_span_id", "name", "kind", "start_time", "end_time", "error", "status_message", "attributes", "service")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: SpanKind
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    error: bool
+    status_message: str
+    attributes: _containers.ScalarMap[str, str]
+    service: str
+    def __init__(self, span_id: _Optional[str] = ..., parent_span_id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[SpanKind, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[bool] = ..., status_message: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., service: _Optional[str] = ...) -> None: ...

@@ -94,6 +94,11 @@ class WorkflowServiceStub:
                 request_serializer=meshwright_dot_workflow_dot_v1_dot_workflow__pb2.WatchWorkflowRequest.SerializeToString,
                 response_deserializer=meshwright_dot_workflow_dot_v1_dot_workflow__pb2.WatchWorkflowResponse.FromString,
                 _registered_method=True)
+        self.GetWorkflowTrace = channel.unary_unary(
+                '/meshwright.workflow.v1.WorkflowService/GetWorkflowTrace',
+                request_serializer=meshwright_dot_workflow_dot_v1_dot_workflow__pb2.GetWorkflowTraceRequest.SerializeToString,
+                response_deserializer=meshwright_dot_workflow_dot_v1_dot_workflow__pb2.GetWorkflowTraceResponse.FromString,
+                _registered_method=True)
         self.CreateTemplate = channel.unary_unary(
                 '/meshwright.workflow.v1.WorkflowService/CreateTemplate',
                 request_serializer=meshwright_dot_workflow_dot_v1_dot_workflow__pb2.CreateTemplateRequest.SerializeToString,
@@ -213,6 +218,20 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWorkflowTrace(self, request, context):
+        """GetWorkflowTrace returns the spans of a workflow's run that this process
+        keeps, in start order: the create call, each task attempt (agent, skill,
+        attempt, outcome), the calls to agents and the payments. `meshwright up`
+        keeps the recent traces in memory (bounded); a server started without a
+        span store returns FAILED_PRECONDITION (NO_SPAN_STORE) naming the trace
+        id to look up in the OpenTelemetry backend it exports to. Who may read a
+        trace is who may GetWorkflow. Returns NOT_FOUND (WORKFLOW_NOT_FOUND) if
+        the workflow is unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateTemplate(self, request, context):
         """CreateTemplate stores a reusable definition with ${name} parameters.
         Storing a template identical to the stored one of that name returns the
@@ -260,6 +279,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.WatchWorkflow,
                     request_deserializer=meshwright_dot_workflow_dot_v1_dot_workflow__pb2.WatchWorkflowRequest.FromString,
                     response_serializer=meshwright_dot_workflow_dot_v1_dot_workflow__pb2.WatchWorkflowResponse.SerializeToString,
+            ),
+            'GetWorkflowTrace': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflowTrace,
+                    request_deserializer=meshwright_dot_workflow_dot_v1_dot_workflow__pb2.GetWorkflowTraceRequest.FromString,
+                    response_serializer=meshwright_dot_workflow_dot_v1_dot_workflow__pb2.GetWorkflowTraceResponse.SerializeToString,
             ),
             'CreateTemplate': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTemplate,
@@ -442,6 +466,33 @@ class WorkflowService:
             '/meshwright.workflow.v1.WorkflowService/WatchWorkflow',
             meshwright_dot_workflow_dot_v1_dot_workflow__pb2.WatchWorkflowRequest.SerializeToString,
             meshwright_dot_workflow_dot_v1_dot_workflow__pb2.WatchWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflowTrace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshwright.workflow.v1.WorkflowService/GetWorkflowTrace',
+            meshwright_dot_workflow_dot_v1_dot_workflow__pb2.GetWorkflowTraceRequest.SerializeToString,
+            meshwright_dot_workflow_dot_v1_dot_workflow__pb2.GetWorkflowTraceResponse.FromString,
             options,
             channel_credentials,
             insecure,
