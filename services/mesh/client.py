@@ -149,7 +149,7 @@ class RemoteServiceClient:
         fn = self._unary.get(method)
         if fn is None:
             raise NotFound(f"{self.service.full_name} has no unary method {method}")
-        span = telemetry.start_client_span(self._paths[method], self._target)
+        span = telemetry.start_client_span(self._paths[method], self._target, metadata)
         md, timeout = outgoing(metadata, timeout, self._token, span)
         error: BaseException | None = None
         try:
@@ -179,6 +179,7 @@ class RemoteServiceClient:
             lambda span: fn(request, timeout=timeout, metadata=telemetry.inject(md, span) or None),
             self._paths[method],
             self._target,
+            metadata,
         )
 
     def exchange(
@@ -199,13 +200,16 @@ class RemoteServiceClient:
 
 
 async def _items(
-    start: Callable[[telemetry.Span | None], Any], path: str = "", target: str = ""
+    start: Callable[[telemetry.Span | None], Any],
+    path: str = "",
+    target: str = "",
+    metadata: Metadata = (),
 ) -> AsyncIterator[Any]:
     """The responses of the streaming call ``start`` makes (when first read, so a stream
     never read starts no call), its failure as a ``MeshError``; cancelled when left.
     With a ``path`` the call is a CLIENT span (ended with the stream), its context
     injected explicitly (never attached across a yield)."""
-    span = telemetry.start_client_span(path, target) if path else None
+    span = telemetry.start_client_span(path, target, metadata) if path else None
     error: BaseException | None = None
     call = start(span)
     try:
@@ -281,7 +285,7 @@ class LocalServiceClient:
         metadata: Metadata = (),
     ) -> Any:
         endpoint = self._endpoint(method, "unary")
-        span = telemetry.start_client_span(endpoint.info.path, "local")
+        span = telemetry.start_client_span(endpoint.info.path, "local", metadata)
         md, timeout = outgoing(metadata, timeout, self._token, span)
         error: BaseException | None = None
         try:
@@ -303,7 +307,7 @@ class LocalServiceClient:
         metadata: Metadata = (),
     ) -> AsyncIterator[Any]:
         endpoint = self._endpoint(method, "streaming")
-        span = telemetry.start_client_span(endpoint.info.path, "local")
+        span = telemetry.start_client_span(endpoint.info.path, "local", metadata)
         md, timeout = outgoing(metadata, timeout, self._token, span)
         items = self._pipeline.stream(
             endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout

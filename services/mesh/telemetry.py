@@ -247,16 +247,24 @@ def end_http_span(span: Span | None, status: int) -> None:
     span.end()
 
 
-def start_client_span(path: str, target: str = "") -> Span | None:
-    """The CLIENT span of a call about to be made (None with tracing off), a child of
-    the current span."""
+def start_client_span(
+    path: str, target: str = "", metadata: Sequence[tuple[str, str]] = ()
+) -> Span | None:
+    """The CLIENT span of a call about to be made (None with tracing off): a child of
+    the current span, or, with none current, of the ``traceparent`` the caller put
+    in ``metadata`` (a caller continuing a trace it got from elsewhere)."""
     tracer = _state.tracer
     if tracer is None:
         return None
     attributes = _rpc_attributes(path)
     if target:
         attributes["server.address"] = target
-    return tracer.start_span(path.lstrip("/"), kind=SpanKind.CLIENT, attributes=attributes)
+    parent = None
+    if metadata and not trace.get_current_span().get_span_context().is_valid:
+        parent = extract(metadata)
+    return tracer.start_span(
+        path.lstrip("/"), context=parent, kind=SpanKind.CLIENT, attributes=attributes
+    )
 
 
 def end_span(span: Span | None, error: BaseException | None = None) -> None:
@@ -429,6 +437,11 @@ class SpanStore(SpanProcessor):
                 return 0
         with self._lock:
             return self._dropped.get(trace_id, 0)
+
+    def trace_ids(self) -> list[int]:
+        """The kept traces, least recently touched first."""
+        with self._lock:
+            return list(self._traces)
 
     def __len__(self) -> int:
         with self._lock:
