@@ -213,7 +213,12 @@ async def _up(args: argparse.Namespace) -> int:
         security = Security.from_config(config, issuer=creds.issuer())
     _start_tracing("meshwright", args.trace_buffer, DEFAULT_UP_TRACE_BUFFER)
     try:
-        node = await start_node(config, gateway=not args.no_gateway, security=security)
+        node = await start_node(
+            config,
+            gateway=not args.no_gateway,
+            security=security,
+            metrics_port=_port_or_none(args.metrics_port),
+        )
     except BaseException:
         telemetry.shutdown_tracing()
         raise
@@ -226,7 +231,11 @@ async def _up(args: argparse.Namespace) -> int:
             f"(registry, economy, workflow, agent router, health, reflection)"
         )
         if node.http_url:
-            console.print(f"[bold]meshwright[/bold] REST  {node.http_url}  (gateway, /v1/routes)")
+            console.print(
+                f"[bold]meshwright[/bold] REST  {node.http_url}  (gateway, /v1/routes, /metrics)"
+            )
+        if node.metrics_server is not None:
+            console.print(f"[bold]meshwright[/bold] metrics  {node.metrics_server.url}")
         _print_auth(config, node, creds)
         specs = sample_specs(max(args.agents, 0))
         supervisor = AgentSupervisor(
@@ -279,6 +288,10 @@ async def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port_or_none(value: int | str | None) -> int | None:
+    return None if value is None or value == "" else int(value)
+
+
 DEFAULT_UP_TRACE_BUFFER = 1000
 """Traces `up` keeps in memory by default (the spans of each bounded too)."""
 
@@ -324,6 +337,7 @@ async def _serve(args: argparse.Namespace) -> int:
             registry_target=args.registry_target,
             economy_target=args.economy_target,
             gateway=not args.no_gateway,
+            metrics_port=_port_or_none(args.metrics_port),
         )
     except BaseException:
         telemetry.shutdown_tracing()
@@ -334,6 +348,8 @@ async def _serve(args: argparse.Namespace) -> int:
     console.print(f"serving {', '.join(services)} on {node.grpc_address}")
     if node.http_url:
         console.print(f"gateway on {node.http_url}")
+    if node.metrics_server is not None:
+        console.print(f"metrics on {node.metrics_server.url}")
     try:
         await stop.wait()
     finally:
@@ -485,6 +501,17 @@ async def _workflow(args: argparse.Namespace) -> int:
             for wf in page.workflows:
                 state = W.WorkflowState.Name(wf.state).removeprefix("WORKFLOW_STATE_")
                 console.print(esc(f"{wf.workflow_id}  {state:<10} {wf.name}  spent {wf.spent}"))
+            return 0
+        if args.wf_command == "trace":
+            from meshwright._waterfall import render_waterfall
+
+            trace = await wfs.call(
+                "GetWorkflowTrace", W.GetWorkflowTraceRequest(workflow_id=args.id)
+            )
+            if args.json:
+                console.print(to_json(trace))
+            else:
+                console.print(render_waterfall(trace, width=console.width))
             return 0
         if args.wf_command == "watch":
             final = await follow(wfs, args.id, console, after=args.after)
@@ -965,6 +992,14 @@ def build_parser() -> argparse.ArgumentParser:
             "over this long after its owner died (env MESHWRIGHT_WORKFLOW_LEASE_TTL_S; 10s)",
         )
         sp.add_argument(
+            "--metrics-port",
+            type=int,
+            default=env_default("metrics_port", None),
+            metavar="PORT",
+            help="serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a port); the "
+            "gateway serves them at /metrics too (env MESHWRIGHT_METRICS_PORT)",
+        )
+        sp.add_argument(
             "--trace-buffer",
             type=int,
             default=env_default("trace_buffer", None),
@@ -1065,7 +1100,16 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = wsub.add_parser("cancel", help="cancel a workflow")
     cancel.add_argument("id")
     cancel.add_argument("--reason", default="cancelled from the CLI")
-    for leaf in (run, get, ls, watch, cancel):
+    trace = wsub.add_parser(
+        "trace",
+        help="draw a run's trace: tasks, agents, retries, payments, durations",
+        description="Draw the waterfall of a workflow's trace from the spans the workflow "
+        "service keeps in memory (meshwright up keeps the recent ones; a server with "
+        "--trace-buffer 0 names the trace id to look up in your tracing backend).",
+    )
+    trace.add_argument("id")
+    trace.add_argument("--json", action="store_true", help="the spans as JSON")
+    for leaf in (run, get, ls, watch, cancel, trace):
         _client_flags(leaf, leaf=True)
 
     ag = sub.add_parser("agents", help="list registered agents")

@@ -32,6 +32,7 @@ from meshwright.mesh.client import (
 from meshwright.mesh.config import MeshConfig, backend_scheme
 from meshwright.mesh.errors import NotFound
 from meshwright.mesh.logs import AccessLog
+from meshwright.mesh.metrics import MeshMetrics, MetricsServer, metrics_route, serve_metrics
 from meshwright.mesh.security import Security
 from meshwright.mesh.server import MeshServer
 from meshwright.mesh.targets import service_client, split_targets
@@ -92,6 +93,11 @@ class Node:
     """``BalancedClient``s over those endpoints (closed at stop)."""
     fronted_channels: ChannelPool | None = None
     """Channels of the gateway's discovered clients (no token: they forward the caller's)."""
+    metrics: MeshMetrics = field(default_factory=MeshMetrics)
+    """This process's Prometheus metrics (scraped at the gateway's /metrics and the
+    metrics port)."""
+    metrics_server: MetricsServer | None = None
+    """The ``--metrics-port`` endpoint, when asked for."""
 
     @property
     def grpc_address(self) -> str:
@@ -116,6 +122,8 @@ class Node:
             await self.announcer.withdraw_all()
         if self.gateway is not None:
             await self.gateway.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
         if self.engine is not None:
             await self.engine.stop()
         if self.workflow_store is not None:
@@ -212,6 +220,7 @@ async def start_node(
     security: Security | None = None,
     workflow_store: WorkflowStore | None = None,
     ledger_store: LedgerStore | None = None,
+    metrics_port: int | None = None,
 ) -> Node:
     """Start ``services`` on one gRPC server (and the gateway in front of them).
 
@@ -219,7 +228,8 @@ async def start_node(
     ``security`` (the pipeline, this process's token, TLS) is made from
     ``config`` when None. ``workflow_store`` replaces the one ``config.store_url`` names
     (replicas in one process sharing a store, in tests); the node does not close it, nor
-    ``ledger_store``, which replaces the economy's the same way.
+    ``ledger_store``, which replaces the economy's the same way. ``metrics_port``
+    serves /metrics on a port of its own (0 picks one; None: only the gateway's).
     """
     unknown = set(services) - set(ALL_SERVICES)
     if unknown:
@@ -234,6 +244,12 @@ async def start_node(
     pipeline = security.pipeline
     if not any(isinstance(o, AccessLog) for o in pipeline.observers):
         pipeline.observers.append(AccessLog())  # a line per call at INFO
+    # One metrics registry per pipeline: nodes sharing a pipeline (replicas in one
+    # process, in tests) share its metrics.
+    shared = [o for o in pipeline.observers if isinstance(o, MeshMetrics)]
+    node_metrics = shared[0] if shared else MeshMetrics()
+    if not shared:
+        pipeline.observers.append(node_metrics)
     server = MeshServer(
         pipeline=pipeline,
         host=config.host,
@@ -242,7 +258,9 @@ async def start_node(
         tls=security.tls,
     )
     channels = ChannelPool(tls=security.tls, token=security.token)
-    node = Node(config=config, security=security, server=server, channels=channels)
+    node = Node(
+        config=config, security=security, server=server, channels=channels, metrics=node_metrics
+    )
     on_consul = registry_scheme in ("consul", "consuls")
     if on_consul:
         from meshwright.mesh.discovery import ServiceAnnouncer, open_consul
@@ -301,6 +319,8 @@ async def start_node(
             probe_channels=ChannelPool(tls=security.tls),
         )
         local("registry", RegistryServicer(node.registry), REGISTRY_SERVICE)
+        node.registry.metrics = node.metrics
+        node.metrics.agents_by_state(node.registry.agents_by_state)
     elif registry_target:
         node.clients["registry"] = service_client(node.channels, registry_target, REGISTRY_SERVICE)
         node.fronted.append(fronted_client(registry_target, REGISTRY_SERVICE))
@@ -318,6 +338,7 @@ async def start_node(
             idempotency_ttl_s=config.idempotency_ttl_s,
             maintenance_interval_s=config.economy_maintenance_s,
         )
+        node.economy.metrics = node.metrics
         local("economy", EconomyServicer(node.economy), ECONOMY_SERVICE)
         pipeline.authorizer.register(policy.ACCOUNT, node.economy.owner_of)
         pipeline.authorizer.register(policy.ESCROW, node.economy.escrow_owner)
@@ -370,6 +391,7 @@ async def start_node(
             store=store,
             channels=node.channels,
             config=engine_config or EngineConfig(lease_ttl_s=config.workflow_lease_ttl_s),
+            metrics=node.metrics,
         )
         local("workflow", WorkflowServicer(node.engine), WORKFLOW_SERVICE)
         pipeline.authorizer.register(policy.WORKFLOW, node.engine.owner_of)
@@ -392,8 +414,14 @@ async def start_node(
             await node.engine.start()
         if gateway:
             origins = [o.strip() for o in config.cors_origins.split(",") if o.strip()]
-            app = create_app(node.fronted, cors_origins=origins)
+            app = create_app(
+                node.fronted, cors_origins=origins, extra_routes=[metrics_route(node.metrics)]
+            )
             node.gateway = await start_gateway(app, host=config.host, port=config.http_port)
+        if metrics_port is not None:
+            node.metrics_server = await serve_metrics(
+                node.metrics.registry, config.host, metrics_port
+            )
         if node.announcer is not None:
             address = advertised(config, node.grpc_address)
             for name in ("registry", "economy", "workflow"):

@@ -49,7 +49,10 @@ def load_agent(target: str) -> Agent:
 
 def ready_line(runtime: AgentRuntime) -> str:
     """The READY line for a runtime."""
-    return f"{READY_PREFIX}agent_id={runtime.agent_id} endpoint={runtime.endpoint}"
+    line = f"{READY_PREFIX}agent_id={runtime.agent_id} endpoint={runtime.endpoint}"
+    if runtime.metrics_server is not None:
+        line += f" metrics={runtime.metrics_server.url}"
+    return line
 
 
 def parse_ready_line(line: str) -> dict[str, str] | None:
@@ -152,6 +155,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="logging level (env MESHWRIGHT_LOG_LEVEL)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=env_default("agent_metrics_port", None),
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics, 0 picks a port; off by "
+        "default (env MESHWRIGHT_AGENT_METRICS_PORT)",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("human", "json"),
         default=env_default("log_format", "human"),
@@ -213,6 +224,7 @@ def run_command(args: argparse.Namespace) -> int:
                 grace_s=args.grace,
                 result_memory=args.result_memory,
                 result_ttl_s=args.result_ttl,
+                metrics_port=args.metrics_port,
                 agent_id=args.agent_id,
                 token=args.token,
                 auth_public_key=args.auth_public_key,

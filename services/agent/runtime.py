@@ -19,6 +19,7 @@ from meshwright.agent.servicer import SERVICE, AgentServicer
 from meshwright.mesh.auth import verifier_from_files
 from meshwright.mesh.client import ChannelPool
 from meshwright.mesh.limits import RateLimit, RateLimiter
+from meshwright.mesh.metrics import MeshMetrics, MetricsServer, serve_metrics
 from meshwright.mesh.pipeline import Pipeline
 from meshwright.mesh.server import MeshServer
 from meshwright.mesh.targets import service_client
@@ -73,6 +74,8 @@ class ServeOptions:
     the skill again (the oldest are forgotten first; 0 remembers none)."""
     result_ttl_s: float = DEFAULT_RESULT_TTL_S
     """How long a finished task is remembered, from when it finished (0 remembers none)."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics at http://<host>:<port>/metrics (0 picks a port; None: off)."""
 
 
 def token_subject(token: str | None) -> str | None:
@@ -154,8 +157,14 @@ class AgentRuntime:
         self.servicer = AgentServicer(
             agent, result_memory=options.result_memory, result_ttl_s=options.result_ttl_s
         )
+        self.metrics = MeshMetrics()
+        """Calls served, tasks in flight, task latency and errors by skill."""
+        self.servicer.runner.metrics = self.metrics
+        pipeline = agent_pipeline(options)
+        pipeline.observers.append(self.metrics)
+        self.metrics_server: MetricsServer | None = None
         self.server = MeshServer(
-            pipeline=agent_pipeline(options),
+            pipeline=pipeline,
             host=options.host,
             port=options.port,
             grace_s=options.grace_s,
@@ -196,6 +205,10 @@ class AgentRuntime:
     async def start(self) -> None:
         """Serve, then register (one attempt inline; retries continue in the background)."""
         await self.server.start()
+        if self.options.metrics_port is not None:
+            self.metrics_server = await serve_metrics(
+                self.metrics.registry, self.options.host, self.options.metrics_port
+            )
         registry = self.options.registry
         if registry:
             economy = self.options.economy or registry
@@ -258,3 +271,5 @@ class AgentRuntime:
         finally:
             self.servicer.runner.close()
             await self._channels.close()
+            if self.metrics_server is not None:
+                await self.metrics_server.close()

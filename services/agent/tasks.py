@@ -30,7 +30,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshwright.agent._struct import dict_to_struct, struct_to_dict
 from meshwright.agent.context import TaskContext
@@ -55,6 +55,9 @@ from meshwright.agent.skill import Skill
 from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh.errors import FieldViolation, InvalidArgument
 from meshwright.mesh.timeutil import timestamp
+
+if TYPE_CHECKING:
+    from meshwright.mesh.metrics import MeshMetrics
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +257,8 @@ class TaskRunner:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.results = ResultMemory(max_entries=result_memory, ttl_s=result_ttl_s, clock=clock)
         """The finished tasks remembered by id."""
+        self.metrics: MeshMetrics | None = None
+        """Where tasks in flight, their latency and errors are counted (by skill)."""
 
     @property
     def load(self) -> int:
@@ -405,6 +410,10 @@ class TaskRunner:
 
     async def _run(self, r: _RunningTask) -> None:
         assert r.ctx is not None
+        metrics = self.metrics
+        started = time.monotonic()
+        if metrics is not None:
+            metrics.agent_task_started(r.skill.id)
         try:
             if r.skill.is_async:
                 result = await r.skill.call(r.input, r.ctx)
@@ -448,6 +457,9 @@ class TaskRunner:
                 agent_pb2.TASK_STATE_FAILED, f"{type(err).__name__}: {err}", reason=SKILL_ERROR
             )
         finally:
+            if metrics is not None:
+                ok = r.task.status.state == agent_pb2.TASK_STATE_COMPLETED
+                metrics.agent_task_finished(r.skill.id, time.monotonic() - started, ok)
             self._close(r)
 
     def _call_in_thread(self, r: _RunningTask) -> asyncio.Future[Any]:

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from meshwright.economy import _records
 from meshwright.economy._records import (
@@ -80,6 +80,9 @@ from meshwright.mesh.errors import (
 )
 from meshwright.mesh.policy import NotOwner
 from meshwright.mesh.validation import check_id
+
+if TYPE_CHECKING:
+    from meshwright.mesh.metrics import MeshMetrics
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +249,8 @@ class _Ledger:
         self._maintainer: asyncio.Task[None] | None = None
         self._stopping = False
         """Set by ``stop``: the maintenance loop ends at its next turn."""
+        self.metrics: MeshMetrics | None = None
+        """Set by the composition root: every transaction committed here is counted."""
 
     # The machinery -----------------------------------------------------------
 
@@ -265,6 +270,17 @@ class _Ledger:
         self._params = Params.from_json(row["json"], int(row["version"]))
         self._params_read = now
         return self._params
+
+    def _count(self, kind: str) -> None:
+        """One committed transaction of ``kind`` (a ``TransactionKind`` name) in the metrics;
+        escrows opened and closed here move the open-escrow gauge (summed over replicas,
+        it is the mesh's count)."""
+        assert self.metrics is not None
+        self.metrics.transaction(kind.lower())
+        if kind == TransactionKind.ESCROW_OPEN.name:
+            self.metrics.escrow_opened()
+        elif kind in (TransactionKind.ESCROW_RELEASE.name, TransactionKind.ESCROW_EXPIRE.name):
+            self.metrics.escrow_closed()
 
     async def _bootstrap(self) -> None:
         """Write the initial parameters and the system accounts into an empty ledger."""
@@ -302,12 +318,16 @@ class _Ledger:
             if plan is None:
                 return None if idem is None else await self._replay(idem)
             try:
-                return await self.store.commit(plan)
+                committed = await self.store.commit(plan)
             except Refused as refused:
                 if refused.reason != CONFLICT:
                     raise _error(refused) from None
                 if attempt:
                     await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
+                continue
+            if self.metrics is not None and plan.entry is not None and not committed.replayed:
+                self._count(plan.entry.kind)
+            return committed
         raise LedgerContended(
             f"the ledger changed under this request {MAX_ATTEMPTS} times in a row; retry it"
         )

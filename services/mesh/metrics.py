@@ -385,14 +385,20 @@ def render(registry: CollectorRegistry, accept: str | None = None) -> tuple[byte
     return encoder(registry), content_type
 
 
-def metrics_app(registry: CollectorRegistry) -> Starlette:
-    """An ASGI app with ``GET /metrics`` (and HEAD); every other path is 404."""
+def metrics_route(source: MeshMetrics | CollectorRegistry) -> Route:
+    """``GET /metrics`` (and HEAD) rendering ``source`` (the gateway mounts it)."""
+    registry = source.registry if isinstance(source, MeshMetrics) else source
 
     async def metrics(request: Request) -> Response:
         body, content_type = render(registry, request.headers.get("accept"))
         return Response(body, media_type=content_type)
 
-    return Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])
+    return Route("/metrics", metrics, methods=["GET"])
+
+
+def metrics_app(registry: CollectorRegistry) -> Starlette:
+    """An ASGI app with ``GET /metrics`` (and HEAD); every other path is 404."""
+    return Starlette(routes=[metrics_route(registry)])
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -501,6 +507,7 @@ __all__ = [
     "MeshMetrics",
     "MetricsServer",
     "metrics_app",
+    "metrics_route",
     "render",
     "serve_metrics",
     "split_method",

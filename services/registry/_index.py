@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator
 
 from meshwright.registry.records import ANY_STATE, AgentQuery, AgentRecord
+from meshwright.registry.v1 import registry_pb2
 
 
 class RecordIndex:
@@ -34,6 +35,14 @@ class RecordIndex:
 
     def get(self, agent_id: str) -> AgentRecord | None:
         return self._records.get(agent_id)
+
+    def count_by_state(self, now: float) -> dict[registry_pb2.AgentState, int]:
+        """How many records are in each state at ``now``."""
+        counts: dict[registry_pb2.AgentState, int] = {}
+        for record in self._records.values():
+            state = record.state_at(now)
+            counts[state] = counts.get(state, 0) + 1
+        return counts
 
     def values(self) -> list[AgentRecord]:
         """A copy of every record, so the caller may change the index while it walks."""

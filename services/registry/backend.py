@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from meshwright.registry.records import AgentQuery, AgentRecord, Change, Listing, SweepResult
+from meshwright.registry.v1 import registry_pb2
 
 ChangeListener = Callable[[Change], None]
 """Called once per applied change, in revision order; must not block or raise."""
@@ -112,6 +113,10 @@ class RegistryBackend(Protocol):
     @property
     def revision(self) -> int:
         """The revision of the last change applied (or seen)."""
+        ...
+
+    def count_by_state(self, now: float) -> dict[registry_pb2.AgentState, int]:
+        """How many agents are in each state at ``now`` (for metrics: no I/O)."""
         ...
 
     def subscribe(self, listener: ChangeListener) -> Callable[[], None]:

@@ -64,6 +64,9 @@ class MemoryRegistryBackend:
     def revision(self) -> int:
         return self._revision
 
+    def count_by_state(self, now: float) -> dict[registry_pb2.AgentState, int]:
+        return self._records.count_by_state(now)
+
     def changes_since(self, revision: int) -> list[Change]:
         if revision > self._revision:
             raise HistoryTrimmed(

@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh import paging
@@ -41,6 +41,9 @@ from meshwright.registry.records import (
 )
 from meshwright.registry.v1 import registry_pb2
 from meshwright.registry.watch import AgentEvent, WatchHub, event_of
+
+if TYPE_CHECKING:
+    from meshwright.mesh.metrics import MeshMetrics
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,8 @@ class Registry:
         self.checks_health = backend.checks_health or self._prober is not None
         """Whether agents start STARTING and must pass a health check to run."""
         self._hub = WatchHub(queue_size=watch_queue_size)
+        self.metrics: MeshMetrics | None = None
+        """Set by the composition root: heartbeats are counted, states read at scrape."""
         self._unsubscribe: Callable[[], None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped = False
@@ -232,6 +237,15 @@ class Registry:
         # carries it (an admin registering an agent heartbeats it with this lease).
         return to_agent(record, now)
 
+    def agents_by_state(self) -> dict[str, int]:
+        """How many agents are in each state now, by the state's short name (metrics)."""
+        counts = self.backend.count_by_state(self._clock())
+        prefix = "AGENT_STATE_"
+        return {
+            registry_pb2.AgentState.Name(state).removeprefix(prefix).lower(): n
+            for state, n in counts.items()
+        }
+
     async def heartbeat(
         self,
         agent_id: str,
@@ -255,6 +269,8 @@ class Registry:
         record = await self.backend.renew(
             agent_id, lease_id, now=now, load=load, draining=draining, error=error
         )
+        if self.metrics is not None:
+            self.metrics.heartbeat()
         # The caller presented the current lease: echoing it tells it nothing new.
         return to_agent(record, now)
 

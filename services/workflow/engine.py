@@ -27,6 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from meshwright.mesh import telemetry
 from meshwright.mesh.auth import Principal
@@ -60,6 +61,9 @@ from meshwright.workflow.store import (
 )
 from meshwright.workflow.templates import check_template, expand
 from meshwright.workflow.v1 import workflow_pb2
+
+if TYPE_CHECKING:
+    from meshwright.mesh.metrics import MeshMetrics
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +130,14 @@ class EngineConfig:
         )
 
 
+_ENDED = {
+    W.WORKFLOW_STATE_SUCCEEDED: "succeeded",
+    W.WORKFLOW_STATE_FAILED: "failed",
+    W.WORKFLOW_STATE_CANCELLED: "cancelled",
+}
+"""Terminal states as the workflow metrics name them."""
+
+
 def _retrieve(task: asyncio.Task[object]) -> None:
     # The caller may have gone (cancelled); the error was its to see, not the loop's.
     if not task.cancelled():
@@ -166,14 +178,21 @@ class Engine:
         store: WorkflowStore,
         channels: ChannelPool,
         config: EngineConfig | None = None,
+        metrics: MeshMetrics | None = None,
     ) -> None:
+        """``metrics``: where workflows, tasks, retries, the queue and takeovers are counted."""
         self.config = cfg = config or EngineConfig()
+        self.metrics = metrics
         self.store = store
         self.replica = cfg.replica_id or new_replica_id()
         self.dispatcher = AgentDispatcher(registry, channels, breaker=cfg.breaker)
         self.payments = Payments(economy, timeout_s=cfg.economy_timeout_s)
         self.scheduler = Scheduler(
-            dispatcher=self.dispatcher, payments=self.payments, config=cfg, on_done=self._run_done
+            dispatcher=self.dispatcher,
+            payments=self.payments,
+            config=cfg,
+            on_done=self._run_done,
+            metrics=metrics,
         )
         self.escrows = EscrowKeeper(
             self.payments,
@@ -262,6 +281,12 @@ class Engine:
     def _run_done(self, run: Run) -> None:
         if self._runs.get(run.workflow_id) is run:
             del self._runs[run.workflow_id]
+            if self.metrics is not None:
+                ended = _ENDED.get(run.wf.state)
+                if ended is not None and not run.committer.lost:
+                    self.metrics.workflow_ended(ended)
+                else:
+                    self.metrics.workflow_released()
             if run.wf.state in TERMINAL_STATES or run.committer.lost:
                 self.leases.drop(run.workflow_id)
         run.done.set()
@@ -322,6 +347,8 @@ class Engine:
             self.leases.drop(workflow_id)
             return
         run = self._open(stored, token)
+        if self.metrics is not None:
+            self.metrics.takeover()
         if stored.state == W.WORKFLOW_STATE_PENDING:
             # Its creator died between storing it and the economy's answer: the escrow
             # may or may not be open. Opening again replays or opens it (same request id).
@@ -514,6 +541,8 @@ class Engine:
             self._same_request(err.record.fingerprint, fingerprint)
             return await self.get_workflow(err.record.workflow_id)
         run = self._open(wf, token)
+        if self.metrics is not None:
+            self.metrics.workflow_created()
         if paid:
             # A cancel arriving meanwhile waits for this (run.opening): it must refund
             # an escrow that the economy may be opening right now.
@@ -529,7 +558,8 @@ class Engine:
             except MeshError:
                 opening.set_result(False)
                 # Nothing was escrowed: the workflow never was (id and request id free).
-                self._runs.pop(workflow_id, None)
+                if self._runs.pop(workflow_id, None) is not None and self.metrics is not None:
+                    self.metrics.workflow_released()
                 self.leases.drop(workflow_id)
                 try:
                     await self.store.discard(workflow_id, token)

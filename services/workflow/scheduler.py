@@ -47,6 +47,7 @@ from meshwright.workflow.store import Change, LeaseLost
 from meshwright.workflow.v1 import workflow_pb2
 
 if TYPE_CHECKING:
+    from meshwright.mesh.metrics import MeshMetrics
     from meshwright.workflow.engine import EngineConfig
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,13 @@ def _seconds(ts: Any) -> float:
     return float(ts.seconds) + ts.nanos / 1e9
 
 
+def _outcome_name(outcome: tuple[bool, str, bool] | None) -> str:
+    """An attempt's outcome as spans and metrics name it."""
+    if outcome is None:
+        return "at_capacity"
+    return "succeeded" if outcome[0] else "failed"
+
+
 class _HandedOff(Exception):
     """The replica is handing its runs off: stop this task's attempts quietly."""
 
@@ -82,7 +90,9 @@ class Scheduler:
         payments: Payments,
         config: EngineConfig,
         on_done: Callable[[Run], None],
+        metrics: MeshMetrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._dispatcher = dispatcher
         self._payments = payments
         self._config = config
@@ -209,6 +219,8 @@ class Scheduler:
         while attempt <= rules.max_attempts:
             if self.draining:
                 raise _HandedOff
+            if self._metrics is not None:
+                self._metrics.queue_depth_changed(1)
             try:
                 slot = await self._dispatcher.acquire(
                     spec.skill,
@@ -228,6 +240,9 @@ class Scheduler:
                 await self._retrying(run, task_id, attempt, "", error, rules.backoff_after(attempt))
                 attempt += 1
                 continue
+            finally:
+                if self._metrics is not None:
+                    self._metrics.queue_depth_changed(-1)
             prefer = ""
             outcome = await self._attempt(run, task_id, slot, request, attempt, rules)
             if outcome is None:
@@ -286,8 +301,26 @@ class Scheduler:
         With tracing on it is a span, a child of the run's create call (kept with the
         workflow, so retries and a replica that took the run over join the same
         trace); the call to the agent and the payment are its children."""
+        started = time.monotonic()
         if not telemetry.enabled():
-            return await self._attempt_on(run, task_id, slot, request, attempt, rules)
+            outcome = await self._attempt_on(run, task_id, slot, request, attempt, rules)
+        else:
+            outcome = await self._traced_attempt(run, task_id, slot, request, attempt, rules)
+        if self._metrics is not None:
+            self._metrics.task_finished(
+                run.specs[task_id].skill, _outcome_name(outcome), time.monotonic() - started
+            )
+        return outcome
+
+    async def _traced_attempt(
+        self,
+        run: Run,
+        task_id: str,
+        slot: Slot,
+        request: agent_pb2.ExecuteTaskRequest,
+        attempt: int,
+        rules: TaskRetry,
+    ) -> tuple[bool, str, bool] | None:
         attributes = {
             "meshwright.workflow_id": run.workflow_id,
             "meshwright.task_id": task_id,
@@ -300,11 +333,9 @@ class Scheduler:
         with telemetry.span(f"task {task_id}", parent=parent, attributes=attributes) as span:
             outcome = await self._attempt_on(run, task_id, slot, request, attempt, rules)
             assert span is not None
-            if outcome is None:
-                span.set_attribute("meshwright.outcome", "at_capacity")
-            else:
+            span.set_attribute("meshwright.outcome", _outcome_name(outcome))
+            if outcome is not None:
                 ok, error, retryable = outcome
-                span.set_attribute("meshwright.outcome", "succeeded" if ok else "failed")
                 if not ok:
                     span.set_attribute("meshwright.retryable", retryable)
                     span.set_status(telemetry.Status(telemetry.StatusCode.ERROR, error))
@@ -525,6 +556,8 @@ class Scheduler:
         tr = run.records[task_id]
         tr.state = W.TASK_RUN_STATE_READY
         tr.error = clip(error)
+        if self._metrics is not None:
+            self._metrics.task_retried(run.specs[task_id].skill)
         self._record(
             run,
             task_id,
