@@ -13,7 +13,7 @@ must get none, on rounds prove the spans really left):
    called from this process through the mesh's RemoteServiceClient: ``--calls``
    calls ``--in-flight`` at once (requests/s, and the p50 of those calls),
    then ``--calls // 4`` one at a time (p50 alone). On, this process traces
-   (``telemetry.setup_tracing("bench-client", exporters=[OTLPSpanExporter])``:
+   (``telemetry.setup_tracing("bench-client")`` with the receiver's ``OTEL_*`` variables:
    a CLIENT span a call) and so does the agent, started with the receiver's
    ``OTEL_*`` variables (a SERVER span a call); a fresh agent process each round.
 2. Fan-out: root -> ``--tasks``-2 parallel -> join (bench/fanout.py's workflow)
@@ -222,19 +222,14 @@ def tracing_here(mode: str, service: str, receiver: Receiver, args: argparse.Nam
     telemetry.shutdown_tracing()
     if mode != "on":
         return
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-    # The batch processor reads its delay from the environment when it is made.
-    os.environ["OTEL_BSP_SCHEDULE_DELAY"] = str(args.schedule_delay_ms)
-    try:
-        telemetry.setup_tracing(
-            service,
-            instance_id=f"bench:{os.getpid()}",
-            exporters=[OTLPSpanExporter(endpoint=receiver.endpoint, insecure=True)],
-            store=telemetry.SpanStore(max_traces=args.trace_buffer) if args.trace_buffer else None,
-        )
-    finally:
-        del os.environ["OTEL_BSP_SCHEDULE_DELAY"]
+    # The same variables the children get: this process exports as theirs do.
+    env = {**os.environ, **receiver.env(args.schedule_delay_ms)}
+    telemetry.setup_tracing(
+        service,
+        instance_id=f"bench:{os.getpid()}",
+        store=telemetry.SpanStore(max_traces=args.trace_buffer) if args.trace_buffer else None,
+        env=env,
+    )
 
 
 # -- the rounds ---------------------------------------------------------------------------

@@ -5,7 +5,9 @@ from the caller's W3C ``traceparent``); the mesh clients open a CLIENT span
 for every call they make and send its context on. The spans are written on the
 OpenTelemetry API here, not by the contrib gRPC instrumentation: that one has
 open bugs with streaming handlers and context detach, and it would miss the
-in-process calls of ``meshwright up``, which never touch gRPC.
+in-process calls of ``meshwright up``, which never touch gRPC. The spans
+themselves are ``mesh._tracer``'s and the export ``mesh._otlp``'s, not the
+SDK's: both modules say why (the SDK cost 63% of a fan-out's throughput).
 
 Tracing is off until ``setup_tracing`` turns it on (an exporter configured by
 the standard ``OTEL_*`` variables, or a ``SpanStore`` kept in memory). Off, no
@@ -23,6 +25,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,8 +34,11 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
+
+from meshwright.mesh._tracer import MeshTracerProvider, resource_from, sampler_from
+from meshwright.mesh.errors import MeshError, grpc_code
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +49,16 @@ DEFAULT_STORE_TRACES = 1000
 DEFAULT_STORE_SPANS_PER_TRACE = 5000
 
 _SCOPE = "meshwright"
+_PROVIDER = MeshTracerProvider()
+"""The process's one provider (the API's global once tracing is first turned on)."""
 
 
 @dataclass
 class _State:
     tracer: trace.Tracer | None = None
-    provider: Any = None  # opentelemetry.sdk.trace.TracerProvider; the SDK is imported lazily
     store: SpanStore | None = None
+    w3c: bool = True
+    """Context in W3C form only (``OTEL_PROPAGATORS`` unset or tracecontext/baggage)."""
 
 
 _state = _State()
@@ -68,61 +77,18 @@ def span_store() -> SpanStore | None:
 # -- configuration ------------------------------------------------------------
 
 
-def exporters_from_env(env: Mapping[str, str] | None = None) -> list[Any]:
-    """The span exporters the standard ``OTEL_*`` variables ask for.
+def exporters_from_env(
+    env: Mapping[str, str] | None = None, resource: Mapping[str, Any] | None = None
+) -> list[Any]:
+    """The span exporters the standard ``OTEL_*`` variables of ``env`` (the process's
+    environment when None) ask for, every setting read from ``env``: which
+    (``OTEL_TRACES_EXPORTER``: otlp, console, none; unset, otlp when an OTLP
+    endpoint is set, otherwise nothing: nothing is exported unless configured),
+    the protocol (grpc, the default, or http/protobuf), endpoint, headers, TLS,
+    timeouts and batching (``OTEL_BSP_*``). ``ValueError`` names a bad variable."""
+    from meshwright.mesh import _otlp
 
-    ``OTEL_TRACES_EXPORTER``: a comma-separated list of ``otlp``, ``console``,
-    ``none``. Unset, ``otlp`` when an OTLP endpoint is set
-    (``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``),
-    otherwise nothing: nothing is exported unless configured. The OTLP protocol
-    is ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` or ``OTEL_EXPORTER_OTLP_PROTOCOL``:
-    ``grpc`` (the default, as in OpenTelemetry's Python distribution) or
-    ``http/protobuf``; the exporters read their endpoint, headers, timeout and
-    TLS settings from the same variables themselves.
-    """
-    env = os.environ if env is None else env
-    names = env.get("OTEL_TRACES_EXPORTER")
-    if names is None:
-        endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
-            "OTEL_EXPORTER_OTLP_ENDPOINT"
-        )
-        names = "otlp" if endpoint else "none"
-    out: list[Any] = []
-    for name in (n.strip().lower() for n in names.split(",")):
-        if name in ("", "none"):
-            continue
-        if name == "console":
-            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-            out.append(ConsoleSpanExporter())
-        elif name == "otlp":
-            protocol = (
-                env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-                or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-                or "grpc"
-            )
-            if protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-                    OTLPSpanExporter as GrpcExporter,
-                )
-
-                out.append(GrpcExporter())
-            elif protocol == "http/protobuf":
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-                    OTLPSpanExporter as HttpExporter,
-                )
-
-                out.append(HttpExporter())
-            else:
-                raise ValueError(
-                    f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: this build exports "
-                    "grpc or http/protobuf"
-                )
-        else:
-            raise ValueError(
-                f"OTEL_TRACES_EXPORTER={name!r}: known exporters are otlp, console, none"
-            )
-    return out
+    return list(_otlp.exporters_from_env(os.environ if env is None else env, resource or {}))
 
 
 def setup_tracing(
@@ -131,61 +97,62 @@ def setup_tracing(
     instance_id: str = "",
     store: SpanStore | None = None,
     exporters: Sequence[Any] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> bool:
     """Turn tracing on for this process when anything is to receive spans: the
     exporters (``exporters_from_env()`` when None) or ``store``. Returns whether it
     is on. Calling it again replaces what the previous call set up (its exporters
     are flushed and shut down).
 
-    The resource names ``service.name`` (``OTEL_SERVICE_NAME`` overrides it) and
-    ``service.instance.id`` (one per replica), plus ``OTEL_RESOURCE_ATTRIBUTES``;
-    the sampler follows ``OTEL_TRACES_SAMPLER`` (parent-based, always on, by
-    default). The global tracer provider is set too, the first time only (the
-    API allows one), so libraries that trace on the API join the same traces.
+    The resource names ``service.name`` and ``service.instance.id`` (one per
+    replica); ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME`` win over
+    them. The sampler follows ``OTEL_TRACES_SAMPLER`` (parent-based, always on,
+    by default). The process's provider becomes the API's global one, so
+    libraries that trace on the API join the same traces. ``ValueError`` names
+    a bad variable (and leaves tracing as it was).
     """
-    exporters = exporters_from_env() if exporters is None else list(exporters)
-    shutdown_tracing()
-    if not exporters and store is None:
-        return False
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    attributes = {"service.name": service_name}
+    env = os.environ if env is None else env
+    attributes: dict[str, Any] = {"service.name": service_name}
     if instance_id:
         attributes["service.instance.id"] = instance_id
-    resource = Resource.create(attributes)
-    if os.environ.get("OTEL_SERVICE_NAME"):
-        resource = resource.merge(Resource({"service.name": os.environ["OTEL_SERVICE_NAME"]}))
-    provider = TracerProvider(resource=resource)
-    if store is not None:
-        provider.add_span_processor(store)
-    for exporter in exporters:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    _state.provider = provider
+    resource = resource_from(attributes, env)
+    sampler = sampler_from(env)
+    if exporters is None:
+        exporters = exporters_from_env(env, resource.attributes)
+    shutdown_tracing()
+    processors: list[Any] = ([store] if store is not None else []) + list(exporters)
+    if not processors:
+        return False
+    _PROVIDER.configure(resource=resource, sampler=sampler, processors=processors)
     _state.store = store
-    _state.tracer = provider.get_tracer(_SCOPE)
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(provider)
+    _state.w3c = _w3c_only()
+    _state.tracer = _PROVIDER.get_tracer(_SCOPE)
+    if trace.get_tracer_provider() is not _PROVIDER:
+        trace.set_tracer_provider(_PROVIDER)  # the API allows this once a process
+        if trace.get_tracer_provider() is not _PROVIDER:
+            log.warning("another tracer provider is the global one: libraries trace there")
     return True
 
 
 def shutdown_tracing() -> None:
     """Flush and stop what ``setup_tracing`` started; tracing is off afterwards."""
-    provider, _state.provider = _state.provider, None
     _state.tracer = None
     _state.store = None
-    if provider is not None:
+    for processor in _PROVIDER.disable():
         try:
-            provider.shutdown()
+            processor.shutdown()
         except Exception:  # an exporter that cannot flush must not fail a stop
             log.warning("tracing shutdown failed", exc_info=True)
 
 
-def force_flush(timeout_ms: int = 5000) -> bool:
+def force_flush(timeout_s: float = 5.0) -> bool:
     """Export every span ended so far (tests, and a stop that must not lose them)."""
-    provider = _state.provider
-    return True if provider is None else bool(provider.force_flush(timeout_ms))
+    done = True
+    for processor in _PROVIDER.processors:
+        flush = getattr(processor, "force_flush", None)
+        if flush is not None:
+            done = bool(flush(timeout_s)) and done
+    return done
 
 
 # -- spans ----------------------------------------------------------------------
@@ -196,10 +163,56 @@ def _rpc_attributes(path: str) -> dict[str, Any]:
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
 
 
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-\S*)?")
+_EMPTY = otel_context.Context()
+
+
+def _w3c_only() -> bool:
+    """Whether the configured propagators are W3C trace context (and baggage, which
+    passes through as metadata): then context is read and written here, at a fifth
+    of the API's generic propagation cost; any other setting goes through it."""
+    names = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage")
+    return {n.strip() for n in names.split(",") if n.strip()} <= {"tracecontext", "baggage"}
+
+
+def parse_traceparent(value: str, tracestate: str = "") -> SpanContext | None:
+    """The remote span context a W3C ``traceparent`` names (None when it is invalid:
+    malformed, version ff, extra fields on version 00, an all-zero id)."""
+    m = _TRACEPARENT.fullmatch(value.strip())
+    if m is None:
+        return None
+    version, trace_hex, span_hex, flags, rest = m.groups()
+    if version == "ff" or (version == "00" and rest):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if not trace_id or not span_id:
+        return None
+    state = TraceState.from_header([tracestate]) if tracestate else None
+    return SpanContext(trace_id, span_id, True, TraceFlags(int(flags, 16) & 0xFF), state)
+
+
+def format_traceparent(context: SpanContext) -> str:
+    """``00-<trace id>-<span id>-<flags>``."""
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
 def extract(metadata: Sequence[tuple[str, str]]) -> otel_context.Context:
     """The trace context a call's metadata carries (empty when none)."""
-    carrier = {k: v for k, v in metadata if k in TRACE_KEYS}
-    return propagate.extract(carrier) if carrier else otel_context.Context()
+    if not _state.w3c:
+        carrier = {k: v for k, v in metadata if k in TRACE_KEYS}
+        return propagate.extract(carrier) if carrier else _EMPTY
+    traceparent = tracestate = ""
+    for key, value in metadata:
+        if key == "traceparent":
+            traceparent = value
+        elif key == "tracestate":
+            tracestate = value
+    if not traceparent:
+        return _EMPTY
+    context = parse_traceparent(traceparent, tracestate)
+    if context is None:
+        return _EMPTY
+    return trace.set_span_in_context(trace.NonRecordingSpan(context), _EMPTY)
 
 
 def start_server_span(path: str, metadata: Sequence[tuple[str, str]], peer: str) -> Span | None:
@@ -260,7 +273,11 @@ def start_client_span(
     if target:
         attributes["server.address"] = target
     parent = None
-    if metadata and not trace.get_current_span().get_span_context().is_valid:
+    if (
+        metadata
+        and any(k == "traceparent" for k, _ in metadata)
+        and not trace.get_current_span().get_span_context().is_valid
+    ):
         parent = extract(metadata)
     return tracer.start_span(
         path.lstrip("/"), context=parent, kind=SpanKind.CLIENT, attributes=attributes
@@ -271,8 +288,6 @@ def end_span(span: Span | None, error: BaseException | None = None) -> None:
     """End ``span`` with the gRPC status of ``error`` (OK when None)."""
     if span is None:
         return
-    from meshwright.mesh.errors import MeshError, grpc_code
-
     if error is None:
         span.set_attribute("rpc.grpc.status_code", 0)
     elif isinstance(error, MeshError):
@@ -308,6 +323,15 @@ def inject(metadata: list[tuple[str, str]], span: Span | None = None) -> list[tu
     context passes through a process that does not trace."""
     if _state.tracer is None:
         return metadata
+    if _state.w3c:
+        context = (span if span is not None else trace.get_current_span()).get_span_context()
+        if not context.is_valid:
+            return metadata
+        out = [(k, v) for k, v in metadata if k not in TRACE_KEYS]
+        out.append(("traceparent", format_traceparent(context)))
+        if context.trace_state:
+            out.append(("tracestate", context.trace_state.to_header()))
+        return out
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=in_context(span))
     if not carrier:
@@ -319,16 +343,19 @@ def inject(metadata: list[tuple[str, str]], span: Span | None = None) -> list[tu
 
 def current_traceparent() -> str:
     """The W3C ``traceparent`` of the current span ("" when there is none)."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier.get("traceparent", "")
+    context = trace.get_current_span().get_span_context()
+    return format_traceparent(context) if context.is_valid else ""
 
 
 def context_of(traceparent: str) -> otel_context.Context:
-    """A context whose parent span is the one ``traceparent`` names (empty when "")."""
+    """A context whose parent span is the one ``traceparent`` names (empty when "" or
+    invalid)."""
     if not traceparent:
-        return otel_context.Context()
-    return propagate.extract({"traceparent": traceparent})
+        return _EMPTY
+    context = parse_traceparent(traceparent)
+    if context is None:
+        return _EMPTY
+    return trace.set_span_in_context(trace.NonRecordingSpan(context), _EMPTY)
 
 
 def trace_id_of(traceparent: str) -> str:
@@ -374,14 +401,14 @@ def span(
 # -- the store ------------------------------------------------------------------
 
 
-class SpanStore(SpanProcessor):
+class SpanStore:
     """The recent finished spans of this process, by trace, bounded: at most
     ``max_traces`` traces (the least recently touched goes first) and
     ``max_spans`` spans in each (later ones are counted, not kept).
 
-    A span processor (``on_end`` runs as each span ends, on the thread that ends
-    it, so a lock guards the maps). ``meshwright up`` keeps one, so a workflow's
-    trace can be read without installing anything.
+    A span processor of ``mesh._tracer`` spans (``on_end`` runs as each span ends,
+    on the thread that ends it, so a lock guards the maps). ``meshwright up``
+    keeps one, so a workflow's trace can be read without installing anything.
     """
 
     def __init__(
@@ -398,9 +425,7 @@ class SpanStore(SpanProcessor):
         self._dropped: dict[int, int] = {}
         self._lock = threading.Lock()
 
-    def on_end(self, span: ReadableSpan) -> None:
-        if span.context is None:
-            return
+    def on_end(self, span: Any) -> None:
         trace_id = span.context.trace_id
         with self._lock:
             spans = self._traces.get(trace_id)
@@ -417,6 +442,12 @@ class SpanStore(SpanProcessor):
                 self._dropped[trace_id] = self._dropped.get(trace_id, 0) + 1
 
     # reads
+    def force_flush(self, timeout_s: float | None = None) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        """Nothing to release: the spans stay readable until the store is dropped."""
+
     def spans(self, trace_id: int | str) -> list[Any]:
         """The kept spans of a trace (an int or 32 hex digits), in start order."""
         if isinstance(trace_id, str):
@@ -464,10 +495,12 @@ __all__ = [
     "end_span",
     "exporters_from_env",
     "extract",
+    "format_traceparent",
     "force_flush",
     "in_context",
     "inject",
     "name_http_span",
+    "parse_traceparent",
     "setup_tracing",
     "shutdown_tracing",
     "span",

@@ -7,15 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-    OTLPSpanExporter as GrpcExporter,
-)
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-    OTLPSpanExporter as HttpExporter,
-)
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-from meshwright.mesh import telemetry
+from meshwright.mesh import _otlp, telemetry
 from meshwright.mesh.errors import InvalidArgument, NotFound
 
 TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -34,16 +27,26 @@ def store() -> Iterator[telemetry.SpanStore]:
 # -- exporters ----------------------------------------------------------------------
 
 
+GRPC, HTTP, CONSOLE = "grpc", "http", "console"
+
+
+def _kind(exporter: object) -> str:
+    if isinstance(exporter, _otlp.ConsoleExporter):
+        return CONSOLE
+    assert isinstance(exporter, _otlp.BatchExporter)
+    return GRPC if isinstance(exporter.transport, _otlp.GrpcTransport) else HTTP
+
+
 @pytest.mark.parametrize(
     ("env", "kinds"),
     [
         ({}, []),
         ({"OTEL_TRACES_EXPORTER": "none"}, []),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}, [GrpcExporter]),
-        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4317"}, [GrpcExporter]),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}, [GRPC]),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4317"}, [GRPC]),
         (
             {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
-            [HttpExporter],
+            [HTTP],
         ),
         (
             {
@@ -51,16 +54,16 @@ def store() -> Iterator[telemetry.SpanStore]:
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
                 "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
             },
-            [HttpExporter],
+            [HTTP],
         ),
-        ({"OTEL_TRACES_EXPORTER": "console"}, [ConsoleSpanExporter]),
-        ({"OTEL_TRACES_EXPORTER": "console, otlp"}, [ConsoleSpanExporter, GrpcExporter]),
+        ({"OTEL_TRACES_EXPORTER": "console"}, [CONSOLE]),
+        ({"OTEL_TRACES_EXPORTER": "console, otlp"}, [CONSOLE, GRPC]),
     ],
 )
-def test_exporters_follow_the_standard_variables(env: dict[str, str], kinds: list[type]) -> None:
+def test_exporters_follow_the_standard_variables(env: dict[str, str], kinds: list[str]) -> None:
     got = telemetry.exporters_from_env(env)
     try:
-        assert [type(e) for e in got] == kinds
+        assert [_kind(e) for e in got] == kinds
     finally:
         for e in got:
             e.shutdown()
@@ -280,3 +283,76 @@ def test_current_traceparent_names_the_current_span(store: telemetry.SpanStore) 
     with telemetry.span("child", parent=ctx) as child:
         assert child is not None
         assert child.parent.span_id == s.get_span_context().span_id  # type: ignore[attr-defined]
+
+
+# -- W3C trace context, read and written here -----------------------------------------
+
+TRACE, SPAN = TP.split("-")[1], TP.split("-")[2]
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        (TP, True),
+        (f" {TP} ", True),  # surrounding whitespace is tolerated
+        (f"01-{TRACE}-{SPAN}-01-future", True),  # a later version may carry more
+        (f"00-{TRACE}-{SPAN}-01-extra", False),  # version 00 may not
+        (f"ff-{TRACE}-{SPAN}-01", False),  # ff is never valid
+        (f"00-{'0' * 32}-{SPAN}-01", False),
+        (f"00-{TRACE}-{'0' * 16}-01", False),
+        (TP.upper(), False),  # lower-case hex only
+        (f"00-{TRACE[:-1]}-{SPAN}-01", False),
+        ("", False),
+    ],
+)
+def test_traceparent_parsing_follows_the_w3c_rules(value: str, ok: bool) -> None:
+    parsed = telemetry.parse_traceparent(value)
+    assert (parsed is not None) is ok
+    if parsed is not None:
+        assert f"{parsed.trace_id:032x}" == TRACE and f"{parsed.span_id:016x}" == SPAN
+        assert parsed.is_remote and parsed.trace_flags.sampled
+
+
+def test_traceparent_round_trips_with_its_flags_and_state() -> None:
+    parsed = telemetry.parse_traceparent(TP.replace("-01", "-00"), "k=v,x=y")
+    assert parsed is not None and not parsed.trace_flags.sampled
+    assert telemetry.format_traceparent(parsed) == TP.replace("-01", "-00")
+    assert parsed.trace_state.get("x") == "y"
+
+
+def test_an_invalid_incoming_traceparent_starts_a_new_trace(store: telemetry.SpanStore) -> None:
+    span = telemetry.start_server_span("/a.B/C", [("traceparent", "garbage")], "local")
+    assert span is not None and span.parent is None  # type: ignore[attr-defined]
+    telemetry.end_span(span)
+    assert telemetry.context_of("garbage") == telemetry.context_of("")
+
+
+@pytest.mark.parametrize("w3c", [True, False])
+def test_the_api_propagators_and_the_fast_path_agree(
+    store: telemetry.SpanStore, monkeypatch: pytest.MonkeyPatch, w3c: bool
+) -> None:
+    monkeypatch.setattr(telemetry._state, "w3c", w3c)
+    incoming = [("traceparent", TP), ("tracestate", "k=v")]
+    span = telemetry.start_server_span("/a.B/C", incoming, "local")
+    assert span is not None
+    assert f"{span.get_span_context().trace_id:032x}" == TRACE
+    assert span.get_span_context().trace_state.get("k") == "v"
+    out = dict(telemetry.inject([("x", "1")], span))
+    assert out["traceparent"] == telemetry.format_traceparent(span.get_span_context())
+    assert out["tracestate"] == "k=v" and out["x"] == "1"
+    telemetry.end_span(span)
+
+
+def test_the_fast_path_is_used_only_for_w3c_propagators(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value, fast in (
+        (None, True),
+        ("tracecontext", True),
+        ("baggage, tracecontext", True),
+        ("b3", False),
+        ("tracecontext,jaeger", False),
+    ):
+        if value is None:
+            monkeypatch.delenv("OTEL_PROPAGATORS", raising=False)
+        else:
+            monkeypatch.setenv("OTEL_PROPAGATORS", value)
+        assert telemetry._w3c_only() is fast, value
