@@ -132,17 +132,16 @@ async def test_env_configures_the_exporter_that_telemetry_builds(
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    exporters = telemetry.exporters_from_env()
-    assert [type(e) for e in exporters] == [OTLPSpanExporter]
-    provider = provider_to(exporters[0], "from-env")
+    store_free = telemetry.setup_tracing("from-env", instance_id="t-9")  # reads os.environ
     try:
-        with provider.get_tracer("t").start_as_current_span("via-env"):
+        assert store_free and telemetry.enabled()
+        with telemetry.span("via-env"):
             pass
         # no force_flush: the 100 ms schedule delay alone sends it
         spans = await receiver.wait_for(lambda s: any(x.name == "via-env" for x in s), 10)
     finally:
-        await asyncio.to_thread(provider.shutdown)
-    assert [s.service for s in spans] == ["from-env"]
+        await asyncio.to_thread(telemetry.shutdown_tracing)
+    assert [(s.service, s.instance_id) for s in spans] == [("from-env", "t-9")]
 
 
 async def test_wait_for_times_out_with_what_arrived(receiver: OtlpReceiver) -> None:
