@@ -1,11 +1,13 @@
 """Tracing's cost: ExecuteTask and a 2,000-task fan-out with tracing on vs off, one run.
 
 "On" is every process of the measure tracing, sampled 100% (the default
-parent-based always-on sampler), exporting OTLP/gRPC to a real receiver
-(tests/otlp_receiver.py) serving in a child process of its own, so decoding
-the spans does not take this process's event loop; "off" is no process
-tracing. Rounds alternate off, on, off, on (this machine drifts between runs;
-ratios within one run are the figures), each measure's median per mode is
+parent-based always-on sampler), exporting OTLP/gRPC (``--protocol
+http/protobuf``: OTLP/HTTP) to a real receiver (tests/otlp_receiver.py)
+serving in a child process of its own, so decoding the spans does not take
+this process's event loop; "off" is no process tracing. Rounds go off, on,
+then on, off (this machine drifts between runs, and its neighbours take cycles:
+ratios within one run are the figures, and ExecuteTask rounds also print the
+CPU each process spent a call), each measure's median per mode is
 compared, and the spans the receiver got in each round are printed (off rounds
 must get none, on rounds prove the spans really left):
 
@@ -130,7 +132,7 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
 
 
-def spawn(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+def spawn_fields(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
     """A child that prints ``READY <port>``; it and its port. Its stderr goes to a
     temporary file (a pipe nobody reads could fill and stall it), shown if it fails
     to start."""
@@ -149,7 +151,13 @@ def spawn(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], 
             stores.stop_process(proc)
             log.seek(0)
             raise RuntimeError(f"{argv[1:]} did not start: {log.read()[-800:]}")
-    return proc, int(line[1])
+    return proc, line[1:]
+
+
+def spawn(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+    """``spawn_fields`` for a child whose READY line names one port."""
+    proc, fields = spawn_fields(argv, env)
+    return proc, int(fields[0])
 
 
 def stdout_line(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -180,15 +188,18 @@ class Receiver:
     """tests/otlp_receiver.py in a child process, asked for its span counts."""
 
     def __init__(self) -> None:
-        self.proc, self.port = spawn([sys.executable, "-m", "tests.otlp_receiver"], clean_env())
+        self.proc, ports = spawn_fields([sys.executable, "-m", "tests.otlp_receiver"], clean_env())
+        self.port, self.http_port = int(ports[0]), int(ports[1])
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.protocol = "grpc"
+        """How the tracing processes export: grpc or http/protobuf (``--protocol``)."""
 
     def env(self, schedule_delay_ms: int) -> dict[str, str]:
         from tests.otlp_receiver import OtlpReceiver
 
         r = OtlpReceiver()
-        r.port = self.port
-        return {**r.env(), "OTEL_BSP_SCHEDULE_DELAY": str(schedule_delay_ms)}
+        r.port, r.http_port = self.port, self.http_port
+        return {**r.env(self.protocol), "OTEL_BSP_SCHEDULE_DELAY": str(schedule_delay_ms)}
 
     def counts(self) -> dict[str, Any]:
         assert self.proc.stdin is not None
@@ -250,13 +261,25 @@ class Round:
     """ExecuteTask calls made (warm-up and one-at-a-time ones too) or fan-out tasks."""
     spans: dict[str, int] = field(default_factory=dict)
     error: str = ""
+    cpu_us: dict[str, float] = field(default_factory=dict)
+    """ExecuteTask: CPU (user + system) per call of the timed phase, by process: steadier
+    than throughput on a machine whose neighbours take cycles."""
 
     @property
     def span_total(self) -> int:
         return sum(self.spans.values())
 
 
-async def execute_calls(port: int, args: argparse.Namespace, row: Round, tag: str) -> None:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (its threads included)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def execute_calls(
+    port: int, args: argparse.Namespace, row: Round, tag: str, agent_pid: int
+) -> None:
     pool = ChannelPool()
     target = f"127.0.0.1:{port}"
     client = pool.client(target, AGENT)
@@ -285,9 +308,15 @@ async def execute_calls(port: int, args: argparse.Namespace, row: Round, tag: st
             for _ in range(per_worker):
                 latencies.append(await one())
 
+        cpu0 = {"client": cpu_s(os.getpid()), "agent": cpu_s(agent_pid)}
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(args.in_flight)))
         row.wall_s = time.perf_counter() - t0
+        calls = per_worker * args.in_flight
+        row.cpu_us = {
+            "client": (cpu_s(os.getpid()) - cpu0["client"]) / calls * 1e6,
+            "agent": (cpu_s(agent_pid) - cpu0["agent"]) / calls * 1e6,
+        }
         row.rate = per_worker * args.in_flight / row.wall_s
         row.p50_ms = statistics.median(latencies) * 1000
         alone = [await one() for _ in range(max(50, args.calls // 4))]
@@ -308,7 +337,7 @@ def execute_round(mode: str, i: int, receiver: Receiver, args: argparse.Namespac
 
         async def run() -> None:
             async with asyncio.timeout(args.round_timeout):
-                await execute_calls(port, args, row, f"r{i}-{mode}")
+                await execute_calls(port, args, row, f"r{i}-{mode}", agent.pid)
 
         asyncio.run(run())
     finally:
@@ -428,7 +457,8 @@ def show(row: Round, i: int, args: argparse.Namespace) -> None:
     if row.measure == "ExecuteTask":
         figures = (
             f"{row.rate:8,.0f} req/s  p50 {row.p50_ms:6.3f} ms at {args.in_flight} in flight,"
-            f" {row.alone_p50_ms:6.3f} ms alone"
+            f" {row.alone_p50_ms:6.3f} ms alone; CPU a call: client"
+            f" {row.cpu_us.get('client', 0):4.0f} us, agent {row.cpu_us.get('agent', 0):4.0f} us"
         )
     else:
         figures = (
@@ -465,13 +495,20 @@ def report(rows: list[Round], args: argparse.Namespace) -> None:
                     "alone": statistics.median(r.alone_p50_ms for r in ok),
                     "spans": statistics.median(r.span_total for r in ok),
                     "n": len(ok),
+                    "cpu_client": statistics.median(r.cpu_us.get("client", 0) for r in ok),
+                    "cpu_agent": statistics.median(r.cpu_us.get("agent", 0) for r in ok),
                 }
         for mode in MODES:
             if mode not in med:
                 print(f"  {measure:11s} tracing {mode:3s}  no successful round")
                 continue
             m = med[mode]
-            alone = f", alone {m['alone']:.3f} ms" if measure == "ExecuteTask" else ""
+            alone = (
+                f", alone {m['alone']:.3f} ms; CPU a call: client {m['cpu_client']:.0f} us,"
+                f" agent {m['cpu_agent']:.0f} us"
+                if measure == "ExecuteTask"
+                else ""
+            )
             print(
                 f"  {measure:11s} tracing {mode:3s}  {m['rate']:8,.0f} {unit:7s}"
                 f" {p50_name} {m['p50']:7.3f} ms{alone}"
@@ -497,6 +534,12 @@ def main() -> None:
     p.add_argument("--in-flight", type=int, default=16, help="ExecuteTask calls at once")
     p.add_argument("--tasks", type=int, default=2000, help="tasks of the fan-out")
     p.add_argument("--agents", type=int, default=2, help="agent processes of the fan-out")
+    p.add_argument(
+        "--protocol",
+        choices=("grpc", "http/protobuf"),
+        default="grpc",
+        help="how the tracing processes export to the receiver (OTLP/gRPC by default)",
+    )
     p.add_argument(
         "--schedule-delay-ms",
         type=int,
@@ -531,17 +574,20 @@ def main() -> None:
     if dropped:
         print(f"(dropped from the environment: {', '.join(dropped)})")
     print(
-        f"tracing on: sampled 100%, OTLP/gRPC to a receiver process on 127.0.0.1,"
+        f"tracing on: sampled 100%, OTLP ({args.protocol}) to a receiver process on 127.0.0.1,"
         f" batch delay {args.schedule_delay_ms} ms"
         + (f", node span store {args.trace_buffer} traces" if args.trace_buffer else ""),
         flush=True,
     )
     receiver = Receiver()
+    receiver.protocol = args.protocol
     rows: list[Round] = []
     try:
         print(f"receiver on {receiver.endpoint}", flush=True)
         for i in range(args.rounds):
-            for mode in MODES:
+            # off/on, then on/off: a machine that speeds up or slows down during the run
+            # favours neither mode.
+            for mode in MODES if i % 2 == 0 else tuple(reversed(MODES)):
                 if args.only != "fanout":
                     run = functools.partial(execute_round, mode, i, receiver, args)
                     rows.append(measured(run, "ExecuteTask", mode, receiver, args.verbose))

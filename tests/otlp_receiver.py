@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import gzip
 import json
 import signal
 import sys
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from aiohttp import web
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -145,7 +147,8 @@ class _Servicer(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 class OtlpReceiver:
-    """An OTLP/gRPC trace receiver on 127.0.0.1 (insecure), serving on the running loop.
+    """An OTLP trace receiver on 127.0.0.1 (insecure), serving on the running loop:
+    OTLP/gRPC on ``port``, OTLP/HTTP (``POST /v1/traces``, protobuf) on ``http_port``.
 
     ``keep=False`` counts spans (``count``, ``by_service``) without keeping them.
     """
@@ -161,6 +164,10 @@ class OtlpReceiver:
         """Spans received, by ``service.name``."""
         self._spans: list[ReceivedSpan] = []
         self._server: grpc.aio.Server | None = None
+        self._http: web.AppRunner | None = None
+        self.http_port = 0
+        self.http_headers: list[dict[str, str]] = []
+        """The headers of each OTLP/HTTP export received."""
         self._changed: asyncio.Condition | None = None
 
     @property
@@ -183,13 +190,46 @@ class OtlpReceiver:
         await server.start()
         self._server = server
         self.port = port
+        app = web.Application()
+        app.router.add_post("/v1/traces", self._http_export)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, HOST, 0)
+        await site.start()
+        self._http = runner
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return port
+
+    @property
+    def http_endpoint(self) -> str:
+        """Where an OTLP/HTTP exporter sends: ``http://127.0.0.1:<port>/v1/traces``."""
+        if not self.http_port:
+            raise RuntimeError("the receiver is not started")
+        return f"http://{HOST}:{self.http_port}/v1/traces"
+
+    async def _http_export(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/x-protobuf":
+            return web.Response(status=415, text="application/x-protobuf only")
+        body = await request.read()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        try:
+            export = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+        except Exception:
+            return web.Response(status=400, text="not an ExportTraceServiceRequest")
+        self.http_headers.append({k.lower(): v for k, v in request.headers.items()})
+        await self._received(export)
+        reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        return web.Response(body=reply, content_type="application/x-protobuf")
 
     async def stop(self, grace: float | None = 0.5) -> None:
         """Stop serving (Exports under way get ``grace`` seconds). What was received stays."""
         server, self._server = self._server, None
         if server is not None:
             await server.stop(grace)
+        http, self._http = self._http, None
+        if http is not None:
+            await http.cleanup()
 
     async def __aenter__(self) -> OtlpReceiver:
         await self.start()
@@ -198,13 +238,14 @@ class OtlpReceiver:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def env(self) -> dict[str, str]:
+    def env(self, protocol: str = "grpc") -> dict[str, str]:
         """The ``OTEL_*`` variables a child process needs to export its spans here
-        (OTLP over insecure gRPC, batches sent every 100 ms)."""
+        (OTLP over insecure gRPC, or ``http/protobuf``; batches sent every 100 ms)."""
+        http = protocol == "http/protobuf"
         return {
             "OTEL_TRACES_EXPORTER": "otlp",
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": self.endpoint,
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": self.http_endpoint if http else self.endpoint,
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": protocol,
             "OTEL_EXPORTER_OTLP_TRACES_INSECURE": "true",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
         }
@@ -275,7 +316,7 @@ async def _serve() -> None:
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
     )
-    print("READY", port, flush=True)
+    print("READY", port, receiver.http_port, flush=True)
 
     async def answer() -> None:
         while await reader.readline():  # each line asks for the counts
