@@ -107,13 +107,17 @@ class RemoteServiceClient:
         *,
         token: str | None = None,
         target: str = "",
+        client_spans: bool = True,
     ) -> None:
         """``token``: the bearer token this client calls with (None: only what callers pass).
-        ``target``: where the channel goes (named on the calls' spans)."""
+        ``target``: where the channel goes (named on the calls' spans). ``client_spans``
+        False: the calls make no CLIENT span of their own; the caller's current span
+        (one that already stands for the call, as a task attempt does) is their parent."""
         self.service = service
         self._channel = channel
         self._token = token
         self._target = target
+        self._client_spans = client_spans
         self._paths = {name: info.path for name, info in methods_of(service).items()}
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._streams: dict[str, grpc.aio.UnaryStreamMultiCallable] = {}
@@ -149,7 +153,11 @@ class RemoteServiceClient:
         fn = self._unary.get(method)
         if fn is None:
             raise NotFound(f"{self.service.full_name} has no unary method {method}")
-        span = telemetry.start_client_span(self._paths[method], self._target, metadata)
+        span = (
+            telemetry.start_client_span(self._paths[method], self._target, metadata)
+            if self._client_spans
+            else None
+        )
         md, timeout = outgoing(metadata, timeout, self._token, span)
         error: BaseException | None = None
         try:
@@ -177,7 +185,7 @@ class RemoteServiceClient:
         md, timeout = outgoing(metadata, timeout, self._token)
         return _items(
             lambda span: fn(request, timeout=timeout, metadata=telemetry.inject(md, span) or None),
-            self._paths[method],
+            self._paths[method] if self._client_spans else "",
             self._target,
             metadata,
         )
@@ -236,7 +244,9 @@ class LocalServiceClient:
     """Calls a servicer object in this process through the same pipeline: no hop, no shortcut.
 
     Same messages, same errors, same authentication, policies, limits and
-    deadlines as over gRPC; only the serialization is skipped.
+    deadlines as over gRPC; only the serialization is skipped. Traced, a call is
+    the pipeline's SERVER span alone, a child of the caller's current span: with
+    no hop in between, a CLIENT span would time the same thing twice.
     """
 
     def __init__(
@@ -285,18 +295,10 @@ class LocalServiceClient:
         metadata: Metadata = (),
     ) -> Any:
         endpoint = self._endpoint(method, "unary")
-        span = telemetry.start_client_span(endpoint.info.path, "local", metadata)
-        md, timeout = outgoing(metadata, timeout, self._token, span)
-        error: BaseException | None = None
-        try:
-            return await self._pipeline.unary(
-                endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout
-            )
-        except BaseException as err:
-            error = err
-            raise
-        finally:
-            telemetry.end_span(span, error)
+        md, timeout = outgoing(metadata, timeout, self._token)
+        return await self._pipeline.unary(
+            endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout
+        )
 
     async def stream(
         self,
@@ -307,21 +309,15 @@ class LocalServiceClient:
         metadata: Metadata = (),
     ) -> AsyncIterator[Any]:
         endpoint = self._endpoint(method, "streaming")
-        span = telemetry.start_client_span(endpoint.info.path, "local", metadata)
-        md, timeout = outgoing(metadata, timeout, self._token, span)
+        md, timeout = outgoing(metadata, timeout, self._token)
         items = self._pipeline.stream(
             endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout
         )
-        error: BaseException | None = None
         try:
             async for item in items:
                 yield item
-        except BaseException as err:
-            error = None if isinstance(err, GeneratorExit) else err
-            raise
         finally:
             await items.aclose()  # type: ignore[attr-defined]
-            telemetry.end_span(span, error)
 
     async def exchange(
         self,
@@ -501,9 +497,13 @@ class ChannelPool:
             return grpc.aio.insecure_channel(target, options=options)
         return grpc.aio.secure_channel(target, self.tls.channel_credentials(), options=options)
 
-    def client(self, target: str, service: descriptor.ServiceDescriptor) -> RemoteServiceClient:
+    def client(
+        self, target: str, service: descriptor.ServiceDescriptor, *, client_spans: bool = True
+    ) -> RemoteServiceClient:
         """A remote client for ``service`` at ``target``, calling with the pool's token."""
-        return RemoteServiceClient(self.get(target), service, token=self.token, target=target)
+        return RemoteServiceClient(
+            self.get(target), service, token=self.token, target=target, client_spans=client_spans
+        )
 
     async def discard(self, target: str) -> None:
         """Close and forget the channel to ``target``."""

@@ -597,7 +597,8 @@ class AgentDispatcher:
     def _client(self, endpoint: str) -> RemoteServiceClient:
         client = self._clients.get(endpoint)
         if client is None:
-            client = self._channels.client(endpoint, AGENT_SERVICE)
+            # The task attempt's span stands for the call: no CLIENT span of its own.
+            client = self._channels.client(endpoint, AGENT_SERVICE, client_spans=False)
             self._clients[endpoint] = client
         return client
 

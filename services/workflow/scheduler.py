@@ -330,7 +330,19 @@ class Scheduler:
             "meshwright.price": slot.price,
         }
         parent = telemetry.context_of(run.wf.traceparent) if run.wf.traceparent else None
-        with telemetry.span(f"task {task_id}", parent=parent, attributes=attributes) as span:
+        attributes.update(
+            {
+                "rpc.system": "grpc",
+                "rpc.service": "meshwright.agent.v1.AgentService",
+                "rpc.method": "StreamTask" if run.specs[task_id].stream_progress else "ExecuteTask",
+                "server.address": slot.endpoint,
+            }
+        )
+        # A CLIENT span: the attempt is the call to the agent (whose SERVER span is its
+        # child, and made no CLIENT span of its own), with the payment it ends with.
+        with telemetry.span(
+            f"task {task_id}", parent=parent, kind=telemetry.SpanKind.CLIENT, attributes=attributes
+        ) as span:
             outcome = await self._attempt_on(run, task_id, slot, request, attempt, rules)
             assert span is not None
             span.set_attribute("meshwright.outcome", _outcome_name(outcome))

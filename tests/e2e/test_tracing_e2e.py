@@ -142,10 +142,8 @@ async def test_a_rest_workflow_is_one_trace_across_the_server_and_the_agent(
         root = only(spans, "POST /v1/workflows", SERVER)
         assert root.parent_span_id == "" and root.service == SERVICE
         assert root.attributes["http.response.status_code"] == 200
-        create_client = only(spans, CREATE, CLIENT)
-        create = only(spans, CREATE, SERVER)
-        assert create_client.parent_span_id == root.span_id
-        assert create.parent_span_id == create_client.span_id
+        create = only(spans, CREATE, SERVER)  # in the gateway's process: no CLIENT span
+        assert create.parent_span_id == root.span_id
 
         attempts = sorted(
             (s for s in spans if s.name.startswith("task ")),
@@ -158,13 +156,12 @@ async def test_a_rest_workflow_is_one_trace_across_the_server_and_the_agent(
         ]
         failed, retried, steady = attempts
         for attempt in attempts:
-            assert attempt.parent_span_id == create.span_id
+            # The attempt is the CLIENT span of the call; the agent's own span, made in
+            # the agent's process, is its child.
+            assert attempt.parent_span_id == create.span_id and attempt.kind == CLIENT
             assert attempt.service == SERVICE
-            calls = [s for s in children(spans, attempt) if s.name == EXECUTE]
-            assert [c.kind for c in calls] == [CLIENT]
-            served = children(spans, calls[0])
-            # The agent's own span, made in the agent's process.
-            assert [(s.name, s.kind, s.service) for s in served] == [(EXECUTE, SERVER, "traced")]
+            served = [s for s in children(spans, attempt) if s.name == EXECUTE]
+            assert [(s.kind, s.service) for s in served] == [(SERVER, "traced")]
             assert served[0].attributes["rpc.grpc.status_code"] == 0
         assert failed.status_code == 2  # ERROR
         assert failed.attributes["meshwright.outcome"] == "failed"
@@ -173,7 +170,7 @@ async def test_a_rest_workflow_is_one_trace_across_the_server_and_the_agent(
         # Payments under the paid attempts only, each served by the economy.
         for attempt, price in ((steady, 2), (retried, 3)):
             (capture,) = [s for s in children(spans, attempt) if s.name == CAPTURE]
-            assert [s.kind for s in children(spans, capture)] == [SERVER]
+            assert capture.kind == SERVER  # the economy, in process: its span alone
             assert attempt.attributes["meshwright.price"] == price
         assert not [s for s in children(spans, failed) if s.name == CAPTURE]
         # Every parent is in the trace: nothing dangles between the processes.

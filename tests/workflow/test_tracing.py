@@ -95,38 +95,34 @@ async def test_a_run_is_one_trace_from_the_create_call_to_every_agent_and_paymen
     spans = list(reply.spans)
     ids = {s.span_id: s for s in spans}
 
-    # The root: the caller's CLIENT span of CreateWorkflow; the server span under it is
-    # the run's parent (the traceparent the workflow keeps).
-    create_client = one(spans, CREATE, W.SPAN_KIND_CLIENT)
-    create_server = one(spans, CREATE, W.SPAN_KIND_SERVER)
-    assert create_client.parent_span_id == ""
-    assert create_server.parent_span_id == create_client.span_id
-    assert wf.traceparent.split("-")[2] == create_server.span_id
+    # The root: the create call (in process, the pipeline's SERVER span alone), the
+    # run's parent (the traceparent the workflow keeps).
+    create = one(spans, CREATE, W.SPAN_KIND_SERVER)
+    assert create.parent_span_id == ""
+    assert not by_name(spans, CREATE)[1:]  # no CLIENT span for an in-process call
+    assert wf.traceparent.split("-")[2] == create.span_id
 
     for task_id in ("a", "b"):
-        task = one(spans, f"task {task_id}", W.SPAN_KIND_INTERNAL)
-        assert task.parent_span_id == create_server.span_id
+        # The attempt is the CLIENT span of the call to the agent.
+        task = one(spans, f"task {task_id}", W.SPAN_KIND_CLIENT)
+        assert task.parent_span_id == create.span_id
         assert task.attributes["meshwright.workflow_id"] == wf.workflow_id
         assert task.attributes["meshwright.skill"] == "x.echo"
         assert task.attributes["meshwright.agent_id"] == agent_id
         assert task.attributes["meshwright.attempt"] == "1"
         assert task.attributes["meshwright.outcome"] == "succeeded"
+        assert task.attributes["rpc.method"] == "ExecuteTask"
+        assert task.attributes["server.address"]
         assert not task.error
-        # Under it: the call to the agent, the agent's own span, the payment.
-        calls = [s for s in spans if s.parent_span_id == task.span_id]
-        execute = [s for s in calls if s.name == EXECUTE]
-        capture = [s for s in calls if s.name == CAPTURE]
-        assert len(execute) == 1 and len(capture) == 1, [s.name for s in calls]
-        assert execute[0].kind == W.SPAN_KIND_CLIENT
-        assert execute[0].attributes["rpc.grpc.status_code"] == "0"
-        served = [s for s in spans if s.parent_span_id == execute[0].span_id]
-        assert [(s.name, s.kind) for s in served] == [(EXECUTE, W.SPAN_KIND_SERVER)]
+        # Under it: the agent's own span and the payment, each a SERVER span.
+        under = sorted((s.name, s.kind) for s in spans if s.parent_span_id == task.span_id)
+        assert under == [(EXECUTE, W.SPAN_KIND_SERVER), (CAPTURE, W.SPAN_KIND_SERVER)]
+        served = [s for s in spans if s.parent_span_id == task.span_id and s.name == EXECUTE]
         assert served[0].attributes["enduser.id"]  # who called, as the agent saw it
-        payment = [s for s in spans if s.parent_span_id == capture[0].span_id]
-        assert [(s.name, s.kind) for s in payment] == [(CAPTURE, W.SPAN_KIND_SERVER)]
+        assert served[0].attributes["rpc.grpc.status_code"] == "0"
 
     end = one(spans, "workflow end", W.SPAN_KIND_INTERNAL)
-    assert end.parent_span_id == create_server.span_id
+    assert end.parent_span_id == create.span_id
     assert end.attributes["meshwright.state"] == "WORKFLOW_STATE_SUCCEEDED"
     # Every span's parent is in the trace (nothing dangles), all from this resource.
     assert all(s.parent_span_id in ids for s in spans if s.parent_span_id)
@@ -186,9 +182,9 @@ async def test_the_callers_trace_context_makes_the_run_part_of_its_trace(
     ):
         pass
     spans = list((await trace_of(node, wf.workflow_id)).spans)
-    # The caller's own span is not ours to keep: the local client span names it parent.
-    client = one(spans, CREATE, W.SPAN_KIND_CLIENT)
-    assert client.parent_span_id == TRACEPARENT.split("-")[2]
+    # The caller's own span is not ours to keep: the create call names it parent.
+    create = one(spans, CREATE, W.SPAN_KIND_SERVER)
+    assert create.parent_span_id == TRACEPARENT.split("-")[2]
     assert by_name(spans, "task t")
 
 
