@@ -11,8 +11,11 @@ CPU each process spent a call), each measure's median per mode is
 compared, and the spans the receiver got in each round are printed (off rounds
 must get none, on rounds prove the spans really left):
 
-1. ExecuteTask: an agent process (auth off, one free no-op skill, no registry)
-   called from this process through the mesh's RemoteServiceClient: ``--calls``
+1. ExecuteTask: an agent process (one free no-op skill, no registry) called
+   from this process through the mesh's RemoteServiceClient with a service
+   token the agent verifies, as the mesh calls agents (``--insecure-no-auth``:
+   no token, no check; then the off rounds send no metadata at all, and the
+   traceparent is the first pair gRPC's metadata code handles): ``--calls``
    calls ``--in-flight`` at once (requests/s, and the p50 of those calls),
    then ``--calls // 4`` one at a time (p50 alone). On, this process traces
    (``telemetry.setup_tracing("bench-client")`` with the receiver's ``OTEL_*`` variables:
@@ -79,8 +82,13 @@ def serve_agent() -> None:
 
     telemetry.setup_tracing(agent.name, instance_id=f"{socket.gethostname()}:{os.getpid()}")
 
+    public_key = os.environ.get("BENCH_AUTH_PUBLIC_KEY", "")
+
     async def main() -> None:
-        runtime = await agent.start(None, insecure_no_auth=True)
+        if public_key:  # as the mesh runs agents: only callers with a valid token get in
+            runtime = await agent.start(None, auth_public_key=public_key)
+        else:
+            runtime = await agent.start(None, insecure_no_auth=True)
         print("READY", runtime.server.port, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         await runtime.stop()
@@ -278,9 +286,9 @@ def cpu_s(pid: int) -> float:
 
 
 async def execute_calls(
-    port: int, args: argparse.Namespace, row: Round, tag: str, agent_pid: int
+    port: int, args: argparse.Namespace, row: Round, tag: str, agent_pid: int, token: str | None
 ) -> None:
-    pool = ChannelPool()
+    pool = ChannelPool(token=token)
     target = f"127.0.0.1:{port}"
     client = pool.client(target, AGENT)
     count = 0
@@ -329,6 +337,11 @@ async def execute_calls(
 def execute_round(mode: str, i: int, receiver: Receiver, args: argparse.Namespace) -> Round:
     row = Round("ExecuteTask", mode)
     env = clean_env()
+    token: str | None = None
+    if not args.insecure_no_auth:
+        keys = DevCredentials.ensure(Path(tempfile.mkdtemp(prefix="meshwright-bench-")))
+        env["BENCH_AUTH_PUBLIC_KEY"] = str(keys.public_key)
+        token = keys.issuer().issue(Role.SERVICE, "bench", ttl_s=3600)
     if mode == "on":
         env.update(receiver.env(args.schedule_delay_ms))
     agent, port = spawn([sys.executable, str(Path(__file__).resolve()), "--serve-agent"], env)
@@ -337,7 +350,7 @@ def execute_round(mode: str, i: int, receiver: Receiver, args: argparse.Namespac
 
         async def run() -> None:
             async with asyncio.timeout(args.round_timeout):
-                await execute_calls(port, args, row, f"r{i}-{mode}", agent.pid)
+                await execute_calls(port, args, row, f"r{i}-{mode}", agent.pid, token)
 
         asyncio.run(run())
     finally:
@@ -534,6 +547,12 @@ def main() -> None:
     p.add_argument("--in-flight", type=int, default=16, help="ExecuteTask calls at once")
     p.add_argument("--tasks", type=int, default=2000, help="tasks of the fan-out")
     p.add_argument("--agents", type=int, default=2, help="agent processes of the fan-out")
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="ExecuteTask with auth off (no token on the calls, the agent checks none); by "
+        "default the calls carry a service token the agent verifies, as the mesh's do",
+    )
     p.add_argument(
         "--protocol",
         choices=("grpc", "http/protobuf"),

@@ -158,9 +158,20 @@ def force_flush(timeout_s: float = 5.0) -> bool:
 # -- spans ----------------------------------------------------------------------
 
 
-def _rpc_attributes(path: str) -> dict[str, Any]:
-    service, _, method = path.lstrip("/").partition("/")
-    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+_RPC: dict[str, tuple[str, dict[str, Any]]] = {}
+"""Per method path: the span name and the rpc attributes (a copy is taken per span)."""
+
+
+def _rpc(path: str) -> tuple[str, dict[str, Any]]:
+    """The span name of a call to ``path`` and a fresh dict of its rpc attributes."""
+    known = _RPC.get(path)
+    if known is None:
+        name = path.lstrip("/")
+        service, _, method = name.partition("/")
+        known = (name, {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method})
+        if len(_RPC) < 10_000:  # paths are the contract's methods; bounded all the same
+            _RPC[path] = known
+    return known[0], dict(known[1])
 
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-\S*)?")
@@ -193,7 +204,7 @@ def parse_traceparent(value: str, tracestate: str = "") -> SpanContext | None:
 
 def format_traceparent(context: SpanContext) -> str:
     """``00-<trace id>-<span id>-<flags>``."""
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
 def extract(metadata: Sequence[tuple[str, str]]) -> otel_context.Context:
@@ -221,11 +232,11 @@ def start_server_span(path: str, metadata: Sequence[tuple[str, str]], peer: str)
     tracer = _state.tracer
     if tracer is None:
         return None
-    attributes = _rpc_attributes(path)
+    name, attributes = _rpc(path)
     if peer and peer != "local":
         attributes["network.peer.address"] = peer
     return tracer.start_span(
-        path.lstrip("/"), context=extract(metadata), kind=SpanKind.SERVER, attributes=attributes
+        name, context=extract(metadata), kind=SpanKind.SERVER, attributes=attributes
     )
 
 
@@ -269,7 +280,7 @@ def start_client_span(
     tracer = _state.tracer
     if tracer is None:
         return None
-    attributes = _rpc_attributes(path)
+    name, attributes = _rpc(path)
     if target:
         attributes["server.address"] = target
     parent = None
@@ -279,9 +290,7 @@ def start_client_span(
         and not trace.get_current_span().get_span_context().is_valid
     ):
         parent = extract(metadata)
-    return tracer.start_span(
-        path.lstrip("/"), context=parent, kind=SpanKind.CLIENT, attributes=attributes
-    )
+    return tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes)
 
 
 def end_span(span: Span | None, error: BaseException | None = None) -> None:
