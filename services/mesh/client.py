@@ -74,13 +74,16 @@ def outgoing(
     timeout: float | None,
     token: str | None,
     span: telemetry.Span | None = None,
+    *,
+    inject: bool = True,
 ) -> tuple[list[tuple[str, str]], float | None]:
     """Metadata and deadline of a call made now.
 
     While serving a call, an outgoing call carries that call's propagated
     metadata (trace context, request id) and never outlives its deadline. With
     tracing on, the trace context is the call's own CLIENT ``span`` (else the
-    current span) instead of the one that came in.
+    current span) instead of the one that came in (``inject`` False: left as it is,
+    for an in-process call, whose server span reads the current span itself).
     ``token`` (this client's own credentials) replaces any authorization given.
     """
     out = list(metadata)
@@ -94,7 +97,7 @@ def outgoing(
     if token is not None:
         out = [(k, v) for k, v in out if k != "authorization"]
         out.append(("authorization", f"Bearer {token}"))
-    return telemetry.inject(out, span), timeout
+    return (telemetry.inject(out, span) if inject else out), timeout
 
 
 class RemoteServiceClient:
@@ -295,7 +298,7 @@ class LocalServiceClient:
         metadata: Metadata = (),
     ) -> Any:
         endpoint = self._endpoint(method, "unary")
-        md, timeout = outgoing(metadata, timeout, self._token)
+        md, timeout = outgoing(metadata, timeout, self._token, inject=False)
         return await self._pipeline.unary(
             endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout
         )
@@ -309,7 +312,7 @@ class LocalServiceClient:
         metadata: Metadata = (),
     ) -> AsyncIterator[Any]:
         endpoint = self._endpoint(method, "streaming")
-        md, timeout = outgoing(metadata, timeout, self._token)
+        md, timeout = outgoing(metadata, timeout, self._token, inject=False)
         items = self._pipeline.stream(
             endpoint, getattr(self._servicer, method), request, metadata=md, timeout=timeout
         )
@@ -328,7 +331,7 @@ class LocalServiceClient:
         metadata: Metadata = (),
     ) -> AsyncIterator[Any]:
         endpoint = self._endpoint(method, "bidirectional")
-        md, timeout = outgoing(metadata, timeout, self._token)
+        md, timeout = outgoing(metadata, timeout, self._token, inject=False)
         self._pipeline.authenticate(md)  # at open, as the server does
         items = self._pipeline.each(
             endpoint, getattr(self._servicer, method), requests, metadata=md, timeout=timeout

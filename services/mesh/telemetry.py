@@ -228,12 +228,20 @@ def extract(metadata: Sequence[tuple[str, str]]) -> otel_context.Context:
 
 def start_server_span(path: str, metadata: Sequence[tuple[str, str]], peer: str) -> Span | None:
     """The SERVER span of a call being served (None with tracing off), its parent the
-    caller's context. Not made current: the caller sets it in the call's context."""
+    caller's context: an in-process call's (``peer`` "local") is its current span
+    when it has one (no traceparent is written and read back), else the metadata's.
+    Not made current: the caller sets it in the call's context."""
     tracer = _state.tracer
     if tracer is None:
         return None
     name, attributes = _rpc(path)
-    if peer and peer != "local":
+    if peer == "local":
+        current = otel_context.get_current()
+        if trace.get_current_span(current).get_span_context().is_valid:
+            return tracer.start_span(
+                name, context=current, kind=SpanKind.SERVER, attributes=attributes
+            )
+    elif peer:
         attributes["network.peer.address"] = peer
     return tracer.start_span(
         name, context=extract(metadata), kind=SpanKind.SERVER, attributes=attributes

@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from meshwright.workflow.dispatch import Slot
 from meshwright.workflow.errors import WorkflowNotFound
@@ -163,6 +164,9 @@ class Run:
     opening: asyncio.Future[bool] | None = None
     """Set while its creator opens the escrow; True once opened, False if refused (the
     workflow is then discarded). An ending waits for it."""
+    trace_context: Any = None
+    """The OpenTelemetry context of ``wf.traceparent``, parsed once (the parent of every
+    attempt span); None until first asked for."""
 
     @property
     def workflow_id(self) -> str:

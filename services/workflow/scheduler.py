@@ -312,6 +312,14 @@ class Scheduler:
             )
         return outcome
 
+    @staticmethod
+    def _trace_parent(run: Run) -> Any:
+        """The run's trace context (its create call's span), parsed once; None when the
+        run has none (created with tracing off): spans then join the current context."""
+        if run.trace_context is None and run.wf.traceparent:
+            run.trace_context = telemetry.context_of(run.wf.traceparent)
+        return run.trace_context
+
     async def _traced_attempt(
         self,
         run: Run,
@@ -329,7 +337,7 @@ class Scheduler:
             "meshwright.attempt": attempt,
             "meshwright.price": slot.price,
         }
-        parent = telemetry.context_of(run.wf.traceparent) if run.wf.traceparent else None
+        parent = self._trace_parent(run)
         attributes.update(
             {
                 "rpc.system": "grpc",
@@ -603,7 +611,7 @@ class Scheduler:
     async def _end(self, run: Run, state: int, error: str) -> None:
         if not telemetry.enabled():
             return await self._end_run(run, state, error)
-        parent = telemetry.context_of(run.wf.traceparent) if run.wf.traceparent else None
+        parent = self._trace_parent(run)
         attributes = {
             "meshwright.workflow_id": run.workflow_id,
             "meshwright.state": W.WorkflowState.Name(state),
