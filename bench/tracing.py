@@ -4,8 +4,11 @@
 parent-based always-on sampler), exporting OTLP/gRPC (``--protocol
 http/protobuf``: OTLP/HTTP) to a real receiver (tests/otlp_receiver.py)
 serving in a child process of its own, so decoding the spans does not take
-this process's event loop; "off" is no process tracing. Rounds go off, on,
-then on, off (this machine drifts between runs, and its neighbours take cycles:
+this process's event loop; "off" is no process tracing (metrics on, as the
+product runs); "bare" is neither tracing nor metrics (``MESHWRIGHT_METRICS=off``
+in every process): off against bare is the metrics' cost (goal: under 5%).
+Each round runs the three modes, a different one first each round (this
+machine drifts between runs, and its neighbours take cycles:
 ratios within one run are the figures, and ExecuteTask rounds also print the
 CPU each process spent a call), each measure's median per mode is
 compared, and the spans the receiver got in each round are printed (off rounds
@@ -125,7 +128,10 @@ from meshwright.workflow.v1 import workflow_pb2 as W  # noqa: E402
 AGENT = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
 GOAL_RATIO = 0.85
 """Tracing on keeps at least this share of the throughput off."""
-MODES = ("off", "on")
+MODES = ("off", "on", "bare")
+"""off: no tracing (metrics on, as the product runs by default); on: tracing too; bare:
+neither (``MESHWRIGHT_METRICS=off``): off against bare is what the metrics cost."""
+METRICS_GOAL_RATIO = 0.95
 READY_TIMEOUT_S = 30.0
 CALL_TIMEOUT_S = 30.0
 FANOUT_TIMEOUT_S = 300.0
@@ -337,6 +343,8 @@ async def execute_calls(
 def execute_round(mode: str, i: int, receiver: Receiver, args: argparse.Namespace) -> Round:
     row = Round("ExecuteTask", mode)
     env = clean_env()
+    if mode == "bare":
+        env["MESHWRIGHT_METRICS"] = "off"
     token: str | None = None
     if not args.insecure_no_auth:
         keys = DevCredentials.ensure(Path(tempfile.mkdtemp(prefix="meshwright-bench-")))
@@ -372,7 +380,13 @@ async def fanout_run(mode: str, receiver: Receiver, args: argparse.Namespace, ro
     env = {"MESHWRIGHT_LOG_LEVEL": "WARNING"}
     if mode == "on":
         env.update(receiver.env(args.schedule_delay_ms))
-    node = await start_node(config, gateway=False)
+    if mode == "bare":
+        env["MESHWRIGHT_METRICS"] = "off"
+        os.environ["MESHWRIGHT_METRICS"] = "off"  # the node in this process reads it
+    try:
+        node = await start_node(config, gateway=False)
+    finally:
+        os.environ.pop("MESHWRIGHT_METRICS", None)
     try:
         async with AgentSupervisor(
             node.grpc_address,
@@ -538,6 +552,13 @@ def report(rows: list[Round], args: argparse.Namespace) -> None:
             )
         else:
             print(f"  {measure:11s} on/off: no ratio (a mode has no successful round)   NOT MET")
+        if "off" in med and "bare" in med:
+            ratio = med["off"]["rate"] / med["bare"]["rate"]
+            print(
+                f"  {measure:11s} metrics (off/bare): throughput {ratio:.3f}x"
+                f" ({(1 - ratio) * 100:.1f}% cost)   goal >= {METRICS_GOAL_RATIO}: "
+                + ("met" if ratio >= METRICS_GOAL_RATIO else "NOT MET")
+            )
 
 
 def main() -> None:
@@ -606,7 +627,7 @@ def main() -> None:
         for i in range(args.rounds):
             # off/on, then on/off: a machine that speeds up or slows down during the run
             # favours neither mode.
-            for mode in MODES if i % 2 == 0 else tuple(reversed(MODES)):
+            for mode in MODES[i % 3 :] + MODES[: i % 3]:  # each mode first in turn
                 if args.only != "fanout":
                     run = functools.partial(execute_round, mode, i, receiver, args)
                     rows.append(measured(run, "ExecuteTask", mode, receiver, args.verbose))

@@ -32,7 +32,13 @@ from meshwright.mesh.client import (
 from meshwright.mesh.config import MeshConfig, backend_scheme
 from meshwright.mesh.errors import NotFound
 from meshwright.mesh.logs import AccessLog
-from meshwright.mesh.metrics import MeshMetrics, MetricsServer, metrics_route, serve_metrics
+from meshwright.mesh.metrics import (
+    MeshMetrics,
+    MetricsServer,
+    metrics_enabled,
+    metrics_route,
+    serve_metrics,
+)
 from meshwright.mesh.security import Security
 from meshwright.mesh.server import MeshServer
 from meshwright.mesh.targets import service_client, split_targets
@@ -248,7 +254,8 @@ async def start_node(
     # process, in tests) share its metrics.
     shared = [o for o in pipeline.observers if isinstance(o, MeshMetrics)]
     node_metrics = shared[0] if shared else MeshMetrics()
-    if not shared:
+    counting = metrics_enabled()
+    if not shared and counting:
         pipeline.observers.append(node_metrics)
     server = MeshServer(
         pipeline=pipeline,
@@ -319,8 +326,9 @@ async def start_node(
             probe_channels=ChannelPool(tls=security.tls),
         )
         local("registry", RegistryServicer(node.registry), REGISTRY_SERVICE)
-        node.registry.metrics = node.metrics
-        node.metrics.agents_by_state(node.registry.agents_by_state)
+        if counting:
+            node.registry.metrics = node.metrics
+            node.metrics.agents_by_state(node.registry.agents_by_state)
     elif registry_target:
         node.clients["registry"] = service_client(node.channels, registry_target, REGISTRY_SERVICE)
         node.fronted.append(fronted_client(registry_target, REGISTRY_SERVICE))
@@ -338,7 +346,7 @@ async def start_node(
             idempotency_ttl_s=config.idempotency_ttl_s,
             maintenance_interval_s=config.economy_maintenance_s,
         )
-        node.economy.metrics = node.metrics
+        node.economy.metrics = node.metrics if counting else None
         local("economy", EconomyServicer(node.economy), ECONOMY_SERVICE)
         pipeline.authorizer.register(policy.ACCOUNT, node.economy.owner_of)
         pipeline.authorizer.register(policy.ESCROW, node.economy.escrow_owner)
@@ -391,7 +399,7 @@ async def start_node(
             store=store,
             channels=node.channels,
             config=engine_config or EngineConfig(lease_ttl_s=config.workflow_lease_ttl_s),
-            metrics=node.metrics,
+            metrics=node.metrics if counting else None,
         )
         local("workflow", WorkflowServicer(node.engine), WORKFLOW_SERVICE)
         pipeline.authorizer.register(policy.WORKFLOW, node.engine.owner_of)

@@ -19,7 +19,7 @@ from meshwright.agent.servicer import SERVICE, AgentServicer
 from meshwright.mesh.auth import verifier_from_files
 from meshwright.mesh.client import ChannelPool
 from meshwright.mesh.limits import RateLimit, RateLimiter
-from meshwright.mesh.metrics import MeshMetrics, MetricsServer, serve_metrics
+from meshwright.mesh.metrics import MeshMetrics, MetricsServer, metrics_enabled, serve_metrics
 from meshwright.mesh.pipeline import Pipeline
 from meshwright.mesh.server import MeshServer
 from meshwright.mesh.targets import service_client
@@ -159,9 +159,10 @@ class AgentRuntime:
         )
         self.metrics = MeshMetrics()
         """Calls served, tasks in flight, task latency and errors by skill."""
-        self.servicer.runner.metrics = self.metrics
         pipeline = agent_pipeline(options)
-        pipeline.observers.append(self.metrics)
+        if metrics_enabled():
+            self.servicer.runner.metrics = self.metrics
+            pipeline.observers.append(self.metrics)
         self.metrics_server: MetricsServer | None = None
         self.server = MeshServer(
             pipeline=pipeline,

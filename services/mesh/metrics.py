@@ -29,9 +29,11 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -147,6 +149,10 @@ class _AgentsByState(Collector):
         yield family
 
 
+_MAX_CACHED = 4096
+"""Labelled children kept per hot path (more are looked up each time: still right)."""
+
+
 class MeshMetrics:
     """Every metric family of the mesh, on one registry; a ``CallObserver`` for RPCs."""
 
@@ -259,6 +265,11 @@ class MeshMetrics:
             ["skill"],
             registry=reg,
         )
+        # The labelled children of the hot paths, by label values: prometheus-client's
+        # labels() takes a lock and builds a tuple every call (a few us, on every RPC).
+        self._rpc_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._agent_children: dict[str, tuple[Any, Any, Any]] = {}
+        self._task_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     # RPC server ---------------------------------------------------------------
 
@@ -266,10 +277,18 @@ class MeshMetrics:
         self, call: CallContext | None, method: str, error: MeshError | None, seconds: float
     ) -> None:
         """Count and time one finished call (``CallObserver``); ``method`` is its full path."""
-        service, name = split_method(method)
         code = "OK" if error is None else grpc_code(error).name
-        self.rpc_requests.labels(service, name, code).inc()
-        self.rpc_duration.labels(service, name).observe(seconds)
+        children = self._rpc_children.get((method, code))
+        if children is None:
+            service, name = split_method(method)
+            children = (
+                self.rpc_requests.labels(service, name, code),
+                self.rpc_duration.labels(service, name),
+            )
+            if len(self._rpc_children) < _MAX_CACHED:
+                self._rpc_children[(method, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     # Workflow service ---------------------------------------------------------
 
@@ -298,9 +317,14 @@ class MeshMetrics:
 
     def task_finished(self, skill: str, state: str, seconds: float) -> None:
         """One task attempt ended in ``state`` (the engine's outcome name) after ``seconds``."""
-        skill = self._task_skill(skill)
-        self.tasks.labels(skill, state).inc()
-        self.task_duration.labels(skill).observe(seconds)
+        children = self._task_children.get((skill, state))
+        if children is None:
+            capped = self._task_skill(skill)
+            children = (self.tasks.labels(capped, state), self.task_duration.labels(capped))
+            if len(self._task_children) < _MAX_CACHED:
+                self._task_children[(skill, state)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def task_retried(self, skill: str) -> None:
         """A failed task attempt is scheduled again."""
@@ -352,18 +376,38 @@ class MeshMetrics:
 
     def agent_task_started(self, skill: str) -> None:
         """This agent started a task of ``skill``."""
-        skill = self._agent_skill(skill)
-        self.agent_in_flight.labels(skill).inc()
-        self.agent_errors.labels(skill)  # the series from zero
+        self._agent(skill)[0].inc()
 
     def agent_task_finished(self, skill: str, seconds: float, ok: bool) -> None:
         """A task ``agent_task_started`` announced ended after ``seconds``; ``ok`` False
         when it failed."""
-        skill = self._agent_skill(skill)
-        self.agent_in_flight.labels(skill).dec()
-        self.agent_duration.labels(skill).observe(seconds)
+        in_flight, duration, errors = self._agent(skill)
+        in_flight.dec()
+        duration.observe(seconds)
         if not ok:
-            self.agent_errors.labels(skill).inc()
+            errors.inc()
+
+    def _agent(self, skill: str) -> tuple[Any, Any, Any]:
+        """The in-flight, duration and error children of ``skill`` (its capped label);
+        the error series exists from zero once a skill was seen."""
+        children = self._agent_children.get(skill)
+        if children is None:
+            capped = self._agent_skill(skill)
+            children = (
+                self.agent_in_flight.labels(capped),
+                self.agent_duration.labels(capped),
+                self.agent_errors.labels(capped),
+            )
+            if len(self._agent_children) < _MAX_CACHED:
+                self._agent_children[skill] = children
+        return children
+
+
+def metrics_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this process counts (``MESHWRIGHT_METRICS``: on unless 0, off, false or
+    no). Off, /metrics still answers, with the families and no counts."""
+    value = (os.environ if env is None else env).get("MESHWRIGHT_METRICS", "on")
+    return value.strip().lower() not in ("0", "off", "false", "no")
 
 
 def split_method(method: str) -> tuple[str, str]:
@@ -507,6 +551,7 @@ __all__ = [
     "MeshMetrics",
     "MetricsServer",
     "metrics_app",
+    "metrics_enabled",
     "metrics_route",
     "render",
     "serve_metrics",

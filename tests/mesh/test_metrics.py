@@ -486,3 +486,53 @@ async def test_metrics_port_clash_raises() -> None:
             await serve_metrics(CollectorRegistry(), "127.0.0.1", server.port)
     finally:
         await server.close()
+
+
+# -- MESHWRIGHT_METRICS -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "on"),
+    [
+        (None, True),
+        ("on", True),
+        ("1", True),
+        ("yes", True),
+        ("0", False),
+        ("off", False),
+        ("OFF ", False),
+        ("false", False),
+        ("no", False),
+    ],
+)
+def test_metrics_are_on_unless_turned_off(value: str | None, on: bool) -> None:
+    from meshwright.mesh.metrics import metrics_enabled
+
+    assert metrics_enabled({} if value is None else {"MESHWRIGHT_METRICS": value}) is on
+
+
+async def test_a_node_with_metrics_off_counts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshwright.economy.v1 import economy_pb2
+    from meshwright.mesh.config import MeshConfig
+    from meshwright.node import start_node
+
+    for value, counted in (("off", None), ("on", 1.0)):
+        monkeypatch.setenv("MESHWRIGHT_METRICS", value)
+        node = await start_node(
+            MeshConfig(insecure_no_auth=True, grpc_port=0, grace_s=0), gateway=False
+        )
+        try:
+            await node.clients["economy"].call(
+                "CreateAccount", economy_pb2.CreateAccountRequest(account_id="a", initial_balance=1)
+            )
+            labels = {
+                "rpc_service": "meshwright.economy.v1.EconomyService",
+                "rpc_method": "CreateAccount",
+                "rpc_grpc_status_code": "OK",
+            }
+            reg = node.metrics.registry
+            assert reg.get_sample_value("rpc_server_requests_total", labels) == counted
+            mint = reg.get_sample_value("meshwright_economy_transactions_total", {"kind": "mint"})
+            assert mint == counted
+        finally:
+            await node.stop()
