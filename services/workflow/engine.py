@@ -194,6 +194,7 @@ class Engine:
             on_done=self._run_done,
             metrics=metrics,
         )
+        self.scheduler.replica = self.replica
         self.escrows = EscrowKeeper(
             self.payments,
             ttl_s=cfg.escrow_ttl_s,

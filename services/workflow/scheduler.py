@@ -93,6 +93,8 @@ class Scheduler:
         metrics: MeshMetrics | None = None,
     ) -> None:
         self._metrics = metrics
+        self.replica = ""
+        """The engine's replica id (on each attempt's span)."""
         self._dispatcher = dispatcher
         self._payments = payments
         self._config = config
@@ -336,6 +338,7 @@ class Scheduler:
             "meshwright.agent_id": slot.agent_id,
             "meshwright.attempt": attempt,
             "meshwright.price": slot.price,
+            "meshwright.replica": self.replica,
         }
         parent = self._trace_parent(run)
         attributes.update(

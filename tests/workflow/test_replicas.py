@@ -310,3 +310,38 @@ async def test_a_hand_off_longer_than_the_lease_keeps_the_lease_until_released(
     ended = await asyncio.wait_for(pair.b.engine.wait(wf_id), 15)
     assert ended.state == W.WORKFLOW_STATE_SUCCEEDED, ended.error
     assert done == {"t0": 1, "t1": 1}  # finished under A, not run again by B
+
+
+async def test_a_run_taken_over_by_another_replica_stays_in_its_trace(
+    pair: Pair, agents: Running
+) -> None:
+    """The run keeps its create call's trace context in the store: the attempts the
+    second replica makes after the hand-off are children of the same create span."""
+    from meshwright.mesh import telemetry
+
+    store = telemetry.SpanStore(max_traces=100)
+    telemetry.setup_tracing("replicas", store=store, exporters=[])
+    try:
+        agent, done = worker("traced", delay=0.2)
+        await agents.start(agent, pair.a)
+        await fund(pair, "payer", 100)
+        wf_id = await create(pair.a, 8, budget=100, payer="payer")
+        await watch_some(pair.a, wf_id, 3)
+        assert pair.a.engine is not None and pair.b.engine is not None
+        await pair.a.engine.stop()  # hand-off to B
+        ended = await asyncio.wait_for(pair.b.engine.wait(wf_id), 15)
+        assert ended.state == W.WORKFLOW_STATE_SUCCEEDED, ended.error
+        stored = await pair.store.get(wf_id)
+        trace_id = telemetry.trace_id_of(stored.traceparent)
+        create_span = stored.traceparent.split("-")[2]
+        telemetry.force_flush()
+        attempts = [s for s in store.spans(trace_id) if s.name.startswith("task ")]
+        by_replica = {s.attributes["meshwright.task_id"] for s in attempts}
+        assert by_replica == {f"t{i}" for i in range(8)}  # every task's attempt, one trace
+        assert {f"{s.parent.span_id:016x}" for s in attempts} == {create_span}
+        # Both replicas ran some of them (B took over the ones A had not finished).
+        assert {s.attributes["meshwright.replica"] for s in attempts} == {"A", "B"}
+        ends = [s for s in store.spans(trace_id) if s.name == "workflow end"]
+        assert len(ends) == 1 and ends[0].parent is not None
+    finally:
+        telemetry.shutdown_tracing()
