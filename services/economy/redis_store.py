@@ -79,6 +79,7 @@ from meshwright.economy.kernel import (
     Refused,
     StoredEntry,
 )
+from meshwright.mesh import telemetry
 from meshwright.mesh.redis_io import unavailable_on_redis_errors
 
 P = ParamSpec("P")
@@ -106,6 +107,10 @@ def _script_source(name: str) -> str:
 def _check_prefix(prefix: str) -> None:
     if not prefix or "{" in prefix or "}" in prefix:
         raise ValueError("prefix must be non-empty and hold no '{' or '}' (it is the hash tag)")
+
+
+_DB = {"db.system": "redis"}
+"""The attributes of this backend's spans (OpenTelemetry's database conventions)."""
 
 
 class RedisLedgerStore:
@@ -157,6 +162,7 @@ class RedisLedgerStore:
     # The kernel --------------------------------------------------------------
 
     @_io
+    @telemetry.traced("redis commit", **_DB)
     async def commit(self, plan: Plan) -> Committed:
         entry = plan.entry
         head = "" if entry is None else _entry_head(entry)
@@ -174,6 +180,7 @@ class RedisLedgerStore:
         raise ValueError(reply[1].decode())
 
     @_io
+    @telemetry.traced("redis replay", **_DB)
     async def replay(self, idem: Idem) -> Committed | None:
         stored = await self._r.get(self._idem + idem.key)
         if stored is None:
@@ -200,6 +207,7 @@ class RedisLedgerStore:
     # Reads -------------------------------------------------------------------
 
     @_io
+    @telemetry.traced("redis read", **_DB)
     async def read(self, records: Sequence[str]) -> dict[str, dict[str, str]]:
         if not records:
             return {}
@@ -213,6 +221,7 @@ class RedisLedgerStore:
         return {name: _row(row) for name, row in zip(records, cast(list[Any], rows), strict=True)}
 
     @_io
+    @telemetry.traced("redis index_page", **_DB)
     async def index_page(
         self, index: str, *, after: str = "", limit: int, reverse: bool = False
     ) -> list[str]:
@@ -230,6 +239,7 @@ class RedisLedgerStore:
         return [_bytes(m).decode() for m in got]
 
     @_io
+    @telemetry.traced("redis index_due", **_DB)
     async def index_due(self, index: str, *, max_score: float, limit: int) -> list[str]:
         if limit <= 0 or math.isnan(max_score):
             return []
@@ -239,6 +249,7 @@ class RedisLedgerStore:
         return [_bytes(m).decode() for m in got]
 
     @_io
+    @telemetry.traced("redis log_page", **_DB)
     async def log_page(
         self, account_id: str, *, before_seq: int | None, limit: int
     ) -> list[StoredEntry]:
@@ -255,6 +266,7 @@ class RedisLedgerStore:
         return out
 
     @_io
+    @telemetry.traced("redis ledger_page", **_DB)
     async def ledger_page(self, *, after_seq: int, limit: int) -> list[StoredEntry]:
         if limit <= 0:
             return []

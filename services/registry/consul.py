@@ -99,6 +99,7 @@ import consul.aio
 import orjson
 from consul.callback import CB
 
+from meshwright.mesh import telemetry
 from meshwright.mesh.discovery import consul_client, consul_settings, go_duration
 from meshwright.mesh.errors import (
     Aborted,
@@ -193,6 +194,10 @@ def _lease_status(record: AgentRecord) -> str:
     if record.error or record.lapsed:
         return codec.CRITICAL
     return codec.WARNING if record.draining else codec.PASSING
+
+
+_DB = {"peer.service": "consul"}
+"""The attributes of this backend's spans (OpenTelemetry's database conventions)."""
 
 
 class ConsulRegistryBackend:
@@ -738,6 +743,7 @@ class ConsulRegistryBackend:
 
     # -- mutations -----------------------------------------------------------
 
+    @telemetry.traced("consul put", **_DB)
     async def put(self, record: AgentRecord, *, now: float) -> AgentRecord | None:
         body = codec.registration(
             record,
@@ -775,6 +781,7 @@ class ConsulRegistryBackend:
             at = current.last_heartbeat_s
         return _Sent(lease_id, report, codec.encode_note(report, at), at)
 
+    @telemetry.traced("consul renew", **_DB)
     async def renew(
         self,
         agent_id: str,
@@ -814,6 +821,7 @@ class ConsulRegistryBackend:
             renewed = dataclasses.replace(renewed, status_s=now, status_reason=keep)
         return renewed
 
+    @telemetry.traced("consul report_failure", **_DB)
     async def report_failure(self, agent_id: str, reason: str, *, now: float) -> AgentRecord:
         for _ in range(3):
             lease_id = codec.lease_of(await self._live_service(agent_id))
@@ -844,6 +852,7 @@ class ConsulRegistryBackend:
             return latest
         return dataclasses.replace(base, error=reason, status_s=now)
 
+    @telemetry.traced("consul set_health", **_DB)
     async def set_health(
         self, agent_id: str, lease_id: str, *, healthy: bool, reason: str, now: float
     ) -> AgentRecord | None:
@@ -853,6 +862,7 @@ class ConsulRegistryBackend:
             return None
         return current
 
+    @telemetry.traced("consul stop", **_DB)
     async def stop(self, agent_id: str, *, now: float, retain: bool) -> AgentRecord:
         service = await self._live_service(agent_id)
         lease_id = codec.lease_of(service)
@@ -878,6 +888,7 @@ class ConsulRegistryBackend:
         await self._until_seen(agent_id, shown)
         return record
 
+    @telemetry.traced("consul sweep", **_DB)
     async def sweep(
         self, *, now: float, deregister_after_s: float, stopped_retention_s: float
     ) -> SweepResult:

@@ -51,6 +51,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from meshwright.mesh import telemetry
 from meshwright.mesh.redis_io import unavailable_on_redis_errors
 from meshwright.workflow.errors import TemplateExists, WorkflowExists, WorkflowNotFound
 from meshwright.workflow.store import (
@@ -108,6 +109,10 @@ def _script_source(name: str) -> str:
 
 def _owner_key_part(owner: str) -> str:
     return owner.replace("%", "%25").replace(":", "%3A")
+
+
+_DB = {"db.system": "redis"}
+"""The attributes of this backend's spans (OpenTelemetry's database conventions)."""
 
 
 class RedisWorkflowStore:
@@ -207,6 +212,7 @@ class RedisWorkflowStore:
     # -- creation ---------------------------------------------------------------
 
     @_io
+    @telemetry.traced("redis create", **_DB)
     async def create(
         self,
         workflow: workflow_pb2.Workflow,
@@ -265,6 +271,7 @@ class RedisWorkflowStore:
         return int(reply[1])
 
     @_io
+    @telemetry.traced("redis find_request", **_DB)
     async def find_request(self, request_id: str, *, owner: str) -> RequestRecord | None:
         wf, fp = await self._r.hmget(self._req_key(owner, request_id), ["wf", "fp"])
         if wf is None:
@@ -272,6 +279,7 @@ class RedisWorkflowStore:
         return RequestRecord(_text(wf), _text(fp))
 
     @_io
+    @telemetry.traced("redis discard", **_DB)
     async def discard(self, workflow_id: str, token: int) -> None:
         h, t, e = self._wf_keys(workflow_id)
         keys = [h, t, e, await self._req_key_of(workflow_id), self._index_key, self._live_key]
@@ -284,6 +292,7 @@ class RedisWorkflowStore:
     # -- transitions ------------------------------------------------------------
 
     @_io
+    @telemetry.traced("redis apply", **_DB)
     async def apply(self, workflow_id: str, token: int, change: Change) -> int:
         h, t, e = self._wf_keys(workflow_id)
         terminal = change.state in TERMINAL_STATES
@@ -326,6 +335,7 @@ class RedisWorkflowStore:
     # -- reads --------------------------------------------------------------------
 
     @_io
+    @telemetry.traced("redis get", **_DB)
     async def get(self, workflow_id: str) -> workflow_pb2.Workflow:
         h, t, _ = self._wf_keys(workflow_id)
         async with self._r.pipeline(transaction=True) as pipe:
@@ -337,6 +347,7 @@ class RedisWorkflowStore:
         return _assemble(fields, tasks)
 
     @_io
+    @telemetry.traced("redis state_of", **_DB)
     async def state_of(self, workflow_id: str) -> int:
         state = await self._r.hget(self._wf_key(workflow_id), "state")
         if state is None:
@@ -352,6 +363,7 @@ class RedisWorkflowStore:
         return holder.decode() if isinstance(holder, bytes) else str(holder)
 
     @_io
+    @telemetry.traced("redis list_workflows", **_DB)
     async def list_workflows(
         self,
         *,
@@ -433,6 +445,7 @@ class RedisWorkflowStore:
         return out
 
     @_io
+    @telemetry.traced("redis events_after", **_DB)
     async def events_after(
         self, workflow_id: str, after_sequence: int, *, limit: int = 1000
     ) -> Sequence[workflow_pb2.WorkflowEvent]:
@@ -488,6 +501,7 @@ class RedisWorkflowStore:
     # -- ownership ----------------------------------------------------------------
 
     @_io
+    @telemetry.traced("redis claim", **_DB)
     async def claim(self, workflow_id: str, replica: str, ttl_s: float) -> int | None:
         token = await self._claim(
             keys=[self._wf_key(workflow_id), self._live_key],
@@ -496,6 +510,7 @@ class RedisWorkflowStore:
         return None if token is None else int(token)
 
     @_io
+    @telemetry.traced("redis renew", **_DB)
     async def renew(self, replica: str, leases: Mapping[str, int], ttl_s: float) -> Renewal:
         if not leases:
             return Renewal(frozenset(), {})
@@ -516,12 +531,14 @@ class RedisWorkflowStore:
         return Renewal(frozenset(lost), cancels)
 
     @_io
+    @telemetry.traced("redis release", **_DB)
     async def release(self, workflow_id: str, token: int) -> None:
         await self._release(
             keys=[self._wf_key(workflow_id), self._live_key], args=[workflow_id, token]
         )
 
     @_io
+    @telemetry.traced("redis orphans", **_DB)
     async def orphans(self, limit: int) -> list[str]:
         if limit <= 0:
             return []
@@ -531,6 +548,7 @@ class RedisWorkflowStore:
     # -- cancellation -------------------------------------------------------------
 
     @_io
+    @telemetry.traced("redis request_cancel", **_DB)
     async def request_cancel(self, workflow_id: str, reason: str) -> bool:
         status = int(
             await self._request_cancel(
@@ -581,16 +599,19 @@ class RedisWorkflowStore:
     # -- templates ----------------------------------------------------------------
 
     @_io
+    @telemetry.traced("redis put_template", **_DB)
     async def put_template(self, template: workflow_pb2.Template) -> None:
         if not await self._r.hsetnx(self._tpl_key, template.name, template.SerializeToString()):
             raise TemplateExists(f"template {template.name!r} exists already")
 
     @_io
+    @telemetry.traced("redis get_template", **_DB)
     async def get_template(self, name: str) -> workflow_pb2.Template | None:
         data = await self._r.hget(self._tpl_key, name)
         return None if data is None else W.Template.FromString(_bytes(data))
 
     @_io
+    @telemetry.traced("redis list_templates", **_DB)
     async def list_templates(
         self, *, after_name: str | None, limit: int
     ) -> list[workflow_pb2.Template]:

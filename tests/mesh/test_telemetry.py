@@ -356,3 +356,31 @@ def test_the_fast_path_is_used_only_for_w3c_propagators(monkeypatch: pytest.Monk
         else:
             monkeypatch.setenv("OTEL_PROPAGATORS", value)
         assert telemetry._w3c_only() is fast, value
+
+
+async def test_traced_methods_are_client_spans_with_their_attributes(
+    store: telemetry.SpanStore,
+) -> None:
+    class Backend:
+        @telemetry.traced("redis get", **{"db.system": "redis"})
+        async def get(self, key: str) -> str:
+            return key.upper()
+
+        @telemetry.traced("redis put", **{"db.system": "redis"})
+        async def put(self, key: str) -> None:
+            raise ConnectionError("down")
+
+    backend = Backend()
+    with telemetry.span("caller") as caller:
+        assert caller is not None
+        assert await backend.get("k") == "K"
+        with pytest.raises(ConnectionError):
+            await backend.put("k")
+    spans = store.spans(caller.get_span_context().trace_id)
+    got, put = [s for s in spans if s.name.startswith("redis")]
+    assert got.name == "redis get" and got.kind is telemetry.SpanKind.CLIENT
+    assert got.attributes["db.system"] == "redis"
+    assert got.parent.span_id == caller.get_span_context().span_id
+    assert not put.status.is_ok and put.status.description == "ConnectionError"
+    telemetry.shutdown_tracing()
+    assert await backend.get("off") == "OFF"  # off: the plain call, no span

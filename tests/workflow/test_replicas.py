@@ -343,5 +343,10 @@ async def test_a_run_taken_over_by_another_replica_stays_in_its_trace(
         assert {s.attributes["meshwright.replica"] for s in attempts} == {"A", "B"}
         ends = [s for s in store.spans(trace_id) if s.name == "workflow end"]
         assert len(ends) == 1 and ends[0].parent is not None
+        # On Redis, the store's writes are spans of the run's trace too.
+        writes = [s for s in store.spans(trace_id) if s.name == "redis apply"]
+        on_redis = type(pair.store).__name__ == "RedisWorkflowStore"
+        assert bool(writes) is on_redis
+        assert all(s.attributes["db.system"] == "redis" for s in writes)
     finally:
         telemetry.shutdown_tracing()
