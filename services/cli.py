@@ -241,7 +241,9 @@ async def _up(args: argparse.Namespace) -> int:
         supervisor = AgentSupervisor(
             registry=node.grpc_address,
             echo=args.agent_logs,
-            env=_tls_env(config),
+            # Each sample agent serves its own /metrics on a port it picks (its READY
+            # line names it, and the list below shows it).
+            env={**_tls_env(config), "MESHWRIGHT_AGENT_METRICS_PORT": "0"},
             issuer=security.issuer if creds is not None else None,
             auth_public_key=str(creds.public_key) if creds is not None else "",
             insecure_no_auth=creds is None,
@@ -253,10 +255,12 @@ async def _up(args: argparse.Namespace) -> int:
                 await sup.start(spec)
             if specs:
                 agents = await wait_for_agents(node.clients["registry"], len(specs))
+                metrics = {p.agent_id: p.metrics_url for p in sup.statuses() if p.metrics_url}
                 for a in agents:
                     skills = ", ".join(f"{s.id} ({s.price})" for s in a.card.skills)
                     console.print(
                         f"  agent [bold]{esc(a.agent_id)}[/bold] at {a.endpoint}: {esc(skills)}"
+                        + (f"; metrics {metrics[a.agent_id]}" if a.agent_id in metrics else "")
                     )
             if args.demo:
                 admin = creds.admin_token if creds is not None else None

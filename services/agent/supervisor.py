@@ -120,6 +120,8 @@ class ProcessStatus:
     """AgentService address from the READY line."""
     error: str
     """Why the process is in ERROR (or why it last crashed)."""
+    metrics_url: str = ""
+    """Its /metrics URL from the READY line ("" when it serves none)."""
 
 
 class AgentStartError(RuntimeError):
@@ -136,6 +138,7 @@ class _Child:
         self.restarts = 0
         self.agent_id = spec.agent_id or ""
         self.endpoint = ""
+        self.metrics_url = ""
         self.error = ""
         self.output: deque[str] = deque(maxlen=output_lines)
         self.ready = asyncio.Event()
@@ -163,6 +166,7 @@ class _Child:
             agent_id=self.agent_id,
             endpoint=self.endpoint,
             error=self.error,
+            metrics_url=self.metrics_url,
         )
 
 
@@ -541,6 +545,7 @@ class AgentSupervisor:
                 if fields is not None:
                     child.agent_id = fields["agent_id"]
                     child.endpoint = fields["endpoint"]
+                    child.metrics_url = fields.get("metrics", "")
                     child.ready.set()
             if self._echo is not None:
                 try:

@@ -128,3 +128,47 @@ async def test_up_takes_the_economys_starting_parameters(
         assert rc == 0 and '"transferFeeBps": 25' in out, out
     finally:
         assert await up.stop() == 0, up.output
+
+
+async def test_up_keeps_the_demos_trace_for_the_cli_and_the_gateway(env: dict[str, str]) -> None:
+    """`meshwright up --demo`, then `meshwright workflow trace <id>` draws the run's
+    waterfall from the spans `up` kept; GET /v1/workflows/{id}/trace serves the same;
+    each sample agent names its /metrics, which counts the tasks it ran."""
+    import httpx
+
+    up = await Running.start("up", "--grpc-port", "0", "--http-port", "0", "--demo", env=env)
+    try:
+        await up.wait_for("ready; Ctrl-C stops the mesh", timeout=90)
+        grpc_address = (await up.wait_for(r"gRPC\s+(127\.0\.0\.1:\d+)")).group(1)
+        http_url = (await up.wait_for(r"REST\s+(http://\S+)")).group(1)
+        agent_metrics = re.findall(r"; metrics\s+(http://\S+/metrics)", up.output)
+        assert len(agent_metrics) == 2, up.output
+        rc, out = await meshwright("workflow", "list", "--target", grpc_address, env=env)
+        assert rc == 0, out
+        wf_id = re.search(r"(wf-\S+)\s+SUCCEEDED", out).group(1)  # type: ignore[union-attr]
+        rc, out = await meshwright("workflow", "trace", wf_id, "--target", grpc_address, env=env)
+        assert rc == 0, out
+        assert re.search(r"trace [0-9a-f]{32} · .* · 4 tasks \(0 retries\) · 4 payments", out), out
+        for task in ("snapshot", "load", "memory", "report"):
+            assert f"task {task}" in out
+        assert "economy CaptureEscrow" in out and "workflow end" in out
+        token = (Path(env["MESHWRIGHT_CONFIG_DIR"]) / "client.token").read_text().strip()
+        async with httpx.AsyncClient(
+            base_url=http_url, headers={"authorization": f"Bearer {token}"}, timeout=10
+        ) as http:
+            body = (await http.get(f"/v1/workflows/{wf_id}/trace")).json()
+            names = {s["name"] for s in body["spans"]}
+            assert {"task snapshot", "task report", "workflow end"} <= names
+            assert len(body["traceId"]) == 32
+            served = 0.0
+            for url in agent_metrics:
+                text = (await http.get(url)).text
+                served += sum(
+                    float(line.split()[-1])
+                    for line in text.splitlines()
+                    if line.startswith("meshwright_agent_task_duration_seconds_count")
+                )
+            assert served == 4  # the demo's four tasks, each run by one of the agents
+    finally:
+        rc = await up.stop()
+    assert rc == 0, up.output

@@ -182,6 +182,11 @@ async def test_a_rest_workflow_is_one_trace_across_the_server_and_the_agent(
         (line,) = [x for x in lines if "working on" in x]
         assert f"trace={trace_id}" in line
 
+        # `serve` keeps no spans by default: the trace route says where to look instead.
+        refused = await http.get(f"/v1/workflows/{wf_id}/trace")
+        assert refused.status_code == 400, refused.text
+        assert "NO_SPAN_STORE" in refused.text and trace_id in refused.text
+
         # /metrics counts what ran.
         metrics = (await http.get("/metrics")).text
         assert _sample(metrics, 'meshwright_workflows_total{state="succeeded"}') == 1
