@@ -25,17 +25,12 @@ that owns the state they read.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import math
 import os
-import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -45,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from meshwright.mesh._asgi import AsgiServer, serve_asgi
 from meshwright.mesh.context import CallContext
 from meshwright.mesh.errors import MeshError, grpc_code
 
@@ -445,34 +441,14 @@ def metrics_app(registry: CollectorRegistry) -> Starlette:
     return Starlette(routes=[metrics_route(registry)])
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn that leaves signals to its host process and says when it is up."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # The process that embeds the endpoint owns SIGINT/SIGTERM.
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
-
-
 class MetricsServer:
     """A metrics endpoint being served; ``close`` stops it."""
 
-    def __init__(
-        self, server: _EmbeddedServer, task: asyncio.Task[None], host: str, port: int
-    ) -> None:
+    def __init__(self, server: AsgiServer, host: str) -> None:
         self.host = host
-        self.port = port
+        self.port = server.port
         """The bound port (the real one when 0 was asked for)."""
         self._server = server
-        self._task = task
 
     @property
     def url(self) -> str:
@@ -482,8 +458,7 @@ class MetricsServer:
 
     async def close(self) -> None:
         """Stop accepting, let scrapes in progress finish (idempotent)."""
-        self._server.should_exit = True
-        await asyncio.shield(self._task)
+        await self._server.stop()
 
 
 async def serve_metrics(
@@ -495,51 +470,16 @@ async def serve_metrics(
     picks a free port (``server.port``). ``grace_s`` bounds how long ``close``
     waits for scrapes in progress.
     """
-    sock = _bind(host, port)
-    config = uvicorn.Config(
+    server = await serve_asgi(
         metrics_app(registry),
-        log_config=None,  # the embedding process configures logging
-        access_log=False,
+        host=host,
+        port=port,
+        grace_s=grace_s,
+        what="the metrics endpoint",
         lifespan="off",
-        timeout_graceful_shutdown=math.ceil(grace_s),
     )
-    server = _EmbeddedServer(config)
-    task = asyncio.create_task(_serve(server, sock), name=f"metrics {host}:{port}")
-    ready = asyncio.ensure_future(server.ready.wait())
-    try:
-        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        ready.cancel()
-    if not server.ready.is_set():
-        sock.close()
-        await task  # raises the startup failure
-        raise RuntimeError("the metrics endpoint stopped during startup")
-    bound = int(sock.getsockname()[1])
-    log.info("metrics on http://%s:%d/metrics", host, bound)
-    return MetricsServer(server, task, host, bound)
-
-
-async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
-    try:
-        await server.serve(sockets=[sock])
-    except SystemExit as exc:  # uvicorn exits on startup failures; keep the loop alive
-        raise RuntimeError(f"the metrics endpoint failed to start (exit code {exc.code})") from None
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as err:
-        sock.close()
-        raise OSError(
-            err.errno, f"cannot bind metrics port {host}:{port}: {err.strerror or err}"
-        ) from err
-    return sock
+    log.info("metrics on http://%s:%d/metrics", host, server.port)
+    return MetricsServer(server, host)
 
 
 __all__ = [

@@ -482,7 +482,7 @@ async def test_metrics_endpoint_serves_live_values() -> None:
 async def test_metrics_port_clash_raises() -> None:
     server = await serve_metrics(CollectorRegistry(), "127.0.0.1", 0)
     try:
-        with pytest.raises(OSError, match="cannot bind metrics port"):
+        with pytest.raises(OSError, match="cannot bind the port of the metrics endpoint"):
             await serve_metrics(CollectorRegistry(), "127.0.0.1", server.port)
     finally:
         await server.close()
