@@ -185,7 +185,8 @@ class RemoteServiceClient:
         fn = self._streams.get(method)
         if fn is None:
             return _refused(f"{self.service.full_name} has no streaming method {method}")
-        md, timeout = outgoing(metadata, timeout, self._token)
+        # The trace context goes in when the stream starts (its span's, or the current one).
+        md, timeout = outgoing(metadata, timeout, self._token, inject=False)
         return _items(
             lambda span: fn(request, timeout=timeout, metadata=telemetry.inject(md, span) or None),
             self._paths[method] if self._client_spans else "",

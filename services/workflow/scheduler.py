@@ -339,23 +339,20 @@ class Scheduler:
             "meshwright.attempt": attempt,
             "meshwright.price": slot.price,
             "meshwright.replica": self.replica,
+            "rpc.system": "grpc",
+            "rpc.service": "meshwright.agent.v1.AgentService",
+            "rpc.method": "StreamTask" if run.specs[task_id].stream_progress else "ExecuteTask",
+            "server.address": slot.endpoint,
         }
         parent = self._trace_parent(run)
-        attributes.update(
-            {
-                "rpc.system": "grpc",
-                "rpc.service": "meshwright.agent.v1.AgentService",
-                "rpc.method": "StreamTask" if run.specs[task_id].stream_progress else "ExecuteTask",
-                "server.address": slot.endpoint,
-            }
-        )
         # A CLIENT span: the attempt is the call to the agent (whose SERVER span is its
         # child, and made no CLIENT span of its own), with the payment it ends with.
         with telemetry.span(
             f"task {task_id}", parent=parent, kind=telemetry.SpanKind.CLIENT, attributes=attributes
         ) as span:
             outcome = await self._attempt_on(run, task_id, slot, request, attempt, rules)
-            assert span is not None
+            if span is None:  # tracing was turned off meanwhile
+                return outcome
             span.set_attribute("meshwright.outcome", _outcome_name(outcome))
             if outcome is not None:
                 ok, error, retryable = outcome
