@@ -73,9 +73,11 @@ class RecordingPool(ChannelPool):
         self.made: list[str] = []
         self.discarded: list[str] = []
 
-    def client(self, target: str, service: descriptor.ServiceDescriptor) -> RemoteServiceClient:
+    def client(
+        self, target: str, service: descriptor.ServiceDescriptor, *, client_spans: bool = True
+    ) -> RemoteServiceClient:
         self.made.append(target)
-        return super().client(target, service)
+        return super().client(target, service, client_spans=client_spans)
 
     async def discard(self, target: str) -> None:
         self.discarded.append(target)
