@@ -25,8 +25,7 @@ class GatewayHandle:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:8080``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return self._server.url
 
     async def wait(self) -> None:
         """Block until the server has stopped (after ``stop`` or on failure)."""

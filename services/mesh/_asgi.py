@@ -39,10 +39,19 @@ class _EmbeddedServer(uvicorn.Server):
 class AsgiServer:
     """An app being served: ``port`` is the bound one; ``stop`` lets requests finish."""
 
-    def __init__(self, server: _EmbeddedServer, task: asyncio.Task[None], port: int) -> None:
+    def __init__(
+        self, server: _EmbeddedServer, task: asyncio.Task[None], host: str, port: int
+    ) -> None:
+        self.host = host
         self.port = port
         self._server = server
         self._task = task
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8080`` (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     async def wait(self) -> None:
         """Block until the server has stopped (after ``stop`` or on failure)."""
@@ -83,7 +92,7 @@ async def serve_asgi(
         sock.close()
         await task  # raises the startup failure
         raise RuntimeError(f"{what} stopped during startup")
-    return AsgiServer(server, task, int(sock.getsockname()[1]))
+    return AsgiServer(server, task, host, int(sock.getsockname()[1]))
 
 
 async def _serve(server: uvicorn.Server, sock: socket.socket, what: str) -> None:

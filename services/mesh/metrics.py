@@ -453,8 +453,7 @@ class MetricsServer:
     @property
     def url(self) -> str:
         """The scrape URL, e.g. ``http://127.0.0.1:9464/metrics``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
+        return f"{self._server.url}/metrics"
 
     async def close(self) -> None:
         """Stop accepting, let scrapes in progress finish (idempotent)."""

@@ -22,6 +22,7 @@ context once; client streams inject their span's context explicitly.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import logging
@@ -392,8 +393,8 @@ def span(
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, Any] | None = None,
 ) -> Iterator[Span | None]:
-    """An INTERNAL span current for the block (None with tracing off): a child of
-    ``parent`` when given, else of the current span. An exception leaving the block
+    """A span (INTERNAL unless ``kind`` says) current for the block (None with tracing
+    off): a child of ``parent`` when given, else of the current span. An exception leaving the block
     marks it failed. Use in coroutines, never across a ``yield``."""
     tracer = _state.tracer
     if tracer is None:
@@ -404,8 +405,6 @@ def span(
     try:
         yield s
     except BaseException as err:
-        import asyncio
-
         if isinstance(err, asyncio.CancelledError):
             s.set_attribute("meshwright.outcome", "cancelled")
         else:
@@ -422,12 +421,14 @@ _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 def traced(name: str, **attributes: Any) -> Callable[[_F], _F]:
     """A coroutine method made a CLIENT span ``name`` (``redis apply``, ``consul
     renew``) with ``attributes`` (``db.system``...), a child of the current span;
-    an exception leaving it marks it failed. Off, one check and the plain call."""
+    an exception leaving it marks it failed. Only inside a trace: a store's own
+    background work (lease renewals, orphan scans) would otherwise be a root trace
+    every few seconds. Off, one check and the plain call."""
 
     def wrap(fn: _F) -> _F:
         @functools.wraps(fn)
         async def call(*args: Any, **kwargs: Any) -> Any:
-            if _state.tracer is None:
+            if _state.tracer is None or not trace.get_current_span().get_span_context().is_valid:
                 return await fn(*args, **kwargs)
             with span(name, kind=SpanKind.CLIENT, attributes=attributes):
                 return await fn(*args, **kwargs)

@@ -382,5 +382,8 @@ async def test_traced_methods_are_client_spans_with_their_attributes(
     assert got.attributes["db.system"] == "redis"
     assert got.parent.span_id == caller.get_span_context().span_id
     assert not put.status.is_ok and put.status.description == "ConnectionError"
+    traces = len(store)
+    assert await backend.get("alone") == "ALONE"  # outside any trace: no root span of its own
+    assert len(store) == traces
     telemetry.shutdown_tracing()
     assert await backend.get("off") == "OFF"  # off: the plain call, no span
