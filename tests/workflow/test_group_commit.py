@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import redis.asyncio as aioredis
 
 from meshwright.workflow.memory_store import MemoryWorkflowStore
 from meshwright.workflow.redis_store import RedisWorkflowStore
 from meshwright.workflow.run import Committer
 from meshwright.workflow.store import Change, LeaseLost, WorkflowStore
 from meshwright.workflow.v1 import workflow_pb2
+from tests.conftest import eventually
 
 W = workflow_pb2
 
@@ -60,26 +60,51 @@ async def test_a_lost_lease_fails_every_waiting_change_and_later_ones() -> None:
     assert await store.events_after("wf-1", 0) == []
 
 
-async def test_a_busy_run_lingers_to_write_in_larger_batches(redis_url: str) -> None:
-    """Changes arriving while a write is on its way wait ``linger_s`` more: the same
-    stream of changes then takes several times fewer writes (counted by the server)."""
+class GatedStore:
+    """A real store whose writes wait for a permit each: the test decides when a write
+    lands, so what each write carries does not depend on how fast the machine is."""
+
+    def __init__(self, inner: WorkflowStore) -> None:
+        self.inner = inner
+        self.batches: list[list[str]] = []
+        self.permits = asyncio.Semaphore(0)
+
+    async def apply(self, workflow_id: str, token: int, change: Change) -> int:
+        self.batches.append([e.message for e in change.events])
+        await self.permits.acquire()
+        return await self.inner.apply(workflow_id, token, change)
+
+
+@pytest.mark.parametrize("linger_s", [0.0, 1.0])
+async def test_a_busy_run_lingers_to_write_in_larger_batches(
+    redis_url: str, linger_s: float
+) -> None:
+    """Changes that arrived while a write was on its way wait ``linger_s`` more, so what
+    arrives during the wait joins them in one write; without a linger they go at once and
+    a later change is a write of its own."""
     store = RedisWorkflowStore.from_url(redis_url)
-    r = aioredis.from_url(redis_url)
     try:
         token = await stored(store)
-        writes: dict[float, int] = {}
-        for linger_s in (0.0, 0.005):
-            c = Committer(store, "wf-1", token, on_lost=lambda: None, linger_s=linger_s)
-            await r.config_resetstat()
-            futures = []
-            for i in range(400):  # a change every loop turn, as a busy engine
-                futures.append(c.submit(Change(events=[ev(str(i))])))
-                await asyncio.sleep(0)
-            await asyncio.gather(*futures)
-            writes[linger_s] = int((await r.info("commandstats"))["cmdstat_evalsha"]["calls"])
-        events = await store.events_after("wf-1", 0, limit=1000)
-        assert [e.sequence for e in events] == list(range(1, 801))  # all, in order
-        assert writes[0.005] * 3 <= writes[0.0], writes
+        gated = GatedStore(store)
+        c = Committer(gated, "wf-1", token, on_lost=lambda: None, linger_s=linger_s)  # type: ignore[arg-type]
+        first = c.submit(Change(events=[ev("a")]))
+        await eventually(lambda: len(gated.batches) == 1, interval=0.001)  # "a" is on its way
+        second = c.submit(Change(events=[ev("b")]))  # arrives during that write: busy
+        gated.permits.release()
+        await first
+        if linger_s:
+            await asyncio.sleep(0.05)  # well inside the linger: "b" still waits
+            assert gated.batches == [["a"]]
+        else:
+            await eventually(lambda: len(gated.batches) == 2, interval=0.001)  # "b" left at once
+        third = c.submit(Change(events=[ev("c")]))
+        await eventually(lambda: len(gated.batches) == 2, interval=0.001)
+        for _ in range(2):
+            gated.permits.release()
+        await asyncio.gather(second, third)
+        expected = [["a"], ["b", "c"]] if linger_s else [["a"], ["b"], ["c"]]
+        assert gated.batches == expected
+        events = await store.events_after("wf-1", 0)
+        assert [e.message for e in events] == ["a", "b", "c"]  # all written, in order
     finally:
-        await r.aclose()
         await store.close()
