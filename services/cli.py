@@ -36,7 +36,7 @@ from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh import telemetry
 from meshwright.mesh.auth import Role
 from meshwright.mesh.client import ChannelPool, LocalServiceClient, ServiceClient
-from meshwright.mesh.config import MeshConfig, add_tls_flags, env_default
+from meshwright.mesh.config import MeshConfig, add_tls_flags, env_default, env_value
 from meshwright.mesh.errors import MeshError, PermissionDenied, Unauthenticated
 from meshwright.mesh.logs import configure_logging
 from meshwright.mesh.security import config_dir
@@ -59,6 +59,8 @@ TOKEN_ROLES = ("admin", "client")
 """Development token files a client command can pick with ``--as``."""
 
 console = Console(highlight=False)
+SERVE_CHOICES = ("registry", "economy", "workflow", "gateway")
+"""What ``meshwright serve --services`` may name."""
 err_console = Console(stderr=True, highlight=False)
 
 
@@ -292,6 +294,96 @@ async def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "meshwright" / "cluster"
+
+
+async def _cluster(args: argparse.Namespace) -> int:
+    """``cluster up``: the distributed mesh as local processes (meshwright.cluster)."""
+    from meshwright._demo import DemoClients, run_demo, wait_for_agents
+    from meshwright.cluster import DEFAULT_AGENTS, Cluster, ClusterConfig
+    from meshwright.mesh.client import ChannelPool
+
+    if not args.registry:
+        raise ValueError(
+            "cluster up needs a Consul for its replicas to share: --registry "
+            "consul://127.0.0.1:8500 (env MESHWRIGHT_REGISTRY_URL), e.g. `consul agent -dev`"
+        )
+    analysts = max(args.agents - 1, 0)
+    agents = [(f"analyst-{i}", DEFAULT_AGENTS[0][1]) for i in range(1, analysts + 1)]
+    if args.agents > 0:
+        agents.append(("sysinfo-1", DEFAULT_AGENTS[-1][1]))
+    config = ClusterConfig(
+        directory=Path(args.dir),
+        registry_url=args.registry,
+        store_url=args.store or "",
+        replicas={k: args.replicas for k in ("registry", "economy", "workflow")},
+        agents=agents,
+        host=args.host,
+        http_port=args.http_port,
+    )
+    stop = asyncio.Event()
+    install_signal_handlers(stop.set)
+    console.print(f"starting a cluster in {esc(str(config.directory))} ...")
+    async with Cluster(config) as cluster:
+        from rich.table import Table
+
+        table = Table(box=None, show_header=True, header_style="bold")
+        for col in ("process", "pid", "address", "log"):
+            table.add_column(col)
+        for m in cluster.members.values():
+            table.add_row(m.name, str(m.pid), m.address, str(m.log_path))
+        assert cluster.agents is not None
+        for st in cluster.agents.statuses():
+            table.add_row(f"agent {st.name}", str(st.pid), st.endpoint, "")
+        console.print(table)
+        keys = cluster.directory / "keys"
+        console.print(
+            f"store {cluster.store_url}; registry {config.registry_url}; processes in "
+            f"{cluster.directory / 'cluster.json'}"
+        )
+        console.print(
+            f'REST   curl -H "Authorization: Bearer $(cat {keys}/client.token)" '
+            f"{cluster.gateway_url}/v1/agents"
+        )
+        console.print(
+            f"CLI    meshwright --log-level WARNING workflow --target "
+            f"{cluster.targets('workflow')} --token $(cat {keys}/client.token) list"
+        )
+        clients = ChannelPool(token=cluster.token("client"))
+        admin = ChannelPool(token=cluster.token("admin"))
+        try:
+            if agents:
+                registry = _client(
+                    admin, cluster.targets("registry"), registry_pb2, "RegistryService"
+                )
+                await wait_for_agents(registry, len(agents))
+            if args.demo:
+                demo = DemoClients(
+                    admin_economy=_client(
+                        admin, cluster.targets("economy"), economy_pb2, "EconomyService"
+                    ),
+                    economy=_client(
+                        clients, cluster.targets("economy"), economy_pb2, "EconomyService"
+                    ),
+                    workflows=_client(
+                        clients, cluster.targets("workflow"), workflow_pb2, "WorkflowService"
+                    ),
+                    owner="client:dev",
+                )
+                ok = await run_demo(demo, console)
+                if args.exit_after_demo:
+                    return 0 if ok else 1
+            console.print("[dim]ready; Ctrl-C stops the cluster[/dim]")
+            await stop.wait()
+            console.print("stopping...")
+        finally:
+            await clients.close()
+            await admin.close()
+    return 0
+
+
 def _port_or_none(value: int | str | None) -> int | None:
     return None if value is None or value == "" else int(value)
 
@@ -332,15 +424,29 @@ async def _serve(args: argparse.Namespace) -> int:
         **_store_overrides(args),
         **_security_overrides(args),
     )
-    services = [s.strip() for s in args.services.split(",") if s.strip()]
-    _start_tracing("meshwright-" + "-".join(services), args.trace_buffer, 0)
+    named = [s.strip() for s in args.services.split(",") if s.strip()]
+    if not named:
+        raise ValueError(f"--services: name at least one of {', '.join(SERVE_CHOICES)}")
+    unknown = [s for s in named if s not in SERVE_CHOICES]
+    if unknown:
+        raise ValueError(
+            f"--services: unknown {', '.join(unknown)}; choose from {', '.join(SERVE_CHOICES)}"
+        )
+    services = [s for s in named if s != "gateway"]
+    # `gateway` named: the gateway runs (alone if nothing else is named); not named: it
+    # runs unless --no-gateway.
+    gateway = "gateway" in named or not args.no_gateway
+    if "gateway" in named and args.no_gateway:
+        raise ValueError("--services names the gateway and --no-gateway turns it off")
+    _start_tracing("meshwright-" + "-".join(named), args.trace_buffer, 0)
     try:
         node = await start_node(
             config,
             services=services,
             registry_target=args.registry_target,
             economy_target=args.economy_target,
-            gateway=not args.no_gateway,
+            workflow_target=args.workflow_target,
+            gateway=gateway,
             metrics_port=_port_or_none(args.metrics_port),
         )
     except BaseException:
@@ -349,7 +455,7 @@ async def _serve(args: argparse.Namespace) -> int:
     _settle_heap()
     stop = asyncio.Event()
     install_signal_handlers(stop.set)
-    console.print(f"serving {', '.join(services)} on {node.grpc_address}")
+    console.print(f"serving {', '.join(named)} on {node.grpc_address}")
     if node.http_url:
         console.print(f"gateway on {node.http_url}")
     if node.metrics_server is not None:
@@ -411,6 +517,33 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    """``keys init``: the signing key pair and the tokens a deployment's processes use."""
+    from meshwright.mesh.auth import Role
+    from meshwright.mesh.security import DevCredentials
+    from meshwright.mesh.validation import ID_PATTERN
+
+    bad = [a for a in args.agent if not ID_PATTERN.fullmatch(a)]
+    if bad:
+        raise ValueError(
+            f"--agent {bad[0]!r}: an agent id is 1-128 letters, digits and . _ : - "
+            "(starting with a letter or digit)"
+        )
+    directory = Path(args.dir)
+    creds = DevCredentials.ensure(directory, client_subject=args.client)
+    issuer = creds.issuer()
+    tokens = [(directory / "service.token", Role.SERVICE, args.service)]
+    tokens += [(directory / f"agent-{a}.token", Role.AGENT, a) for a in args.agent]
+    for path, role, subject in tokens:
+        creds.ensure_token(path, role, subject, issuer=issuer, ttl_s=args.ttl)
+    for path in (creds.private_key, creds.public_key, creds.admin_token_file):
+        print(path)
+    print(creds.client_token_file)
+    for path, _, _ in tokens:
+        print(path)
+    return 0
+
+
 # -- client commands --------------------------------------------------------------
 
 
@@ -430,9 +563,14 @@ def client_credentials(args: argparse.Namespace, *, admin: bool = False) -> Cred
         return Credentials(args.token.strip(), "--token")
     role = args.as_role
     if role is None:
-        env = os.environ.get("MESHWRIGHT_TOKEN", "").strip()
+        env = (env_value("token") or "").strip()
         if env:
-            return Credentials(env, "MESHWRIGHT_TOKEN")
+            source = (
+                "MESHWRIGHT_TOKEN"
+                if os.environ.get("MESHWRIGHT_TOKEN")
+                else "MESHWRIGHT_TOKEN_FILE"
+            )
+            return Credentials(env, source)
         role = "admin" if admin else "client"
     path = _dev_dir() / f"{role}.token"
     try:
@@ -846,7 +984,8 @@ def _security_flags(sp: argparse.ArgumentParser, *, serve: bool) -> None:
         sp.add_argument(
             "--token",
             default=None,
-            help="service token this process calls the other services with (env MESHWRIGHT_TOKEN)",
+            help="service token this process calls the other services with (env MESHWRIGHT_TOKEN, "
+            "or a file holding it: MESHWRIGHT_TOKEN_FILE)",
         )
     add_tls_flags(sp, default=lambda _: None)  # unset: MeshConfig reads the env
     sp.add_argument(
@@ -879,8 +1018,8 @@ def _client_flags(sp: argparse.ArgumentParser, *, leaf: bool) -> None:
     sp.add_argument(
         "--token",
         default=default(None),
-        help="bearer token to call with (env MESHWRIGHT_TOKEN); by default the development "
-        "token file of `meshwright up`",
+        help="bearer token to call with (env MESHWRIGHT_TOKEN or MESHWRIGHT_TOKEN_FILE); by "
+        "default the development token file of `meshwright up`",
     )
     sp.add_argument(
         "--as",
@@ -1045,12 +1184,23 @@ def build_parser() -> argparse.ArgumentParser:
     server_flags(serve)
     _security_flags(serve, serve=True)
     serve.add_argument(
-        "--services", default=env_default("services", ",".join(("registry", "economy", "workflow")))
+        "--services",
+        default=env_default("services", ",".join(("registry", "economy", "workflow"))),
+        help="comma-separated: registry, economy, workflow, gateway (env MESHWRIGHT_SERVICES; "
+        "registry,economy,workflow). The gateway runs beside the services unless "
+        "--no-gateway; `--services gateway` runs the REST gateway alone, in front of services "
+        "found in Consul (a consul:// --registry) or at the --*-target addresses",
     )
     serve.add_argument(
         "--registry-target",
         default=env_default("registry_target", None),
         help="registry address when not served here (env MESHWRIGHT_REGISTRY_TARGET)",
+    )
+    serve.add_argument(
+        "--workflow-target",
+        default=env_default("workflow_target", None),
+        help="workflow service address a gateway alone fronts, when not found in Consul "
+        "(env MESHWRIGHT_WORKFLOW_TARGET)",
     )
     serve.add_argument(
         "--economy-target",
@@ -1080,6 +1230,76 @@ def build_parser() -> argparse.ArgumentParser:
         help="PEM signing key (env MESHWRIGHT_AUTH_PRIVATE_KEY); the development key in "
         "$MESHWRIGHT_CONFIG_DIR or ~/.config/meshwright by default",
     )
+
+    keys = sub.add_parser("keys", help="signing keys and tokens for a deployment")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    kinit = ksub.add_parser(
+        "init",
+        help="write a signing key pair and the tokens of a deployment's processes",
+        description="Write DIR/signing-key.pem (the private key: keep it with whoever "
+        "mints tokens), DIR/signing-key.pub.pem (every process verifies with it), "
+        "DIR/admin.token, DIR/client.token, DIR/service.token (the mesh's services call "
+        "each other with it) and DIR/agent-ID.token for each --agent (its subject is the "
+        "agent id the agent must register as). Files are mode 0600. An existing key is "
+        "kept, and so is every token that still verifies with it for at least a day: "
+        "running it again adds what is missing.",
+    )
+    kinit.add_argument("--dir", required=True, help="where to write the keys and tokens")
+    kinit.add_argument(
+        "--agent",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="mint an agent token for this agent id (repeatable)",
+    )
+    kinit.add_argument("--service", default="mesh", help="subject of service.token (mesh)")
+    kinit.add_argument("--client", default="dev", help="subject of client.token (dev)")
+    kinit.add_argument(
+        "--ttl",
+        type=parse_duration,
+        default=90 * 86_400.0,
+        help="lifetime of the tokens it mints: 30d, 365d... (90d)",
+    )
+
+    cl = sub.add_parser("cluster", help="the distributed mesh as processes on this machine")
+    clsub = cl.add_subparsers(dest="cluster_command", required=True)
+    cup = clsub.add_parser(
+        "up",
+        help="run registry, economy and workflow replicas, the gateway and agents here",
+        description="Run what deploy/ deploys, as local processes: a redis-server (AOF, "
+        "fsync always; or --store), --replicas registry, economy and workflow processes "
+        "sharing it and one Consul, the REST gateway alone in front of them, and --agents "
+        "agent processes. Services find each other through Consul, agents reach both "
+        "registry replicas; auth is on (keys and tokens in DIR/keys). A process that dies "
+        "is restarted on its port. Ctrl-C stops everything, agents first.",
+    )
+    cup.add_argument(
+        "--registry",
+        default=env_default("registry_url", None),
+        metavar="URL",
+        help="the Consul every replica shares: consul://host:8500 (env MESHWRIGHT_REGISTRY_URL)",
+    )
+    cup.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="a Redis to share (redis://host:6379/0); by default the cluster runs its own "
+        "redis-server with its data in DIR/redis",
+    )
+    cup.add_argument(
+        "--dir",
+        default=str(_cluster_dir()),
+        help="keys, tokens, Redis data, logs and cluster.json (the processes, their pids "
+        "and addresses); ~/.local/state/meshwright/cluster by default",
+    )
+    cup.add_argument("--replicas", type=int, default=2, help="replicas of each service (2)")
+    cup.add_argument(
+        "--agents", type=int, default=4, help="agent processes: analysts and one sysinfo (4)"
+    )
+    cup.add_argument("--host", default="127.0.0.1", help="interface every process binds")
+    cup.add_argument("--http-port", type=int, default=8080, help="the gateway's port, 0 picks one")
+    cup.add_argument("--demo", action="store_true", help="run the demo workflow on the cluster")
+    cup.add_argument("--exit-after-demo", action="store_true", help="stop once the demo ends")
 
     wf = sub.add_parser("workflow", help="create, follow and inspect workflows")
     _client_flags(wf, leaf=False)
@@ -1281,7 +1501,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from meshwright.agent.cli import main as agent_main
 
         return agent_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()  # defaults come from the environment (secrets from files)
+    except ValueError as err:
+        err_console.print(f"[red]error[/red] {esc(str(err))}", soft_wrap=True)
+        return 2
+    args = parser.parse_args(argv)
     try:
         configure_logging(args.log_level, json=args.log_format == "json", service="meshwright")
     except ValueError as err:
@@ -1290,6 +1515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "up": _up,
         "serve": _serve,
+        "cluster": _cluster,
         "workflow": _workflow,
         "agents": _agents,
         "account": _account,
@@ -1301,6 +1527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "token":
             return _token(args)
+        if args.command == "keys":
+            return _keys(args)
         if args.command in CLIENT_COMMANDS:
             creds = args.credentials = client_credentials(args, admin=_admin_only(args))
         return asyncio.run(handlers[args.command](args))

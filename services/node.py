@@ -221,6 +221,7 @@ async def start_node(
     services: Sequence[str] = ALL_SERVICES,
     registry_target: str | None = None,
     economy_target: str | None = None,
+    workflow_target: str | None = None,
     gateway: bool = True,
     engine_config: EngineConfig | None = None,
     security: Security | None = None,
@@ -230,7 +231,9 @@ async def start_node(
 ) -> Node:
     """Start ``services`` on one gRPC server (and the gateway in front of them).
 
-    A service not run here is reached at its ``*_target`` address over gRPC.
+    A service not run here is reached at its ``*_target`` address over gRPC (or found in
+    Consul on a consul:// registry); with no services and ``gateway``, the process is the
+    REST gateway alone, in front of the others.
     ``security`` (the pipeline, this process's token, TLS) is made from
     ``config`` when None. ``workflow_store`` replaces the one ``config.store_url`` names
     (replicas in one process sharing a store, in tests); the node does not close it, nor
@@ -291,18 +294,28 @@ async def start_node(
             node.fronted_channels = ChannelPool(tls=security.tls)
         return service_client(node.fronted_channels, targets, service)
 
-    def discovered(name: str, service: ServiceDescriptor) -> ServiceClient:
-        """A client of ``name``'s passing replicas in Consul (and the gateway's twin)."""
+    followed: dict[str, Any] = {}
+
+    def discovered(
+        name: str, service: ServiceDescriptor, *, fronted_only: bool = False
+    ) -> ServiceClient:
+        """A client of ``name``'s passing replicas in Consul (and the gateway's twin; only
+        that with ``fronted_only``)."""
         from meshwright.mesh.balancer import BalancedClient
         from meshwright.mesh.discovery import SERVICE_NAMES, ConsulEndpoints
 
-        endpoints = ConsulEndpoints(node.consul, SERVICE_NAMES[name])
-        node.followers.append(endpoints)
-        client = BalancedClient(service, endpoints, node.channels)
+        endpoints = followed.get(name)
+        if endpoints is None:
+            endpoints = followed[name] = ConsulEndpoints(node.consul, SERVICE_NAMES[name])
+            node.followers.append(endpoints)
         assert node.fronted_channels is not None
         fronted = BalancedClient(service, endpoints, node.fronted_channels)
-        node.balanced += [client, fronted]
+        node.balanced.append(fronted)
         node.fronted.append(fronted)
+        if fronted_only:
+            return fronted
+        client = BalancedClient(service, endpoints, node.channels)
+        node.balanced.append(client)
         return client
 
     def local(
@@ -406,6 +419,14 @@ async def start_node(
         # The mesh also answers AgentService itself, routing by skill.
         router = SkillRouter(node.engine.dispatcher, agent_wait_s=node.engine.config.agent_wait_s)
         local("agent", router, AGENT_SERVICE, mesh=True)
+    elif gateway and (workflow_target or on_consul):
+        # A gateway in front of workflow replicas elsewhere: their WorkflowService and the
+        # mesh's AgentService (the skill router) are served there.
+        for service in (WORKFLOW_SERVICE, AGENT_SERVICE):
+            if workflow_target:
+                node.fronted.append(fronted_client(workflow_target, service))
+            else:
+                discovered("workflow", service, fronted_only=True)
 
     try:
         for follower in node.followers:

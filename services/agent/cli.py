@@ -74,8 +74,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--economy",
         default=env_default("economy", None),
-        help="economy address for the payout account; the registry's by default "
-        "(env MESHWRIGHT_ECONOMY)",
+        help="economy address for the payout account, or several replicas a:1,b:2; the "
+        "registry's by default (env MESHWRIGHT_ECONOMY)",
     )
     parser.add_argument(
         "--host",
@@ -128,7 +128,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--token",
         default=env_default("token", None),
         help="this agent's bearer token (role agent; its subject is the agent id), sent on "
-        "its calls to the registry and the economy (env MESHWRIGHT_TOKEN)",
+        "its calls to the registry and the economy (env MESHWRIGHT_TOKEN, or a file holding "
+        "it: MESHWRIGHT_TOKEN_FILE)",
     )
     parser.add_argument(
         "--auth-public-key",
@@ -266,6 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m meshwright.agent``; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m meshwright.agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    add_run_arguments(commands.add_parser("run", help="serve an agent and register it"))
+    try:  # defaults come from the environment (secrets from files)
+        add_run_arguments(commands.add_parser("run", help="serve an agent and register it"))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     return run_command(args)

@@ -112,7 +112,7 @@ class MeshConfig:
         for f in fields(cls):
             if f.name == "extra":
                 continue
-            raw = env.get(ENV_PREFIX + f.name.upper())
+            raw = env_value(f.name, env)
             if raw is not None and raw != "":
                 values[f.name] = _coerce(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -138,9 +138,33 @@ def _coerce(name: str, typ: Any, raw: str) -> Any:
     return raw
 
 
+SECRET_SETTINGS = frozenset({"token", "auth_hs256_secret"})
+"""Settings that may also come from a file: ``MESHWRIGHT_<NAME>_FILE`` names a file holding
+the value (Docker and Kubernetes secrets are mounted as files), used when
+``MESHWRIGHT_<NAME>`` itself is unset."""
+
+
+def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """``MESHWRIGHT_<NAME>``, or for a secret the stripped contents of the file
+    ``MESHWRIGHT_<NAME>_FILE`` names; None when neither is set. A named file that cannot
+    be read is a ValueError naming the variable and the file."""
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_PREFIX + name.upper())
+    if (raw is None or raw == "") and name in SECRET_SETTINGS:
+        variable = f"{ENV_PREFIX}{name.upper()}_FILE"
+        path = env.get(variable)
+        if path:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    return f.read().strip()
+            except OSError as err:
+                raise ValueError(f"{variable}={path!r}: {err.strerror or err}") from None
+    return raw
+
+
 def env_default(name: str, fallback: Any) -> Any:
     """The value of ``MESHWRIGHT_<NAME>`` or ``fallback`` (for argparse defaults)."""
-    raw = os.environ.get(ENV_PREFIX + name.upper())
+    raw = env_value(name)
     return fallback if raw is None or raw == "" else raw
 
 

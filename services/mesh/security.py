@@ -85,25 +85,44 @@ class DevCredentials:
                 f.unlink(missing_ok=True)  # signed by the old key
             log.info("created a development signing key in %s", directory)
         issuer = creds.issuer()
-        for path, role, subject in (
-            (creds.admin_token_file, Role.ADMIN, "admin"),
-            (creds.client_token_file, Role.CLIENT, client_subject),
-        ):
-            if not _fresh(path, creds.public_key):
-                write_secret(path, issuer.issue(role, subject, ttl_s=DEV_TOKEN_TTL_S) + "\n")
+        creds.ensure_token(creds.admin_token_file, Role.ADMIN, "admin", issuer=issuer)
+        creds.ensure_token(creds.client_token_file, Role.CLIENT, client_subject, issuer=issuer)
         return creds
 
+    def ensure_token(
+        self,
+        path: Path,
+        role: Role,
+        subject: str,
+        *,
+        issuer: TokenIssuer | None = None,
+        ttl_s: float = DEV_TOKEN_TTL_S,
+    ) -> bool:
+        """Write a ``role`` token for ``subject`` to ``path`` (mode 0600) unless the one
+        there verifies with this key, names that role and subject, and is valid for at
+        least another day; True when it wrote one."""
+        if _fresh(path, self.public_key, role=role, subject=subject):
+            return False
+        issuer = issuer or self.issuer()
+        write_secret(path, issuer.issue(role, subject, ttl_s=ttl_s) + "\n")
+        return True
 
-def _fresh(path: Path, public_key: Path) -> bool:
-    """A token file that verifies with the key and is valid for at least another day."""
+
+def _fresh(path: Path, public_key: Path, *, role: Role, subject: str) -> bool:
+    """A token file that verifies with the key, is ``role``'s for ``subject`` and is valid
+    for at least another day."""
     try:
         token = path.read_text().strip()
         verifier = verifier_from_files(public_key=str(public_key))
         verifier.verify(token)
-        exp = jwt.decode(token, options={"verify_signature": False})["exp"]
-        return float(exp) - time.time() > 86_400
+        claims = jwt.decode(token, options={"verify_signature": False})
     except Exception:
         return False
+    return (
+        claims.get("sub") == subject
+        and claims.get("role") == role.value
+        and float(claims.get("exp", 0)) - time.time() > 86_400
+    )
 
 
 @dataclass(frozen=True, slots=True)
