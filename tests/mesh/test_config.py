@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from meshwright.cli import build_parser
-from meshwright.mesh.config import MeshConfig, backend_scheme
+from meshwright.mesh.config import MeshConfig, backend_scheme, env_value
 
 
 def test_environment_then_overrides() -> None:
@@ -60,3 +62,42 @@ def test_economy_flags_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None
     )
     cfg = MeshConfig.from_env(**_store_overrides(args))
     assert (cfg.idempotency_ttl_s, cfg.economy_params) == (7200.0, "p.json")
+
+
+def test_a_secret_comes_from_the_file_its_file_variable_names(tmp_path: Path) -> None:
+    token = tmp_path / "service.token"
+    token.write_text("  tok-from-file\n")
+    assert env_value("token", {"MESHWRIGHT_TOKEN_FILE": str(token)}) == "tok-from-file"
+    cfg = MeshConfig.from_env({"MESHWRIGHT_TOKEN_FILE": str(token)})
+    assert cfg.token == "tok-from-file"
+    # The variable itself wins over the file.
+    both = {"MESHWRIGHT_TOKEN": "direct", "MESHWRIGHT_TOKEN_FILE": str(token)}
+    assert MeshConfig.from_env(both).token == "direct"
+    assert env_value("token", {}) is None
+    # Only secrets read files: a _FILE variant of another setting means nothing.
+    assert env_value("host", {"MESHWRIGHT_HOST_FILE": str(token)}) is None
+    assert env_value("auth_hs256_secret", {"MESHWRIGHT_AUTH_HS256_SECRET_FILE": str(token)})
+
+
+def test_an_unreadable_secret_file_names_the_variable_and_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.token"
+    with pytest.raises(ValueError, match=r"MESHWRIGHT_TOKEN_FILE='.*nope\.token'"):
+        MeshConfig.from_env({"MESHWRIGHT_TOKEN_FILE": str(missing)})
+
+
+def test_serve_names_its_services_or_says_which_are_unknown() -> None:
+    import asyncio
+
+    from meshwright.cli import _serve
+
+    for services, message in (
+        ("", "name at least one of registry, economy, workflow, gateway"),
+        (" , ", "name at least one of"),
+        ("registry,gatway", "unknown gatway"),
+    ):
+        args = build_parser().parse_args(["serve", "--services", services])
+        with pytest.raises(ValueError, match=message):
+            asyncio.run(_serve(args))
+    args = build_parser().parse_args(["serve", "--services", "gateway", "--no-gateway"])
+    with pytest.raises(ValueError, match="--no-gateway turns it off"):
+        asyncio.run(_serve(args))
