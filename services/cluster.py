@@ -156,6 +156,7 @@ class Cluster:
         self.credentials: DevCredentials | None = None
         self.store_url = config.store_url
         self._watchers: list[asyncio.Task[None]] = []
+        self._agent_logs: dict[str, Any] = {}
         self._closing = False
 
     async def __aenter__(self) -> Cluster:
@@ -269,6 +270,9 @@ class Cluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await w
         self._watchers.clear()
+        for f in self._agent_logs.values():
+            f.close()
+        self._agent_logs.clear()
         with contextlib.suppress(FileNotFoundError):
             (self.directory / "cluster.json").unlink()
 
@@ -467,8 +471,11 @@ class Cluster:
             await proc.wait()
 
     def _agent_output(self, name: str, line: str) -> None:
-        with (self.directory / "logs" / f"agent-{name}.log").open("a", encoding="utf-8") as f:
-            f.write(line if line.endswith("\n") else line + "\n")
+        f = self._agent_logs.get(name)
+        if f is None:
+            path = self.directory / "logs" / f"agent-{name}.log"
+            f = self._agent_logs[name] = path.open("a", encoding="utf-8", buffering=1)
+        f.write(line if line.endswith("\n") else line + "\n")
 
     def write_manifest(self) -> None:
         """``<dir>/cluster.json``: every process, its pid, address and log."""

@@ -97,7 +97,7 @@ class Watch:
 @dataclass
 class Counts:
     faults: list[str] = field(default_factory=list)
-    create_retries: int = 0
+    create_retries: collections.Counter[str] = field(default_factory=collections.Counter)
     watch_reconnects: int = 0
 
 
@@ -275,7 +275,7 @@ async def test_200_workflows_survive_kills_a_redis_crash_and_a_paused_replica(
                         return await flows.call("CreateWorkflow", request)
                     except MeshError as err:
                         if grpc_code(err).name in TRANSIENT:
-                            counts.create_retries += 1
+                            counts.create_retries[f"{grpc_code(err).name} {err.reason}"] += 1
                         raise
 
                 await _transient_retry(create)
@@ -385,7 +385,7 @@ async def test_200_workflows_survive_kills_a_redis_crash_and_a_paused_replica(
             f"effects recorded, {sum(paid.values())} payments ({len(doubled)} doubled), "
             f"spent {spent}; audit ok over {audit.transaction_count} transactions; "
             f"0 escrows open; {counts.watch_reconnects} watcher reconnects, "
-            f"{counts.create_retries} create retries; payer balance {balance.balance}"
+            f"create retries {dict(counts.create_retries)}; payer balance {balance.balance}"
         )
         print("chaos: faults: " + "; ".join(counts.faults))
         print(f"chaos: restarts: {restarts}")
