@@ -30,13 +30,23 @@ READY_PREFIX = "READY "
 """Start of the line printed once the agent is registered."""
 
 
-def load_agent(target: str) -> Agent:
-    """The ``Agent`` named by ``module:attr`` (an Agent, or a callable returning one)."""
+def load_agent(target: str, app_dir: str | None = ".") -> Agent:
+    """The ``Agent`` named by ``module:attr`` (an Agent, or a callable returning one).
+
+    ``module`` is imported from ``app_dir`` first (the current directory by default, as
+    uvicorn and celery do: ``mymodule:agent`` run next to ``mymodule.py`` works without
+    PYTHONPATH), then from the installed packages; None leaves ``sys.path`` alone."""
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(
             f"{target!r}: expected MODULE:ATTR, e.g. meshwright.agent.samples:sysinfo_agent"
         )
+    if app_dir is not None:
+        path = os.path.abspath(app_dir)
+        if not os.path.isdir(path):
+            raise ValueError(f"--app-dir {app_dir!r} is not a directory")
+        if path not in sys.path:
+            sys.path.insert(0, path)
     obj: object = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
@@ -66,6 +76,12 @@ def parse_ready_line(line: str) -> dict[str, str] | None:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``run`` (for CLIs that embed it as a subcommand)."""
     parser.add_argument("target", metavar="MODULE:ATTR", help="the Agent to serve")
+    parser.add_argument(
+        "--app-dir",
+        default=env_default("app_dir", "."),
+        help="directory MODULE is imported from first (env MESHWRIGHT_APP_DIR; the current "
+        "directory)",
+    )
     parser.add_argument(
         "--registry",
         default=env_default("registry", None),
@@ -183,7 +199,7 @@ def run_command(args: argparse.Namespace) -> int:
         print("error: --registry (or MESHWRIGHT_REGISTRY) is required", file=sys.stderr)
         return 2
     try:
-        agent = load_agent(args.target)
+        agent = load_agent(args.target, args.app_dir)
     except (ImportError, AttributeError, ValueError, TypeError) as err:
         print(f"error: cannot load {args.target}: {err}", file=sys.stderr)
         return 2
