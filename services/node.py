@@ -459,6 +459,8 @@ async def start_node(
             if node.gateway is not None:
                 http = advertised(config, f"{config.host}:{node.gateway.port}")
                 await node.announcer.announce("gateway", http, http_url=f"http://{http}")
+            if config.consul_reannounce_s > 0:
+                node.announcer.start_upkeep(config.consul_reannounce_s)
     except BaseException:
         await node.stop()
         raise

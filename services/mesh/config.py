@@ -35,6 +35,10 @@ class MeshConfig:
     advertise_host: str = ""
     """Address other processes reach this one at, announced in Consul; ``host`` when empty
     (this machine's hostname when ``host`` binds every interface)."""
+    consul_reannounce_s: float = 30.0
+    """On Consul, how often this process checks that the Consul agent still has its
+    services' registrations and puts back any it lost (an agent replaced without its data),
+    in seconds; 0 announces once, at start."""
     health_check_interval_s: float = 5.0
     """How often the embedded registry probes each agent's grpc.health.v1 endpoint, in
     seconds (0: leases only, no probing); on Consul, the interval of Consul's GRPC check."""

@@ -142,6 +142,10 @@ class ServiceAnnouncer:
         self._tls = tls
         self.announced: list[str] = []
         """Service ids registered by this announcer, in order."""
+        self._registrations: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        self._upkeep: asyncio.Task[None] | None = None
+        self.reannounced = 0
+        """Registrations put back after Consul had lost them (see ``start_upkeep``)."""
 
     @staticmethod
     def service_id(kind: str, address: str) -> str:
@@ -166,28 +170,70 @@ class ServiceAnnouncer:
         else:
             check["GRPC"] = f"{address}/{GRPC_SERVICES[kind]}"
             check["GRPCUseTLS"] = self._tls
+        args = (SERVICE_NAMES[kind],)
+        kwargs = {
+            "service_id": service_id,
+            "address": host,
+            "port": int(port),
+            "tags": ["meshwright", kind],
+            "meta": {"mw_kind": kind},
+            "check": check,
+            "replace_existing_checks": True,
+        }
         try:
-            await self._consul.agent.service.register(
-                SERVICE_NAMES[kind],
-                service_id=service_id,
-                address=host,
-                port=int(port),
-                tags=["meshwright", kind],
-                meta={"mw_kind": kind},
-                check=check,
-                replace_existing_checks=True,
-            )
+            await self._consul.agent.service.register(*args, **kwargs)
         except Exception as err:
             if _is_transport(err):
                 raise _unavailable(f"registration of {service_id}", err) from None
             raise
         self.announced.append(service_id)
+        self._registrations[service_id] = (args, kwargs)
         log.info("announced %s at %s in Consul", service_id, address)
         return service_id
 
+    def start_upkeep(self, interval_s: float = 30.0) -> None:
+        """Every ``interval_s``, put back any announced registration the Consul agent no
+        longer has: an agent that was replaced or restarted without its data (a node's
+        client agent on Kubernetes) forgets what was registered with it, and a service
+        that announced itself only at start would stay undiscoverable until restarted."""
+        if self._upkeep is None:
+            self._upkeep = asyncio.get_running_loop().create_task(
+                self._keep(interval_s), name="consul-announcer-upkeep"
+            )
+
+    async def _keep(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.reannounce_missing()
+            except Exception as err:  # Consul away: the next round tries again
+                log.debug("checking this process's Consul registrations failed: %s", err)
+
+    async def reannounce_missing(self) -> list[str]:
+        """Register again every announced instance the Consul agent does not list; the
+        ids put back."""
+        if not self._registrations:
+            return []
+        present = await self._consul.agent.services()
+        back = []
+        for service_id, (args, kwargs) in list(self._registrations.items()):
+            if service_id in present:
+                continue
+            await self._consul.agent.service.register(*args, **kwargs)
+            back.append(service_id)
+            self.reannounced += 1
+            log.warning("re-announced %s: the Consul agent had lost its registration", service_id)
+        return back
+
     async def withdraw_all(self) -> None:
         """Deregister every announced instance (best effort: Consul reaps the rest)."""
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._upkeep
+            self._upkeep = None
         ids, self.announced = self.announced, []
+        self._registrations.clear()
         for service_id in reversed(ids):
             try:
                 await self._consul.agent.service.deregister(service_id)
