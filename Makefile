@@ -2,7 +2,7 @@
 # `make lint` runs buf lint; `make check` runs ruff and mypy; `make test` runs pytest.
 PY ?= python
 
-.PHONY: gen protodeps lint breaking check test gen-check bench
+.PHONY: gen protodeps lint breaking check test gen-check bench bench-quick
 
 protodeps:
 	$(PY) scripts/protodeps.py
@@ -29,6 +29,10 @@ check:
 test:
 	$(PY) -m pytest
 
-# Figures for BENCHMARKS.md (not a test: prints throughput and latency).
+# Figures for BENCHMARKS.md (not a test): every bench/ script in turn, then the report
+# between BENCHMARKS.md's `make bench` markers (about 30 min; bench-quick: small sizes).
 bench:
-	$(PY) bench/fanout.py --tasks 2000 --agents 2 --runs 3
+	$(PY) scripts/bench_report.py
+
+bench-quick:
+	$(PY) scripts/bench_report.py --quick

@@ -5,11 +5,12 @@ process; this process calls ExecuteTask 2,000 times one at a time (p50) and
 2,000 times 16 in flight (requests/s). Run it with two checkouts' interpreters
 to compare builds:
 
-    python bench/agent_echo.py
+    python bench/agent_echo.py    # --json PATH: also the figures as JSON (make bench)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
 import subprocess
@@ -18,10 +19,12 @@ import time
 from typing import Any
 
 import grpc
+from _results import Results, add_json_flag
 
 from meshwright.agent.v1 import agent_pb2
 
 PATH = "/meshwright.agent.v1.AgentService/ExecuteTask"
+CALLS = 2000
 
 
 def serve() -> None:
@@ -45,7 +48,8 @@ def serve() -> None:
     asyncio.run(main())
 
 
-async def measure(port: int, calls: int) -> None:
+async def measure(port: int, calls: int) -> tuple[float, float]:
+    """(p50 ms one at a time, requests/s 16 in flight)."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         execute = channel.unary_unary(
             PATH,
@@ -76,13 +80,17 @@ async def measure(port: int, calls: int) -> None:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(16)))
         rate = (calls // 16) * 16 / (time.perf_counter() - t0)
-    print(
-        f"ExecuteTask p50 {statistics.median(latencies) * 1000:.3f} ms, 16 in flight {rate:,.0f}/s"
-    )
+    p50_ms = statistics.median(latencies) * 1000
+    print(f"ExecuteTask p50 {p50_ms:.3f} ms, 16 in flight {rate:,.0f}/s")
+    return p50_ms, rate
 
 
 def main() -> None:
-    if sys.argv[1:] == ["--serve"]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    add_json_flag(p)
+    args = p.parse_args()
+    if args.serve:
         serve()
         return
     child = subprocess.Popen(
@@ -95,10 +103,15 @@ def main() -> None:
     assert child.stdout is not None and child.stdin is not None
     port = int(child.stdout.readline().split()[1])
     try:
-        asyncio.run(measure(port, 2000))
+        p50_ms, rate = asyncio.run(measure(port, CALLS))
     finally:
         child.stdin.close()
         child.wait(timeout=10)
+    results = Results(bench="agent_echo", title="One agent's ExecuteTask, free echo skill")
+    results.add("ExecuteTask, 16 in flight", "req/s", rate, note=f"{CALLS:,} calls")
+    results.add("ExecuteTask p50, one at a time", "ms", p50_ms, note=f"{CALLS:,} calls")
+    results.notes.append("no peer in this script: run it with two builds' interpreters to compare")
+    results.write(args.json)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ agent ExecuteTask by the mesh (a service token), one call at a time (p50) and
 16 in flight (requests/s). Modes alternate over ``--rounds`` so machine noise
 hits both; the figures are medians over rounds and the ratio on/off.
 
-    python bench/auth.py --calls 2000 --rounds 3
+    python bench/auth.py --calls 2000 --rounds 3    # --json PATH: the figures as JSON
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _results import Results, add_json_flag
+
 from meshwright.agent.v1 import agent_pb2
 from meshwright.economy.v1 import economy_pb2
 from meshwright.mesh.auth import Role, generate_key_pair, issuer_from_file, write_secret
@@ -31,6 +33,14 @@ from meshwright.mesh.client import ChannelPool
 
 ECONOMY = economy_pb2.DESCRIPTOR.services_by_name["EconomyService"]
 AGENT = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
+GOAL_THROUGHPUT = 0.9
+"""Auth on keeps at least this share of the throughput off (BENCHMARKS.md: under 10%)."""
+FIGURES = {
+    "GetAccount p50 ms": ("GetAccount by its owner (client token), p50", "ms"),
+    "GetAccount req/s x16": ("GetAccount, 16 in flight", "req/s"),
+    "ExecuteTask p50 ms": ("agent ExecuteTask (service token), p50", "ms"),
+    "ExecuteTask req/s x16": ("agent ExecuteTask, 16 in flight", "req/s"),
+}
 
 
 async def serve(mode: str, keys: Path) -> None:
@@ -136,6 +146,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--serve", choices=["on", "off"], help=argparse.SUPPRESS)
     parser.add_argument("--keys", help=argparse.SUPPRESS)
+    add_json_flag(parser)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve(args.serve, Path(args.keys)))
@@ -162,10 +173,26 @@ def main() -> None:
             for k, v in figures.items():
                 results[mode].setdefault(k, []).append(v)
     print(f"{args.calls} calls per figure, {args.rounds} rounds, medians; on/off ratio")
+    doc = Results(bench="auth", title="Auth on vs off, one run")
     for key in results["off"]:
         off = statistics.median(results["off"][key])
         on = statistics.median(results["on"][key])
         print(f"  {key:24s} auth off {off:9.2f}   auth on {on:9.2f}   on/off {on / off:5.3f}")
+        metric, unit = FIGURES.get(key, (key, ""))
+        throughput = unit == "req/s"
+        doc.add(
+            f"{metric}, auth on",
+            unit,
+            on,
+            peer="auth off, same run",
+            peer_value=off,
+            goal=f">= {GOAL_THROUGHPUT}x off" if throughput else "",
+            met=on / off >= GOAL_THROUGHPUT if throughput else None,
+        )
+    doc.notes.append(
+        f"{args.calls:,} calls per figure, medians of {args.rounds} rounds; modes alternate"
+    )
+    doc.write(args.json)
 
 
 if __name__ == "__main__":

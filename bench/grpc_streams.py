@@ -12,6 +12,7 @@ and prints requests/s and the server's CPU per call or message (from /proc).
 
     python bench/grpc_streams.py               # 20,000 of each
     python bench/grpc_streams.py --messages 2000
+    python bench/grpc_streams.py --json PATH     # also the figures as JSON (make bench)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stores  # noqa: E402 (bench/stores.py: stopping children)
+from _results import Results, add_json_flag  # noqa: E402
 from registry import cpu_s, machine  # noqa: E402
 
 SERVICE = "bench.Beat"
@@ -100,6 +102,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--messages", type=int, default=20_000)
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    add_json_flag(p)
     args = p.parse_args()
     if args.serve:
         serve()
@@ -126,6 +129,17 @@ def main() -> None:
         print(f"{label:<28} {rate:>8,.0f}/s   server CPU {cpu_us:>5.0f} us each")
     ratio = figures["stream"][1] / figures["unary"][1]
     print(f"a message on a stream costs the server {ratio:.2f}x a unary call")
+    (u_rate, u_cpu), (s_rate, s_cpu) = figures["unary"], figures["stream"]
+    doc = Results(bench="grpc_streams", title="A message on a stream vs a unary call")
+    peer = f"unary calls, {STREAMS} in flight"
+    doc.add(f"messages, {STREAMS} streams", "msg/s", s_rate, peer=peer, peer_value=u_rate)
+    doc.add(
+        "server CPU a stream message", "us", s_cpu, peer=f"{peer}: CPU a call", peer_value=u_cpu
+    )
+    doc.notes.append(
+        f"{args.messages:,} of each; a raw grpc.aio server (no meshwright code), 60-byte messages"
+    )
+    doc.write(args.json)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ asyncio's Python, redis-py, the mesh pipeline, the economy). Sampling slows
 the servers: take the rates from a run without it.
 
     python bench/ledger.py        # --transfers 4000 --rounds 3 --concurrency 16 64
+    python bench/ledger.py --json PATH   # also the figures as JSON (make bench; not the kernel's)
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from meshwright.economy.v1 import economy_pb2 as E
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stores  # noqa: E402 (bench/stores.py: the echo server, redis-server, stopping children)
+from _results import Results, add_json_flag  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 TRANSFER_PATH = "/meshwright.economy.v1.EconomyService/Transfer"
@@ -296,7 +298,8 @@ async def measure(
     return echo_row, rows
 
 
-def report(args: argparse.Namespace, echo_row: Row, rows: dict[str, Row]) -> None:
+def report(args: argparse.Namespace, echo_row: Row, rows: dict[str, Row], doc: Results) -> None:
+    """Print the figures, and add them to ``doc`` beside their echo peers."""
     print()
     print(f"{'':34}" + "".join(f"{f'{c} in flight':>26}" for c in args.concurrency))
     print(
@@ -306,6 +309,7 @@ def report(args: argparse.Namespace, echo_row: Row, rows: dict[str, Row]) -> Non
     for row in rows.values():
         if row.error:
             print(f"{row.label:34}  failed: {row.error}")
+            doc.notes.append(f"{row.label}: failed: {row.error}")
             continue
         cells = ""
         for c in args.concurrency:
@@ -314,6 +318,18 @@ def report(args: argparse.Namespace, echo_row: Row, rows: dict[str, Row]) -> Non
                 a / b for a, b in zip(row.rates[c], echo_row.rates[c], strict=True)
             )
             cells += f"{max(row.rates[c]):>9,.0f} /s {best:.2f}x ({per_round:.2f}x)"
+            redis = row is rows.get("Redis")
+            doc.add(
+                f"{row.label}, {c} in flight",
+                "req/s",
+                max(row.rates[c]),
+                peer=f"{echo_row.label}, {c} in flight",
+                peer_value=max(echo_row.rates[c]),
+                goal=f">= {GOAL}x echo" if redis else "",
+                met=best >= GOAL if redis else None,
+                note=f"best of {len(row.rates[c])} rounds; median of per-round ratios "
+                f"{per_round:.2f}x",
+            )
         print(f"{row.label:34}{cells}")
     print()
     print("ratio = best round / best echo round (median of per-round ratios)")
@@ -335,6 +351,7 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="py-spy the echo and Redis servers")
     p.add_argument("--serve-economy", metavar="STORE_URL", help=argparse.SUPPRESS)
     p.add_argument("--accounts", type=int, default=0, help=argparse.SUPPRESS)
+    add_json_flag(p)
     args = p.parse_args()
     if args.serve_economy:
         serve_economy(args.serve_economy, args.accounts)
@@ -372,7 +389,13 @@ def main() -> None:
             for spy in spies:
                 spy.wait(timeout=60)
             stores.stop_process(redis)
-        report(args, echo_row, rows)
+        doc = Results(bench="ledger", title="Economy Transfer over gRPC vs a bare echo")
+        report(args, echo_row, rows, doc)
+        doc.notes.append(
+            f"{args.transfers:,} calls a round, {args.rounds} rounds; auth off; "
+            "bench/ledger_kernel.py has its own document"
+        )
+        doc.write(args.json)
         if args.profile:
             report_profile(
                 {

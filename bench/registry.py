@@ -54,6 +54,7 @@ collections in the load phase.
     python bench/registry.py                               # 10,000 agents, 5 s, 30 s, memory
     python bench/registry.py --backend both                # memory and consul side by side
     python bench/registry.py --agents 200 --duration 3     # smoke run, seconds
+    python bench/registry.py --json PATH                   # also the figures as JSON
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ from meshwright.registry.v1 import registry_pb2 as R
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stores  # noqa: E402 (bench/stores.py: free_port, stopping children)
+from _results import Results, add_json_flag  # noqa: E402
 
 REGISTRY = R.DESCRIPTOR.services_by_name["RegistryService"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -889,11 +891,24 @@ async def run_backend(
 # -- report -----------------------------------------------------------------------------------
 
 
-def report(args: argparse.Namespace, results: list[Result], echo: Echo | None) -> None:
+def report(
+    args: argparse.Namespace, results: list[Result], echo: Echo | None, doc: Results | None = None
+) -> None:
+    """Print the table and the goals; with ``doc``, add the figures to it beside their peers."""
+    doc = doc if doc is not None else Results(bench="registry", title="")
+    if echo is not None:
+        doc.add(
+            "bare grpc.aio echo, 16 in flight",
+            "calls/s",
+            echo.rate,
+            note=f"{echo.cpu_us:.0f} us of server CPU a call",
+        )
     ok = [r for r in results if not r.error]
     for r in results:
         if r.error:
             print(f"\n{r.backend}: failed: {r.error}")
+            doc.notes.append(f"{r.backend}: failed: {r.error}")
+    add_figures(doc, ok, echo)
     if not ok:
         return
     mode = (
@@ -1037,6 +1052,84 @@ def report(args: argparse.Namespace, results: list[Result], echo: Echo | None) -
         )
 
 
+def add_figures(doc: Results, ok: list[Result], echo: Echo | None) -> None:
+    """Each backend's figures beside their peers: the idle registry, the target rate, the
+    bare echo's CPU."""
+    for r in ok:
+        assert r.loaded is not None
+        p99 = pct(r.loaded.latencies_ms, 99)
+        idle = r.idle if r.idle and r.idle.latencies_ms else None
+        idle_peer = "idle: no heartbeats, same registry"
+        doc.add(
+            f"[{r.backend}] discovery p99 under load",
+            "ms",
+            p99,
+            peer=idle_peer if idle else "",
+            peer_value=pct(idle.latencies_ms, 99) if idle else None,
+            goal=f"< {GOAL_P99_MS:g} ms",
+            met=p99 < GOAL_P99_MS,
+            note=f"max {max(r.loaded.latencies_ms, default=0):.1f} ms",
+        )
+        doc.add(
+            f"[{r.backend}] discovery p50 under load",
+            "ms",
+            pct(r.loaded.latencies_ms, 50),
+            peer=idle_peer if idle else "",
+            peer_value=pct(idle.latencies_ms, 50) if idle else None,
+        )
+        doc.add(
+            f"[{r.backend}] discovery calls/s under load",
+            "calls/s",
+            r.loaded.rate,
+            peer=idle_peer if idle else "",
+            peer_value=idle.rate if idle else None,
+        )
+        errors = sum(r.hb_errors.values())
+        doc.add(
+            f"[{r.backend}] heartbeats/s achieved",
+            "beats/s",
+            r.achieved_rate,
+            peer="target",
+            peer_value=r.target_rate,
+            goal=f">= {GOAL_RATE_SHARE:.0%} of target, no errors, all ACTIVE",
+            met=r.holds(),
+            note=f"{r.ok:,} of {r.issued:,} ok, {errors} errors, "
+            f"{r.states.get('ACTIVE', 0):,} of {r.registered:,} ACTIVE",
+        )
+        doc.add(
+            f"[{r.backend}] heartbeat p99",
+            "ms",
+            pct(r.hb_latencies_ms, 99),
+            note=f"p50 {pct(r.hb_latencies_ms, 50):.2f} ms",
+        )
+        per_list, per_beat = r.cpu_per_call_us()
+        echo_cpu = echo.cpu_us if echo is not None else None
+        echo_peer = "bare echo, server CPU a call" if echo is not None else ""
+        doc.add(
+            f"[{r.backend}] registry CPU a ListAgents (idle)",
+            "us",
+            per_list,
+            peer=echo_peer,
+            peer_value=echo_cpu,
+        )
+        if r.ok >= DERIVE_MIN_BEATS:
+            doc.add(
+                f"[{r.backend}] registry CPU a Heartbeat (derived)",
+                "us",
+                per_beat,
+                peer=echo_peer,
+                peer_value=echo_cpu,
+            )
+        if "registry" in r.cpu:
+            other = r.machine_cpu - sum(r.cpu.values()) - sum(r.loader_cpu)
+            doc.add(
+                f"[{r.backend}] registry CPU, load phase",
+                "% of a core",
+                r.cpu["registry"],
+                note=f"the rest of the machine {other:.0f}% of {100 * (os.cpu_count() or 1)}%",
+            )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--backend", choices=("memory", "consul", "both"), default="memory")
@@ -1086,6 +1179,7 @@ def main() -> None:
     p.add_argument("--endpoint", help=argparse.SUPPRESS)
     p.add_argument("--serve-health", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--target", help=argparse.SUPPRESS)
+    add_json_flag(p)
     args = p.parse_args()
     if args.meshwright:
         serve_gc_logged(args.meshwright)
@@ -1115,7 +1209,14 @@ def main() -> None:
             prefix = f"meshwright-registry-bench-{backend}-{mode}-"
             with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
                 results.append(asyncio.run(run_backend(args, backend, mode, Path(tmp))))
-    report(args, results, echo)
+    doc = Results(bench="registry", title="Registry discovery under heartbeat load")
+    report(args, results, echo, doc)
+    pace = "back to back" if args.discovery_rate <= 0 else f"at {args.discovery_rate:g}/s"
+    doc.notes.append(
+        f"{args.agents:,} agents, a heartbeat every {args.period:g} s for {args.duration:g} s,"
+        f" discovery ListAgents(skill, page_size=100) {pace}; idle peer {args.idle:g} s"
+    )
+    doc.write(args.json)
 
 
 if __name__ == "__main__":

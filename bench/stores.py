@@ -32,6 +32,7 @@ prints its error and the rest runs; no figure is made up for it.
 
     pip install -r bench/requirements-celery.txt   # Celery, for row 3 only
     python bench/stores.py                          # --tasks 2000 --runs 3 --samples 300
+    python bench/stores.py --json PATH              # also the figures as JSON (make bench)
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from _results import Results, add_json_flag
 
 from meshwright.agent.supervisor import AgentSupervisor
 from meshwright.agent.v1 import agent_pb2
@@ -473,7 +475,10 @@ def report(
     echo_error: str,
     stores: list[StoreRow],
     celery: CeleryRow | None,
+    doc: Results | None = None,
 ) -> None:
+    """Print the figures and the goals; with ``doc``, add them to it beside their peers."""
+    doc = doc if doc is not None else Results(bench="stores", title="")
     n = args.tasks
     echo_best = max(echo) if echo else 0.0
     print()
@@ -488,6 +493,14 @@ def report(
             f"  bare grpc.aio echo, 16 in flight        {echo_best:8,.0f} req/s   (best of"
             f" {len(echo)} rounds before and after; worst {min(echo):,.0f})"
         )
+        doc.add(
+            "bare grpc.aio echo, 16 in flight (the ceiling)",
+            "req/s",
+            echo_best,
+            note=f"best of {len(echo)} rounds before and after the rows; worst {min(echo):,.0f}",
+        )
+    if echo_error:
+        doc.notes.append(f"bare grpc.aio echo: failed: {echo_error}")
     best: dict[str, float] = {}
     for row in stores:
         name = f"fan-out, {row.label} store"
@@ -498,6 +511,7 @@ def report(
             print(f"  {name:39s} {n / w:8,.0f} tasks/s wall {w:.2f} s   (runs {runs} s)")
         if row.error:
             print(f"  {name:39s} FAILED: {row.error}")
+            doc.notes.append(f"{name}: failed: {row.error}")
     if celery is not None:
         name = f"Celery {celery.version} chord, prefork -c {args.agents}".replace("  ", " ")
         if celery.walls:
@@ -507,6 +521,42 @@ def report(
             print(f"  {name:39s} {n / w:8,.0f} tasks/s wall {w:.2f} s   (runs {runs} s)")
         if celery.error:
             print(f"  {name:39s} FAILED: {celery.error}")
+            doc.notes.append(f"{name}: failed: {celery.error}")
+    echo_v = echo_best or None
+    celery_name = f"Celery {celery.version} chord, prefork -c {args.agents}" if celery else ""
+    echo_peer = "bare grpc.aio echo, 16 in flight"
+    # (row, peer, peer's tasks/s or req/s, goal as value / peer, the goal's text)
+    fanouts: list[tuple[str, str, float | None, float | None, str]] = [
+        ("redis", echo_peer, echo_v, GOAL_REDIS_ECHO, f">= {GOAL_REDIS_ECHO}x"),
+        (
+            "redis",
+            f"{celery_name}, same Redis",
+            best.get("celery"),
+            GOAL_REDIS_CELERY,
+            f">= {GOAL_REDIS_CELERY:.0f}x",
+        ),
+        ("redis", "fan-out, memory store", best.get("memory"), None, ""),
+        (
+            "memory",
+            echo_peer,
+            echo_v,
+            BEFORE_MEMORY_ECHO,
+            f">= ~{BEFORE_MEMORY_ECHO}x (before)",
+        ),
+    ]
+    for label, peer, peer_value, goal_x, goal_text in fanouts:
+        if label not in best or not peer_value:
+            continue
+        doc.add(
+            f"fan-out of {n:,} tasks, {label} store",
+            "tasks/s",
+            best[label],
+            peer=peer,
+            peer_value=peer_value,
+            goal=goal_text,
+            met=None if goal_x is None else best[label] / peer_value >= goal_x,
+            note=f"best of {args.runs} runs on {args.agents} agent processes",
+        )
     overhead: dict[str, float] = {}
     for row in stores:
         if row.direct_ms:
@@ -515,6 +565,7 @@ def report(
                 f"  1-task, {row.label:6s} direct ExecuteTask          p50 {d50:6.2f} ms"
                 f"  p95 {pct(row.direct_ms, 95):6.2f} ms   ({len(row.direct_ms)} samples)"
             )
+            goal_ms = GOAL_MEMORY_OVERHEAD_MS if row.label == "memory" else GOAL_REDIS_OVERHEAD_MS
             for key, name, values in (
                 ("in-process", "in-process client", row.workflow_ms),
                 ("gRPC", "gRPC client", row.remote_ms),
@@ -524,6 +575,19 @@ def report(
                 print(
                     f"  1-task, {row.label:6s} workflow, {name:17s} p50 {w50:6.2f} ms"
                     f"  p95 {pct(values, 95):6.2f} ms   p50 - direct p50 {w50 - d50:+.2f} ms"
+                )
+                judged = key == "gRPC"  # the goal is judged on the gRPC client
+                doc.add(
+                    f"1-task workflow p50, {row.label} store, {name}",
+                    "ms",
+                    w50,
+                    peer="direct ExecuteTask p50, same agents",
+                    peer_value=d50,
+                    goal=f"<= +{goal_ms:.0f} ms over the peer" if judged else "",
+                    met=(w50 - d50 <= goal_ms) if judged else None,
+                    note=f"+{w50 - d50:.2f} ms; p95 {pct(values, 95):.2f} ms vs direct"
+                    f" {pct(row.direct_ms, 95):.2f} ms; {len(values)} samples"
+                    + ("" if judged else "; no client hop, for information"),
                 )
         for note in row.notes:
             print(f"  note ({row.label}): {note}")
@@ -542,7 +606,6 @@ def report(
             return f"{'-':>9s}"
         return f"{v:+6.2f} ms" if unit == "ms" else f"{v:8.2f}x"
 
-    echo_v = echo_best or None
     lines = [
         (
             "Redis store / echo ceiling",
@@ -641,6 +704,7 @@ def main() -> None:
     )
     p.add_argument("--verbose", action="store_true", help="tracebacks of failed rows")
     p.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
+    add_json_flag(p)
     args = p.parse_args()
     if args.serve_echo:
         serve_echo()
@@ -678,7 +742,13 @@ def main() -> None:
         celery = None if args.skip_celery else measure_celery(args, redis_port, workdir)
         echo_rounds("after")
         echo_error = "" if echo else "; ".join(echo_errors)
-        report(args, echo, echo_error, stores, celery)
+        doc = Results(bench="stores", title="Workflow stores side by side")
+        report(args, echo, echo_error, stores, celery, doc)
+        doc.notes.append(
+            f"price {args.price} a task; auth {'off' if args.insecure_no_auth else 'on'};"
+            f" 1-task latency: {args.samples} samples per store"
+        )
+        doc.write(args.json)
         print(f"\n(whole run {time.perf_counter() - t_start:.0f} s)")
     finally:
         if redis_proc is not None:

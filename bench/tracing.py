@@ -42,6 +42,7 @@ by default, the SDK's own default is 5000).
 
     python bench/tracing.py             # --rounds 2 --calls 4000 --in-flight 16 --tasks 2000
     python bench/tracing.py --quick     # a smoke run of a few seconds
+    python bench/tracing.py --json PATH # also the figures as JSON (make bench)
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ if str(ROOT) not in sys.path:
 
 import fanout as fanout_bench  # noqa: E402 (bench/fanout.py: the workflow, pct)
 import stores  # noqa: E402 (bench/stores.py: stop_process)
+from _results import Results, add_json_flag  # noqa: E402
 from registry import machine  # noqa: E402 (bench/registry.py)
 
 from meshwright.agent.supervisor import AgentSupervisor  # noqa: E402
@@ -499,7 +501,9 @@ def show(row: Round, i: int, args: argparse.Namespace) -> None:
                 print(f"    {service}: {row.units - n:,} spans short of one a call (dropped?)")
 
 
-def report(rows: list[Round], args: argparse.Namespace) -> None:
+def report(rows: list[Round], args: argparse.Namespace, doc: Results | None = None) -> None:
+    """Print the medians and ratios; with ``doc``, add them to it beside their peers."""
+    doc = doc if doc is not None else Results(bench="tracing", title="")
     print()
     print(
         f"== Figures (one run, median of {args.rounds} rounds per mode; ExecuteTask"
@@ -550,14 +554,52 @@ def report(rows: list[Round], args: argparse.Namespace) -> None:
                 f" p50 {p50_ratio:.3f}x   goal on >= {GOAL_RATIO} x off: "
                 + ("met" if met else "NOT MET")
             )
+            off_peer = "tracing off (metrics on), same run"
+            doc.add(
+                f"{measure}, tracing on",
+                unit,
+                med["on"]["rate"],
+                peer=off_peer,
+                peer_value=med["off"]["rate"],
+                goal=f">= {GOAL_RATIO}x off",
+                met=met,
+                note=f"{med['on']['spans']:,.0f} spans a round on, {med['off']['spans']:,.0f} off",
+            )
+            at = f"p50 at {args.in_flight} in flight" if measure == "ExecuteTask" else p50_name
+            doc.add(
+                f"{measure} {at}, tracing on",
+                "ms",
+                med["on"]["p50"],
+                peer=off_peer,
+                peer_value=med["off"]["p50"],
+            )
+            if measure == "ExecuteTask":
+                for side in ("client", "agent"):
+                    doc.add(
+                        f"ExecuteTask CPU a call, {side}, tracing on",
+                        "us",
+                        med["on"][f"cpu_{side}"],
+                        peer=off_peer,
+                        peer_value=med["off"][f"cpu_{side}"],
+                    )
         else:
             print(f"  {measure:11s} on/off: no ratio (a mode has no successful round)   NOT MET")
+            doc.notes.append(f"{measure}: no on/off ratio (a mode has no successful round)")
         if "off" in med and "bare" in med:
             ratio = med["off"]["rate"] / med["bare"]["rate"]
             print(
                 f"  {measure:11s} metrics (off/bare): throughput {ratio:.3f}x"
                 f" ({(1 - ratio) * 100:.1f}% cost)   goal >= {METRICS_GOAL_RATIO}: "
                 + ("met" if ratio >= METRICS_GOAL_RATIO else "NOT MET")
+            )
+            doc.add(
+                f"{measure}, metrics on (tracing off)",
+                unit,
+                med["off"]["rate"],
+                peer="bare: no metrics, no tracing, same run",
+                peer_value=med["bare"]["rate"],
+                goal=f">= {METRICS_GOAL_RATIO}x bare",
+                met=ratio >= METRICS_GOAL_RATIO,
             )
 
 
@@ -600,6 +642,7 @@ def main() -> None:
         help="a smoke run: 1 round per mode, 400 calls, 100 tasks, 60 s rounds",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="tracebacks of failed rounds")
+    add_json_flag(p)
     args = p.parse_args()
     if args.quick:
         args.rounds, args.calls, args.tasks, args.round_timeout = 1, 400, 100, 60.0
@@ -638,9 +681,17 @@ def main() -> None:
                     show(rows[-1], i, args)
     finally:
         final = receiver.stop()
-    report(rows, args)
+    doc = Results(bench="tracing", title="Tracing and metrics: on vs off vs bare")
+    report(rows, args, doc)
     if final is not None:
         print(f"  receiver: {final['total']:,} spans in {final['exports']:,} exports in all")
+    failed = [r for r in rows if r.error]
+    doc.notes.append(
+        f"medians of {args.rounds} rounds per mode; ExecuteTask {args.calls:,} calls"
+        f" {args.in_flight} in flight; fan-out of {args.tasks:,} tasks on {args.agents} agents"
+        + (f"; {len(failed)} rounds failed, e.g. {failed[0].error}" if failed else "")
+    )
+    doc.write(args.json)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  bench process peak RSS {rss:.0f} MiB")
     print(f"\n(whole run {time.perf_counter() - t_start:.0f} s)")
