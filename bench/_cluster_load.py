@@ -447,6 +447,7 @@ async def loaded_cluster(
     agents: int = 4,
     width: int = 5,
     serve_args: Sequence[str] = (),
+    agent_args: Sequence[str] = (),
 ) -> AsyncIterator[LoadedCluster]:
     """A cluster in ``directory`` with ``workflow_replicas`` workflow replicas,
     ``service_replicas`` registry and economy replicas each, the gateway, ``agents`` no-op
@@ -466,6 +467,7 @@ async def loaded_cluster(
             agents=[(f"agent-{i}", AGENT_TARGET) for i in range(1, agents + 1)],
             http_port=0,
             serve_args=tuple(serve_args),
+            agent_args=tuple(agent_args),
             env={
                 "PYTHONPATH": os.pathsep.join([str(BENCH), str(ROOT)]),
                 "MESHWRIGHT_LOG_LEVEL": os.environ.get("MESHWRIGHT_LOG_LEVEL", "WARNING"),

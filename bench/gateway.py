@@ -8,7 +8,7 @@ one bucket). This process creates the accounts it needs over gRPC, then, for eac
 of ``--concurrency`` (1 and 16), calls
 
 a. GetAccount (a read) through the gRPC stub (grpc.aio, one channel, C coroutines)
-   and as ``GET /v1/accounts/{id}`` through the gateway (httpx.AsyncClient, HTTP/1.1,
+   and as ``GET /v1/accounts/{id}`` through the gateway (aiohttp.ClientSession, HTTP/1.1,
    a keep-alive pool of C connections, C coroutines), ``--calls`` calls each;
 b. Transfer (a write: 1 CREDIT between the coroutine's own two accounts, a fresh
    request id each) through the stub and as ``POST /v1/accounts/{id}:transfer``,
@@ -17,7 +17,7 @@ b. Transfer (a write: 1 CREDIT between the coroutine's own two accounts, a fresh
 The two modes alternate over ``--rounds`` rounds (which goes first changes every
 round: this machine drifts); each figure is the median over the rounds, printed as
 requests/s and p50 latency per mode, and the ratio REST / gRPC. Both clients parse
-what they get (the stub its protobuf, httpx its JSON), and this process shares the
+what they get (the stub its protobuf, aiohttp its JSON), and this process shares the
 machine's cores with the server: a figure is the client's cost and the server's
 together, as a caller on the same host sees it.
 
@@ -47,8 +47,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import grpc
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stores  # noqa: E402 (bench/stores.py: stopping children)
@@ -140,16 +140,18 @@ Call = Callable[[int, int], Awaitable[None]]
 
 
 class Clients:
-    """The gRPC stub over one channel and one httpx pool per concurrency."""
+    """The gRPC stub over one channel and one aiohttp session per concurrency."""
 
     def __init__(self, server: Server, concurrency: list[int]) -> None:
         self.channel = grpc.aio.insecure_channel(server.grpc_address)
         self.stub = economy_pb2_grpc.EconomyServiceStub(self.channel)
+        # aiohttp, not httpx: httpx spends 4-6 ms of this process's CPU a request at 16 in
+        # flight (measured here), which made the client the bottleneck rather than the gateway.
         self.http = {
-            c: httpx.AsyncClient(
+            c: aiohttp.ClientSession(
                 base_url=server.http_url,
-                limits=httpx.Limits(max_connections=c, max_keepalive_connections=c),
-                timeout=CALL_TIMEOUT_S,
+                connector=aiohttp.TCPConnector(limit=c),
+                timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S),
             )
             for c in concurrency
         }
@@ -157,7 +159,7 @@ class Clients:
 
     async def close(self) -> None:
         for client in self.http.values():
-            await client.aclose()
+            await client.close()
         await self.channel.close()
 
     def next_round(self) -> None:
@@ -178,9 +180,10 @@ class Clients:
                 raise RuntimeError(f"GetAccount answered {reply}")
 
         async def rest_get(w: int, n: int) -> None:
-            r = await http.get(f"/v1/accounts/src-{w}")
-            if r.status_code != 200 or r.json()["account"]["accountId"] != f"src-{w}":
-                raise RuntimeError(f"GET /v1/accounts/src-{w}: {r.status_code} {r.text[:300]}")
+            async with http.get(f"/v1/accounts/src-{w}") as r:
+                body = await r.json()
+                if r.status != 200 or body["account"]["accountId"] != f"src-{w}":
+                    raise RuntimeError(f"GET /v1/accounts/src-{w}: {r.status} {body}")
 
         async def grpc_transfer(w: int, n: int) -> None:
             request = E.TransferRequest(
@@ -199,9 +202,10 @@ class Clients:
                 "amount": "1",
                 "requestId": self._request_id("rest", c, w, n),
             }
-            r = await http.post(f"/v1/accounts/src-{w}:transfer", json=body)
-            if r.status_code != 200 or r.json()["transaction"]["amount"] != "1":
-                raise RuntimeError(f"POST ...:transfer: {r.status_code} {r.text[:300]}")
+            async with http.post(f"/v1/accounts/src-{w}:transfer", json=body) as r:
+                reply = await r.json()
+                if r.status != 200 or reply["transaction"]["amount"] != "1":
+                    raise RuntimeError(f"POST ...:transfer: {r.status} {reply}")
 
         return {
             ("GetAccount", "gRPC"): grpc_get,
@@ -235,6 +239,16 @@ async def timed(call: Call, calls: int, concurrency: int) -> tuple[float, float]
 class Figures:
     rates: list[float] = field(default_factory=list)
     p50s: list[float] = field(default_factory=list)
+    server_us: list[float] = field(default_factory=list)
+    """The server process's CPU per call (/proc), microseconds."""
+    client_us: list[float] = field(default_factory=list)
+    """This process's CPU per call (the client library's share), microseconds."""
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def create_accounts(stub: economy_pb2_grpc.EconomyServiceStub, pairs: int) -> None:
@@ -266,10 +280,14 @@ async def measure(server: Server, args: argparse.Namespace) -> dict[tuple[str, i
                 for operation, n in operations:
                     line = []
                     for mode in order:
+                        server0, client0 = cpu_s(server.proc.pid), time.process_time()
                         rate, p50 = await timed(calls[(operation, mode)], n, c)
+                        done = max(1, n // c) * c
                         figures = out.setdefault((operation, c, mode), Figures())
                         figures.rates.append(rate)
                         figures.p50s.append(p50)
+                        figures.server_us.append((cpu_s(server.proc.pid) - server0) / done * 1e6)
+                        figures.client_us.append((time.process_time() - client0) / done * 1e6)
                         line.append(f"{mode} {rate:,.0f}/s p50 {p50:.2f} ms")
                     print(
                         f"  round {r + 1}, {operation}, {c} in flight: " + ", ".join(line),
@@ -311,6 +329,28 @@ def report(
                 note=f"median of {len(h.rates)} rounds; median of per-round ratios"
                 f" {per_round:.2f}x",
             )
+            g_srv, h_srv = statistics.median(g.server_us), statistics.median(h.server_us)
+            g_cli, h_cli = statistics.median(g.client_us), statistics.median(h.client_us)
+            print(
+                f"  {'':10s} {'':>3}              server CPU a call: gRPC {g_srv:,.0f} us, REST "
+                f"{h_srv:,.0f} us; client CPU a call: gRPC {g_cli:,.0f} us, REST {h_cli:,.0f} us"
+            )
+            doc.add(
+                f"server CPU a {operation} through the gateway, {c} in flight",
+                "us",
+                h_srv,
+                peer=f"server CPU a {operation} over gRPC",
+                peer_value=g_srv,
+                note="lower is better; from /proc of the serve process",
+            )
+            doc.add(
+                f"client CPU a {operation} with aiohttp, {c} in flight",
+                "us",
+                h_cli,
+                peer=f"client CPU a {operation} with the grpc.aio stub",
+                peer_value=g_cli,
+                note="lower is better; this process's CPU time a call",
+            )
             doc.add(
                 f"{operation} p50 through the gateway, {c} in flight",
                 "ms",
@@ -351,7 +391,7 @@ def main() -> None:
     report(args, out, doc)
     doc.notes.append(
         "one `meshwright serve` process (auth off, no rate limit); the gateway calls the"
-        " services in-process; this process is both clients (httpx HTTP/1.1 keep-alive pool"
+        " services in-process; this process is both clients (aiohttp HTTP/1.1 keep-alive pool"
         " of C connections, grpc.aio one channel) and shares the cores with the server"
     )
     doc.write(args.json)

@@ -85,6 +85,11 @@ async def run(args: argparse.Namespace, directory: Path) -> None:
         agents=args.agents,
         width=args.width,
         serve_args=serve_args,
+        agent_args=(
+            ("--result-memory", str(args.agent_result_memory))
+            if args.agent_result_memory is not None
+            else ()
+        ),
     ) as load:
         names = list(load.rss_mib())
         print(
@@ -308,6 +313,12 @@ if __name__ == "__main__":
     p.add_argument("--poisson", action="store_true", help="Poisson arrivals, not even spacing")
     p.add_argument(
         "--workflow-retention", default="", help="the services' --workflow-retention (e.g. 60s)"
+    )
+    p.add_argument(
+        "--agent-result-memory",
+        type=int,
+        help="the agents' --result-memory (finished tasks each remembers for re-dispatch; "
+        "10000 by default): 0 shows what their memory does without that bounded cache",
     )
     p.add_argument("--dir", help="keep the cluster's directory (logs) here")
     p.add_argument("--quick", action="store_true", help=f"small sizes: {' '.join(QUICK)}")
