@@ -44,9 +44,10 @@ import os
 import random
 import secrets
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -502,3 +503,14 @@ async def loaded_cluster(
                 await admin.close()
     finally:
         consul.stop()
+
+
+def run_in_dir(run: Callable[[Any, Path], Awaitable[None]], args: Any, *, prefix: str) -> None:
+    """``asyncio.run(run(args, directory))`` in ``args.dir`` when given (kept, with the
+    cluster's logs), else in a temporary directory removed afterwards."""
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
+        asyncio.run(run(args, Path(args.dir)))
+    else:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            asyncio.run(run(args, Path(tmp)))

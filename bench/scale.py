@@ -31,14 +31,12 @@ the machine, not the design, is the limit; the figure that matters is on separat
 from __future__ import annotations
 
 import argparse
-import asyncio
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _cluster_load import LoadResult, loaded_cluster, percentile
+from _cluster_load import LoadResult, loaded_cluster, percentile, run_in_dir
 from _results import Results, add_json_flag
 
 QUICK = ("--duration", "5", "--rounds", "1", "--warmup", "2")
@@ -199,12 +197,7 @@ def ratio_text(a: float | None, b: float | None) -> str:
 
 
 def main(args: argparse.Namespace) -> None:
-    if args.dir:
-        Path(args.dir).mkdir(parents=True, exist_ok=True)
-        asyncio.run(run(args, Path(args.dir)))
-    else:
-        with tempfile.TemporaryDirectory(prefix="meshwright-scale-") as tmp:
-            asyncio.run(run(args, Path(tmp)))
+    run_in_dir(run, args, prefix="meshwright-scale-")
 
 
 if __name__ == "__main__":

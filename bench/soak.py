@@ -36,9 +36,7 @@ latencies are of the whole machine, and a busy neighbour shows as a p99 bump.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +47,7 @@ from _cluster_load import (
     kind_of,
     loaded_cluster,
     percentile,
+    run_in_dir,
     split_p99,
     window_stats,
 )
@@ -291,12 +290,7 @@ def warmup_s(args: argparse.Namespace) -> float:
 
 
 def main(args: argparse.Namespace) -> None:
-    if args.dir:
-        Path(args.dir).mkdir(parents=True, exist_ok=True)
-        asyncio.run(run(args, Path(args.dir)))
-    else:
-        with tempfile.TemporaryDirectory(prefix="meshwright-soak-") as tmp:
-            asyncio.run(run(args, Path(tmp)))
+    run_in_dir(run, args, prefix="meshwright-soak-")
 
 
 if __name__ == "__main__":
