@@ -514,3 +514,14 @@ def run_in_dir(run: Callable[[Any, Path], Awaitable[None]], args: Any, *, prefix
     else:
         with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
             asyncio.run(run(args, Path(tmp)))
+
+
+def parse_with_quick(parser: Any, quick: Sequence[str]) -> Any:
+    """``parser.parse_args()``; with ``--quick``, ``quick`` (flag, value pairs) become the
+    defaults first, so flags given explicitly still win."""
+    args = parser.parse_args()
+    if args.quick:
+        pairs = zip(quick[::2], quick[1::2], strict=True)
+        parser.set_defaults(**{k.lstrip("-").replace("-", "_"): v for k, v in pairs})
+        args = parser.parse_args()
+    return args

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _cluster_load import LoadResult, loaded_cluster, percentile, run_in_dir
+from _cluster_load import LoadResult, loaded_cluster, parse_with_quick, percentile, run_in_dir
 from _results import Results, add_json_flag
 
 QUICK = ("--duration", "5", "--rounds", "1", "--warmup", "2")
@@ -212,8 +212,4 @@ if __name__ == "__main__":
     p.add_argument("--dir", help="keep the clusters' directories (logs) here")
     p.add_argument("--quick", action="store_true", help=f"small sizes: {' '.join(QUICK)}")
     add_json_flag(p)
-    args = p.parse_args()
-    if args.quick:  # the small sizes as defaults: flags given explicitly still win
-        p.set_defaults(**{k.lstrip("-"): v for k, v in zip(QUICK[::2], QUICK[1::2], strict=True)})
-        args = p.parse_args()
-    main(args)
+    main(parse_with_quick(p, QUICK))

@@ -46,6 +46,7 @@ from _cluster_load import (
     growth_pct,
     kind_of,
     loaded_cluster,
+    parse_with_quick,
     percentile,
     run_in_dir,
     split_p99,
@@ -317,8 +318,4 @@ if __name__ == "__main__":
     p.add_argument("--dir", help="keep the cluster's directory (logs) here")
     p.add_argument("--quick", action="store_true", help=f"small sizes: {' '.join(QUICK)}")
     add_json_flag(p)
-    args = p.parse_args()
-    if args.quick:  # the small sizes as defaults: flags given explicitly still win
-        p.set_defaults(**{k.lstrip("-"): v for k, v in zip(QUICK[::2], QUICK[1::2], strict=True)})
-        args = p.parse_args()
-    main(args)
+    main(parse_with_quick(p, QUICK))
