@@ -347,7 +347,10 @@ class Pipeline:
                         raise DeadlineExceeded(
                             f"{endpoint.info.name} exceeded its deadline"
                         ) from None
-                    reply = endpoint.info.response_type(error=to_status_proto(err))
+                    reply = endpoint.info.response_type()
+                    # Exchanges carry a google.rpc.Status ``error`` field (checked when the
+                    # service is added: server.py); set by name, as the type is generic.
+                    getattr(reply, "error").CopyFrom(to_status_proto(err))  # noqa: B009
                 yield reply
         except MeshError:
             raise
