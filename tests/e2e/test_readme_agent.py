@@ -75,9 +75,12 @@ async def test_the_readme_agent_runs_from_its_own_directory(tmp_path: Path) -> N
         finally:
             await pool.close()
     finally:
-        if agent is not None:
-            assert await agent.stop() == 0, agent.output
-        assert await mesh.stop() == 0, mesh.output
+        # Both stopped before either exit code is judged: a failed assert must not leave
+        # the mesh running.
+        agent_code = await agent.stop() if agent is not None else 0
+        mesh_code = await mesh.stop()
+        assert agent is None or agent_code == 0, agent.output
+        assert mesh_code == 0, mesh.output
 
 
 async def test_an_agent_module_loads_from_the_app_dir_given(tmp_path: Path) -> None:
