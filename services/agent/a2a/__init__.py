@@ -1,0 +1,1 @@
+"""A2A both ways: agents serve the A2A protocol; external A2A agents join the mesh."""

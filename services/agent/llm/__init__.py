@@ -1,0 +1,1 @@
+"""The LLM sample agent: chat, summarize, classify on Ollama or an OpenAI-compatible server."""
