@@ -30,7 +30,7 @@ from meshwright.agent.v1 import agent_pb2 as meshwright_dot_agent_dot_v1_dot_age
 from meshwright.mesh.v1 import policy_pb2 as meshwright_dot_mesh_dot_v1_dot_policy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%meshwright/registry/v1/registry.proto\x12\x16meshwright.registry.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x1fmeshwright/agent/v1/agent.proto\x1a\x1fmeshwright/mesh/v1/policy.proto\"\x85\x04\n\x05\x41gent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12,\n\x04\x63\x61rd\x18\x02 \x01(\x0b\x32\x1e.meshwright.agent.v1.AgentCard\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x31\n\x05state\x18\x04 \x01(\x0e\x32\".meshwright.registry.v1.AgentState\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\x05\x12\x0c\n\x04load\x18\x07 \x01(\x05\x12\x10\n\x08lease_id\x18\x08 \x01(\t\x12,\n\tlease_ttl\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x11lease_expire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rregister_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13last_heartbeat_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11payout_account_id\x18\r \x01(\t\x12\x35\n\x11state_change_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cstate_reason\x18\x0f \x01(\t\"\xd1\x01\n\x14RegisterAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12,\n\x04\x63\x61rd\x18\x02 \x01(\x0b\x32\x1e.meshwright.agent.v1.AgentCard\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x05\x12,\n\tlease_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11payout_account_id\x18\x07 \x01(\t\"E\n\x15RegisterAgentResponse\x12,\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1d.meshwright.registry.v1.Agent\"e\n\x10HeartbeatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0c\n\x04load\x18\x03 \x01(\x05\x12\x10\n\x08\x64raining\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"A\n\x11HeartbeatResponse\x12,\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1d.meshwright.registry.v1.Agent\"V\n\x17StreamHeartbeatsRequest\x12;\n\theartbeat\x18\x01 \x01(\x0b\x32(.meshwright.registry.v1.HeartbeatRequest\"\x89\x01\n\x18StreamHeartbeatsResponse\x12>\n\theartbeat\x18\x01 \x01(\x0b\x32).meshwright.registry.v1.HeartbeatResponseH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"*\n\x16\x44\x65registerAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"G\n\x17\x44\x65registerAgentResponse\x12,\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1d.meshwright.registry.v1.Agent\"=\n\x19ReportAgentFailureRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"J\n\x1aReportAgentFailureResponse\x12,\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1d.meshwright.registry.v1.Agent\"#\n\x0fGetAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"@\n\x10GetAgentResponse\x12,\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1d.meshwright.registry.v1.Agent\"\x89\x01\n\x11ListAgentsRequest\x12\r\n\x05skill\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x31\n\x05state\x18\x03 \x01(\x0e\x32\".meshwright.registry.v1.AgentState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"\\\n\x12ListAgentsResponse\x12-\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1d.meshwright.registry.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x12WatchAgentsRequest\x12\r\n\x05skill\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x31\n\x05state\x18\x03 \x01(\x0e\x32\".meshwright.registry.v1.AgentState\x12\x16\n\x0e\x61\x66ter_revision\x18\x04 \x01(\x03\"\x8b\x01\n\x13WatchAgentsResponse\x12\x34\n\x04type\x18\x01 \x01(\x0e\x32&.meshwright.registry.v1.AgentEventType\x12,\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x1d.meshwright.registry.v1.Agent\x12\x10\n\x08revision\x18\x03 \x01(\x03*\xbf\x01\n\nAgentState\x12\x1b\n\x17\x41GENT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41GENT_STATE_ACTIVE\x10\x01\x12\x18\n\x14\x41GENT_STATE_DRAINING\x10\x02\x12\x18\n\x14\x41GENT_STATE_INACTIVE\x10\x03\x12\x18\n\x14\x41GENT_STATE_STARTING\x10\x04\x12\x15\n\x11\x41GENT_STATE_ERROR\x10\x05\x12\x17\n\x13\x41GENT_STATE_STOPPED\x10\x06*\x8a\x01\n\x0e\x41gentEventType\x12 \n\x1c\x41GENT_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41GENT_EVENT_TYPE_ADDED\x10\x01\x12\x1c\n\x18\x41GENT_EVENT_TYPE_UPDATED\x10\x02\x12\x1c\n\x18\x41GENT_EVENT_TYPE_REMOVED\x10\x03\x32\xfa\t\n\x0fRegistryService\x12\x99\x01\n\rRegisterAgent\x12,.meshwright.registry.v1.RegisterAgentRequest\x1a-.meshwright.registry.v1.RegisterAgentResponse\"+\xca\xf3\x18\x12\n\x02\x01\x03\x12\x0c\n\x08\x61gent_id\x10\x02\x82\xd3\xe4\x93\x02\x0f\"\n/v1/agents:\x01*\x12\xa2\x01\n\tHeartbeat\x12(.meshwright.registry.v1.HeartbeatRequest\x1a).meshwright.registry.v1.HeartbeatResponse\"@\xca\xf3\x18\x12\n\x02\x01\x03\x12\x0c\n\x08\x61gent_id\x10\x02\x82\xd3\xe4\x93\x02$\"\x1f/v1/agents/{agent_id}:heartbeat:\x01*\x12\x9b\x01\n\x10StreamHeartbeats\x12/.meshwright.registry.v1.StreamHeartbeatsRequest\x1a\x30.meshwright.registry.v1.StreamHeartbeatsResponse\" \xca\xf3\x18\x1c\n\x02\x01\x03\x12\x16\n\x12heartbeat.agent_id\x10\x02(\x01\x30\x01\x12\xa7\x01\n\x0f\x44\x65registerAgent\x12..meshwright.registry.v1.DeregisterAgentRequest\x1a/.meshwright.registry.v1.DeregisterAgentResponse\"3\xca\xf3\x18\x12\n\x02\x01\x03\x12\x0c\n\x08\x61gent_id\x10\x02\x82\xd3\xe4\x93\x02\x17*\x15/v1/agents/{agent_id}\x12\xc1\x01\n\x12ReportAgentFailure\x12\x31.meshwright.registry.v1.ReportAgentFailureRequest\x1a\x32.meshwright.registry.v1.ReportAgentFailureResponse\"D\xca\xf3\x18\x12\n\x02\x01\x03\x12\x0c\n\x08\x61gent_id\x10\x02\x82\xd3\xe4\x93\x02(\"#/v1/agents/{agent_id}:reportFailure:\x01*\x12\x86\x01\n\x08GetAgent\x12\'.meshwright.registry.v1.GetAgentRequest\x1a(.meshwright.registry.v1.GetAgentResponse\"\'\xca\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/agents/{agent_id}\x12\x81\x01\n\nListAgents\x12).meshwright.registry.v1.ListAgentsRequest\x1a*.meshwright.registry.v1.ListAgentsResponse\"\x1c\xca\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/agents\x12\x8c\x01\n\x0bWatchAgents\x12*.meshwright.registry.v1.WatchAgentsRequest\x1a+.meshwright.registry.v1.WatchAgentsResponse\"\"\xca\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/agents:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%meshwright/registry/v1/registry.proto\x12\x16meshwright.registry.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x1fmeshwright/agent/v1/agent.proto\x1a\x1fmeshwright/mesh/v1/policy.proto\"\x9c\x04\n\x05\x41gent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12,\n\x04\x63\x61rd\x18\x02 \x01(\x0b\x32\x1e.meshwright.agent.v1.AgentCard\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x31\n\x05state\x18\x04 \x01(\x0e\x32\".meshwright.registry.v1.AgentState\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\x05\x12\x0c\n\x04load\x18\x07 \x01(\x05\x12\x10\n\x08lease_id\x18\x08 \x01(\t\x12,\n\tlease_ttl\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x11lease_expire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rregister_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x13last_heartbeat_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11payout_account_id\x18\r \x01(\t\x12\x35\n\x11state_change_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cstate_reason\x18\x0f \x01(\t\x12\x15\n\rhealth_detail\x18\x10 \x01(\t\"\xd1\x01\n\x14RegisterAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12,\n\x04\x63\x61rd\x18\x02 \x01(\x0b\x32\x1e.meshwright.agent.v1.AgentCard\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x05\x12,\n\tlease_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11payout_account_id\x18\x07 \x01(\t\"E\n\x15RegisterAgentResponse\x12,\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1d.meshwright.registry.v1.Agent\"|\n\x10HeartbeatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0c\n\x04load\x18\x03 \x01(\x05\x12\x10\n\x08\x64raining\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x15\n\rhealth_detail\x18\x06 \x01(\t\"A\n\x11HeartbeatResponse\x12,\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1d.meshwright.registry.v1.Agent\"V\n\x17StreamHeartbeatsRequest\x12;\n\theartbeat\x18\x01 \x01(\x0b\x32(.meshwright.registry.v1.HeartbeatRequest\"\x89\x01\n\x18StreamHeartbeatsResponse\x12>\n\theartbeat\x18\x01 \x01(\x0b\x32).meshwright.registry.v1.HeartbeatResponseH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"*\n\x16\x44\x65registerAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"G\n\x17\x44\x65registerAgentResponse\x12,\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1d.meshwright.registry.v1.Agent\"=\n\x19ReportAgentFailureRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"J\n\x1aReportAgentFailureResponse\x12,\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1d.meshwright.registry.v1.Agent\"#\n\x0fGetAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"@\n\x10GetAgentResponse\x12,\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1d.meshwright.registry.v1.Agent\"\x89\x01\n\x11ListAgentsRequest\x12\r\n\x05skill\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x31\n\x05state\x18\x03 \x01(\x0e\x32\".meshwright.registry.v1.AgentState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"\\\n\x12ListAgentsResponse\x12-\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1d.meshwright.registry.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x12WatchAgentsRequest\x12\r\n\x05skill\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x31\n\x05state\x18\x03 \x01(\x0e\x32\".meshwright.registry.v1.AgentState\x12\x16\n\x0e\x61\x66ter_revision\x18\x04 \x01(\x03\"\x8b\x01\n\x13WatchAgentsResponse\x12\x34\n\x04type\x18\x01 \x01(\x0e\x32&.meshwright.registry.v1.AgentEventType\x12,\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x1d.meshwright.registry.v1.Agent\x12\x10\n\x08revision\x18\x03 \x01(\x03*\xbf\x01\n\nAgentState\x12\x1b\n\x17\x41GENT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41GENT_STATE_ACTIVE\x10\x01\x12\x18\n\x14\x41GENT_STATE_DRAINING\x10\x02\x12\x18\n\x14\x41GENT_STATE_INACTIVE\x10\x03\x12\x18\n\x14\x41GENT_STATE_STARTING\x10\x04\x12\x15\n\x11\x41GENT_STATE_ERROR\x10\x05\x12\x17\n\x13\x41GENT_STATE_STOPPED\x10\x06*\x8a\x01\n\x0e\x41gentEventType\x12 \n\x1c\x41GENT_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41GENT_EVENT_TYPE_ADDED\x10\x01\x12\x1c\n\x18\x41GENT_EVENT_TYPE_UPDATED\x10\x02\x12\x1c\n\x18\x41GENT_EVENT_TYPE_REMOVED\x10\x03\x32\xfa\t\n\x0fRegistryService\x12\x99\x01\n\rRegisterAgent\x12,.meshwright.registry.v1.RegisterAgentRequest\x1a-.meshwright.registry.v1.RegisterAgentResponse\"+\xca\xf3\x18\x12\n\x02\x01\x03\x12\x0c\n\x08\x61gent_id\x10\x02\x82\xd3\xe4\x93\x02\x0f\"\n/v1/agents:\x01*\x12\xa2\x01\n\tHeartbeat\x12(.meshwright.registry.v1.HeartbeatRequest\x1a).meshwright.registry.v1.HeartbeatResponse\"@\xca\xf3\x18\x12\n\x02\x01\x03\x12\x0c\n\x08\x61gent_id\x10\x02\x82\xd3\xe4\x93\x02$\"\x1f/v1/agents/{agent_id}:heartbeat:\x01*\x12\x9b\x01\n\x10StreamHeartbeats\x12/.meshwright.registry.v1.StreamHeartbeatsRequest\x1a\x30.meshwright.registry.v1.StreamHeartbeatsResponse\" \xca\xf3\x18\x1c\n\x02\x01\x03\x12\x16\n\x12heartbeat.agent_id\x10\x02(\x01\x30\x01\x12\xa7\x01\n\x0f\x44\x65registerAgent\x12..meshwright.registry.v1.DeregisterAgentRequest\x1a/.meshwright.registry.v1.DeregisterAgentResponse\"3\xca\xf3\x18\x12\n\x02\x01\x03\x12\x0c\n\x08\x61gent_id\x10\x02\x82\xd3\xe4\x93\x02\x17*\x15/v1/agents/{agent_id}\x12\xc1\x01\n\x12ReportAgentFailure\x12\x31.meshwright.registry.v1.ReportAgentFailureRequest\x1a\x32.meshwright.registry.v1.ReportAgentFailureResponse\"D\xca\xf3\x18\x12\n\x02\x01\x03\x12\x0c\n\x08\x61gent_id\x10\x02\x82\xd3\xe4\x93\x02(\"#/v1/agents/{agent_id}:reportFailure:\x01*\x12\x86\x01\n\x08GetAgent\x12\'.meshwright.registry.v1.GetAgentRequest\x1a(.meshwright.registry.v1.GetAgentResponse\"\'\xca\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/agents/{agent_id}\x12\x81\x01\n\nListAgents\x12).meshwright.registry.v1.ListAgentsRequest\x1a*.meshwright.registry.v1.ListAgentsResponse\"\x1c\xca\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/agents\x12\x8c\x01\n\x0bWatchAgents\x12*.meshwright.registry.v1.WatchAgentsRequest\x1a+.meshwright.registry.v1.WatchAgentsResponse\"\"\xca\xf3\x18\x06\n\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/agents:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,44 +53,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTRYSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\312\363\030\006\n\004\001\002\003\004\202\323\344\223\002\014\022\n/v1/agents'
   _globals['_REGISTRYSERVICE'].methods_by_name['WatchAgents']._loaded_options = None
   _globals['_REGISTRYSERVICE'].methods_by_name['WatchAgents']._serialized_options = b'\312\363\030\006\n\004\001\002\003\004\202\323\344\223\002\022\022\020/v1/agents:watch'
-  _globals['_AGENTSTATE']._serialized_start=2313
-  _globals['_AGENTSTATE']._serialized_end=2504
-  _globals['_AGENTEVENTTYPE']._serialized_start=2507
-  _globals['_AGENTEVENTTYPE']._serialized_end=2645
+  _globals['_AGENTSTATE']._serialized_start=2359
+  _globals['_AGENTSTATE']._serialized_end=2550
+  _globals['_AGENTEVENTTYPE']._serialized_start=2553
+  _globals['_AGENTEVENTTYPE']._serialized_end=2691
   _globals['_AGENT']._serialized_start=252
-  _globals['_AGENT']._serialized_end=769
-  _globals['_REGISTERAGENTREQUEST']._serialized_start=772
-  _globals['_REGISTERAGENTREQUEST']._serialized_end=981
-  _globals['_REGISTERAGENTRESPONSE']._serialized_start=983
-  _globals['_REGISTERAGENTRESPONSE']._serialized_end=1052
-  _globals['_HEARTBEATREQUEST']._serialized_start=1054
-  _globals['_HEARTBEATREQUEST']._serialized_end=1155
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1157
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1222
-  _globals['_STREAMHEARTBEATSREQUEST']._serialized_start=1224
-  _globals['_STREAMHEARTBEATSREQUEST']._serialized_end=1310
-  _globals['_STREAMHEARTBEATSRESPONSE']._serialized_start=1313
-  _globals['_STREAMHEARTBEATSRESPONSE']._serialized_end=1450
-  _globals['_DEREGISTERAGENTREQUEST']._serialized_start=1452
-  _globals['_DEREGISTERAGENTREQUEST']._serialized_end=1494
-  _globals['_DEREGISTERAGENTRESPONSE']._serialized_start=1496
-  _globals['_DEREGISTERAGENTRESPONSE']._serialized_end=1567
-  _globals['_REPORTAGENTFAILUREREQUEST']._serialized_start=1569
-  _globals['_REPORTAGENTFAILUREREQUEST']._serialized_end=1630
-  _globals['_REPORTAGENTFAILURERESPONSE']._serialized_start=1632
-  _globals['_REPORTAGENTFAILURERESPONSE']._serialized_end=1706
-  _globals['_GETAGENTREQUEST']._serialized_start=1708
-  _globals['_GETAGENTREQUEST']._serialized_end=1743
-  _globals['_GETAGENTRESPONSE']._serialized_start=1745
-  _globals['_GETAGENTRESPONSE']._serialized_end=1809
-  _globals['_LISTAGENTSREQUEST']._serialized_start=1812
-  _globals['_LISTAGENTSREQUEST']._serialized_end=1949
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=1951
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=2043
-  _globals['_WATCHAGENTSREQUEST']._serialized_start=2045
-  _globals['_WATCHAGENTSREQUEST']._serialized_end=2168
-  _globals['_WATCHAGENTSRESPONSE']._serialized_start=2171
-  _globals['_WATCHAGENTSRESPONSE']._serialized_end=2310
-  _globals['_REGISTRYSERVICE']._serialized_start=2648
-  _globals['_REGISTRYSERVICE']._serialized_end=3922
+  _globals['_AGENT']._serialized_end=792
+  _globals['_REGISTERAGENTREQUEST']._serialized_start=795
+  _globals['_REGISTERAGENTREQUEST']._serialized_end=1004
+  _globals['_REGISTERAGENTRESPONSE']._serialized_start=1006
+  _globals['_REGISTERAGENTRESPONSE']._serialized_end=1075
+  _globals['_HEARTBEATREQUEST']._serialized_start=1077
+  _globals['_HEARTBEATREQUEST']._serialized_end=1201
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1203
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1268
+  _globals['_STREAMHEARTBEATSREQUEST']._serialized_start=1270
+  _globals['_STREAMHEARTBEATSREQUEST']._serialized_end=1356
+  _globals['_STREAMHEARTBEATSRESPONSE']._serialized_start=1359
+  _globals['_STREAMHEARTBEATSRESPONSE']._serialized_end=1496
+  _globals['_DEREGISTERAGENTREQUEST']._serialized_start=1498
+  _globals['_DEREGISTERAGENTREQUEST']._serialized_end=1540
+  _globals['_DEREGISTERAGENTRESPONSE']._serialized_start=1542
+  _globals['_DEREGISTERAGENTRESPONSE']._serialized_end=1613
+  _globals['_REPORTAGENTFAILUREREQUEST']._serialized_start=1615
+  _globals['_REPORTAGENTFAILUREREQUEST']._serialized_end=1676
+  _globals['_REPORTAGENTFAILURERESPONSE']._serialized_start=1678
+  _globals['_REPORTAGENTFAILURERESPONSE']._serialized_end=1752
+  _globals['_GETAGENTREQUEST']._serialized_start=1754
+  _globals['_GETAGENTREQUEST']._serialized_end=1789
+  _globals['_GETAGENTRESPONSE']._serialized_start=1791
+  _globals['_GETAGENTRESPONSE']._serialized_end=1855
+  _globals['_LISTAGENTSREQUEST']._serialized_start=1858
+  _globals['_LISTAGENTSREQUEST']._serialized_end=1995
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=1997
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=2089
+  _globals['_WATCHAGENTSREQUEST']._serialized_start=2091
+  _globals['_WATCHAGENTSREQUEST']._serialized_end=2214
+  _globals['_WATCHAGENTSRESPONSE']._serialized_start=2217
+  _globals['_WATCHAGENTSRESPONSE']._serialized_end=2356
+  _globals['_REGISTRYSERVICE']._serialized_start=2694
+  _globals['_REGISTRYSERVICE']._serialized_end=3968
 # @@protoc_insertion_point(module_scope)

@@ -44,7 +44,7 @@ AGENT_EVENT_TYPE_UPDATED: AgentEventType
 AGENT_EVENT_TYPE_REMOVED: AgentEventType
 
 class Agent(_message.Message):
-    __slots__ = ("agent_id", "card", "endpoint", "state", "tags", "capacity", "load", "lease_id", "lease_ttl", "lease_expire_time", "register_time", "last_heartbeat_time", "payout_account_id", "state_change_time", "state_reason")
+    __slots__ = ("agent_id", "card", "endpoint", "state", "tags", "capacity", "load", "lease_id", "lease_ttl", "lease_expire_time", "register_time", "last_heartbeat_time", "payout_account_id", "state_change_time", "state_reason", "health_detail")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     CARD_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class Agent(_message.Message):
     PAYOUT_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
     STATE_REASON_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_DETAIL_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     card: _agent_pb2.AgentCard
     endpoint: str
@@ -75,7 +76,8 @@ class Agent(_message.Message):
     payout_account_id: str
     state_change_time: _timestamp_pb2.Timestamp
     state_reason: str
-    def __init__(self, agent_id: _Optional[str] = ..., card: _Optional[_Union[_agent_pb2.AgentCard, _Mapping]] = ..., endpoint: _Optional[str] = ..., state: _Optional[_Union[AgentState, str]] = ..., tags: _Optional[_Iterable[str]] = ..., capacity: _Optional[int] = ..., load: _Optional[int] = ..., lease_id: _Optional[str] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., register_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payout_account_id: _Optional[str] = ..., state_change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_reason: _Optional[str] = ...) -> None: ...
+    health_detail: str
+    def __init__(self, agent_id: _Optional[str] = ..., card: _Optional[_Union[_agent_pb2.AgentCard, _Mapping]] = ..., endpoint: _Optional[str] = ..., state: _Optional[_Union[AgentState, str]] = ..., tags: _Optional[_Iterable[str]] = ..., capacity: _Optional[int] = ..., load: _Optional[int] = ..., lease_id: _Optional[str] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., register_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payout_account_id: _Optional[str] = ..., state_change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_reason: _Optional[str] = ..., health_detail: _Optional[str] = ...) -> None: ...
 
 class RegisterAgentRequest(_message.Message):
     __slots__ = ("agent_id", "card", "endpoint", "tags", "capacity", "lease_ttl", "payout_account_id")
@@ -102,18 +104,20 @@ class RegisterAgentResponse(_message.Message):
     def __init__(self, agent: _Optional[_Union[Agent, _Mapping]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("agent_id", "lease_id", "load", "draining", "error")
+    __slots__ = ("agent_id", "lease_id", "load", "draining", "error", "health_detail")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     LOAD_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_DETAIL_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     lease_id: str
     load: int
     draining: bool
     error: str
-    def __init__(self, agent_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., load: _Optional[int] = ..., draining: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+    health_detail: str
+    def __init__(self, agent_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., load: _Optional[int] = ..., draining: _Optional[bool] = ..., error: _Optional[str] = ..., health_detail: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("agent",)
