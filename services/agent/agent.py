@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 from meshwright.agent.runtime import AgentRuntime, ServeOptions
 from meshwright.agent.skill import Skill, SkillFn
@@ -14,6 +14,10 @@ from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh.server import install_signal_handlers
 
 F = TypeVar("F", bound=SkillFn)
+
+LifecycleHook: TypeAlias = Callable[[AgentRuntime], Awaitable[None] | None]
+"""``fn(runtime)``, sync or async: run by ``Agent.on_start`` / ``Agent.on_stop``."""
+H = TypeVar("H", bound=LifecycleHook)
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:\-]+")
 
@@ -60,6 +64,28 @@ class Agent:
         self.metadata = dict(metadata or {})
         self.skills: dict[str, Skill] = {}
         """Skills by id."""
+        self.start_hooks: list[LifecycleHook] = []
+        """Run in order by each runtime once it serves and tried to register."""
+        self.stop_hooks: list[LifecycleHook] = []
+        """Run in order by each runtime once in-flight tasks ended, before it deregisters."""
+
+    def on_start(self, fn: H) -> H:
+        """Decorator: call ``fn(runtime)`` when a runtime of this agent has started.
+
+        For what skill code cannot reach from a ``TaskContext``: background work
+        bound to the runtime (a dependency probe), its metrics registry
+        (``runtime.metrics.registry``), ``runtime.report_health_detail``. An
+        exception stops the start (the runtime is stopped again).
+        """
+        self.start_hooks.append(fn)
+        return fn
+
+    def on_stop(self, fn: H) -> H:
+        """Decorator: call ``fn(runtime)`` when a runtime of this agent stops, after its
+        in-flight tasks ended and before it deregisters (close clients, stop background
+        work). An exception is logged; the stop goes on."""
+        self.stop_hooks.append(fn)
+        return fn
 
     def skill(
         self,

@@ -89,6 +89,9 @@ class Registration:
         """Heartbeats ask for no new work."""
         self.error = ""
         """A failure heartbeats report (the registry shows the agent ERROR while set)."""
+        self.health_detail = ""
+        """Reduced quality heartbeats report (shown as the agent's ``health_detail``; the
+        agent keeps its state and is still offered work)."""
         self.registrations = 0
         """Successful RegisterAgent calls so far."""
         self.heartbeats = 0
@@ -127,6 +130,19 @@ class Registration:
         """
         self.error = error[:1024]
         await self._beat_now("error-reporting")
+
+    async def report_health_detail(self, detail: str) -> None:
+        """Report ``detail`` now and on every heartbeat until ``report_health_detail("")``.
+
+        Unlike ``report_error`` the agent stays offered work: this says it works at
+        reduced quality (e.g. ``DEGRADED: model server unreachable``). An unchanged
+        detail sends nothing extra.
+        """
+        detail = detail[:1024]
+        if detail == self.health_detail:
+            return
+        self.health_detail = detail
+        await self._beat_now("health-detail")
 
     async def drain(self) -> None:
         """Tell the registry to send no new work; later heartbeats keep saying so."""
@@ -238,6 +254,7 @@ class Registration:
             load=self._load(),
             draining=self.draining,
             error=self.error,
+            health_detail=self.health_detail,
         )
         if self._stream is not None and not self._stream.unsupported:
             try:

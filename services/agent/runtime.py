@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -231,6 +233,8 @@ class AgentRuntime:
                 economy=service_client(self._channels, economy, ECONOMY_SERVICE),
             )
             await self.registration.start()
+        for hook in self.agent.start_hooks:
+            await _call_hook(hook, self)
 
     async def report_error(self, error: str) -> None:
         """Tell the registry this agent cannot do work (ERROR, ``error`` as the reason)
@@ -238,6 +242,13 @@ class AgentRuntime:
         down, a dependency missing)."""
         if self.registration is not None:
             await self.registration.report_error(error)
+
+    async def report_health_detail(self, detail: str) -> None:
+        """Tell the registry this agent works at reduced quality but still takes work
+        (its ``health_detail``, e.g. ``DEGRADED: model server unreachable``) until
+        ``report_health_detail("")``; its state is unchanged, unlike ``report_error``."""
+        if self.registration is not None:
+            await self.registration.report_health_detail(detail)
 
     async def wait_registered(self, timeout: float | None = None) -> None:
         """Block until the first registration succeeded (TimeoutError after ``timeout``)."""
@@ -267,6 +278,11 @@ class AgentRuntime:
             if self.registration is not None:
                 await self.registration.drain()
             await self.server.stop()
+            for hook in self.agent.stop_hooks:
+                try:
+                    await _call_hook(hook, self)
+                except Exception:  # one broken hook must not keep the agent registered
+                    log.exception("stop hook %r of %s failed", hook, self.agent_id)
             if self.registration is not None:
                 await self.registration.close(deregister=True)
         finally:
@@ -274,3 +290,11 @@ class AgentRuntime:
             await self._channels.close()
             if self.metrics_server is not None:
                 await self.metrics_server.close()
+
+
+async def _call_hook(
+    hook: Callable[[AgentRuntime], Awaitable[None] | None], rt: AgentRuntime
+) -> None:
+    result = hook(rt)
+    if inspect.isawaitable(result):
+        await result

@@ -129,6 +129,8 @@ class Report:
     load: int = 0
     draining: bool = False
     error: str = ""
+    health_detail: str = ""
+    """Carried in the note only: reduced quality does not change the check's status."""
 
     @property
     def status(self) -> str:
@@ -144,6 +146,8 @@ def encode_note(report: Report, at: float) -> str:
         note["draining"] = True
     if report.error:
         note["error"] = report.error
+    if report.health_detail:
+        note["health_detail"] = report.health_detail
     return json.dumps(note, sort_keys=True, separators=(",", ":"))
 
 
@@ -159,9 +163,10 @@ def decode_note(output: str) -> tuple[Report, float] | None:
         load = int(note.get("load", 0))
         draining = note.get("draining", False) is True
         error = str(note.get("error", ""))
+        health_detail = str(note.get("health_detail", ""))
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
-    return Report(load=load, draining=draining, error=error), at
+    return Report(load=load, draining=draining, error=error, health_detail=health_detail), at
 
 
 # -- registration --------------------------------------------------------------
@@ -458,6 +463,7 @@ def decode(
         lapsed=lapsed,
         healthy=healthy,
         error=report.error,
+        health_detail=report.health_detail,
         status_reason=reason,
     )
     state, _, why = fresh.status_at(observed)

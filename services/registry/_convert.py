@@ -29,6 +29,7 @@ def to_agent(record: AgentRecord, now: float) -> registry_pb2.Agent:
         payout_account_id=record.payout_account_id,
         state_change_time=timestamp(since),
         state_reason=reason,
+        health_detail=record.health_detail,
     )
     if record.last_heartbeat_s is not None:
         agent.last_heartbeat_time.CopyFrom(timestamp(record.last_heartbeat_s))

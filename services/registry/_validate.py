@@ -95,7 +95,7 @@ MAX_REASON = 1024
 
 
 def heartbeat_violations(
-    agent_id: str, lease_id: str, load: int, error: str = ""
+    agent_id: str, lease_id: str, load: int, error: str = "", health_detail: str = ""
 ) -> list[FieldViolation]:
     """Everything wrong with a heartbeat."""
     out = check_id(agent_id, "agent_id")
@@ -105,6 +105,8 @@ def heartbeat_violations(
         out.append(FieldViolation("load", "must not be negative"))
     if len(error) > MAX_REASON:
         out.append(FieldViolation("error", f"must be at most {MAX_REASON} characters"))
+    if len(health_detail) > MAX_REASON:
+        out.append(FieldViolation("health_detail", f"must be at most {MAX_REASON} characters"))
     return out
 
 

@@ -50,8 +50,10 @@ class RegistryBackend(Protocol):
         load: int,
         draining: bool,
         error: str = "",
+        health_detail: str = "",
     ) -> AgentRecord:
-        """Extend the lease by its ttl from ``now``; record load, draining and error.
+        """Extend the lease by its ttl from ``now``; record load, draining, error and
+        health detail (the last replaces the previous one; empty clears it).
 
         Raises ``AgentNotFound`` for an unknown agent, ``AgentStopped`` for a
         stopped one and ``LeaseMismatch`` if ``lease_id`` is not the current

@@ -776,7 +776,8 @@ class ConsulRegistryBackend:
             current is not None
             and current.lease_id == lease_id
             and current.last_heartbeat_s is not None
-            and codec.Report(current.load, current.draining, current.error) == report
+            and codec.Report(current.load, current.draining, current.error, current.health_detail)
+            == report
         ):
             at = current.last_heartbeat_s
         return _Sent(lease_id, report, codec.encode_note(report, at), at)
@@ -791,8 +792,11 @@ class ConsulRegistryBackend:
         load: int,
         draining: bool,
         error: str = "",
+        health_detail: str = "",
     ) -> AgentRecord:
-        report = codec.Report(load=load, draining=draining, error=error)
+        report = codec.Report(
+            load=load, draining=draining, error=error, health_detail=health_detail
+        )
         await self._update_lease(agent_id, self._report(agent_id, lease_id, report, now))
         base = await self._record_of(agent_id, lease_id)
         if _lease_status(base) != report.status:
@@ -815,6 +819,7 @@ class ConsulRegistryBackend:
             draining=draining,
             lapsed=False,
             error=error,
+            health_detail=health_detail,
         )
         if renewed.state_at(now) != base.state_at(now):
             keep = base.status_reason if renewed.healthy is not True else ""
@@ -831,6 +836,7 @@ class ConsulRegistryBackend:
                 load=current.load if current is not None and held else 0,
                 draining=current.draining if current is not None and held else False,
                 error=reason,
+                health_detail=current.health_detail if current is not None and held else "",
             )
             try:
                 sent = _Sent(lease_id, report, codec.encode_note(report, now), now)
@@ -925,7 +931,7 @@ class ConsulRegistryBackend:
                 )
 
     def _shown(self, record: AgentRecord) -> AgentRecord:
-        """``record`` with the load of a newer heartbeat this process wrote.
+        """``record`` with the load and health detail of a newer heartbeat this process wrote.
 
         Consul writes an output-only change (a new load, same status) back to its
         catalog only after ``check_update_interval``, so the follower may not have
@@ -945,7 +951,12 @@ class ConsulRegistryBackend:
         cached = self._shown_of.get(record.agent_id)
         if cached is not None and cached[0] is record and cached[1] is sent:
             return cached[2]
-        shown = dataclasses.replace(record, load=sent.report.load, last_heartbeat_s=sent.at)
+        shown = dataclasses.replace(
+            record,
+            load=sent.report.load,
+            health_detail=sent.report.health_detail,
+            last_heartbeat_s=sent.at,
+        )
         self._shown_of[record.agent_id] = (record, sent, shown)
         return shown
 

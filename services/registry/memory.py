@@ -115,6 +115,7 @@ class MemoryRegistryBackend:
         load: int,
         draining: bool,
         error: str = "",
+        health_detail: str = "",
     ) -> AgentRecord:
         current = self._live_record(agent_id)
         if current.lease_id != lease_id:
@@ -132,6 +133,7 @@ class MemoryRegistryBackend:
             draining=draining,
             lapsed=False,
             error=error,
+            health_detail=health_detail,
         )
         if renewed.state_at(now) != state_before:
             # A health verdict (or the wait for one) still explains the state; else nothing.

@@ -62,6 +62,9 @@ class AgentRecord:
     True for registries that do not check (a lease is all they judge by)."""
     error: str = ""
     """A failure the agent or its supervisor reported (ERROR while non-empty)."""
+    health_detail: str = ""
+    """Reduced quality the agent reported (e.g. "DEGRADED: ..."): shown, never judged by:
+    the agent keeps its state and is still offered work."""
     stopped_s: float | None = None
     """When it deregistered gracefully (STOPPED since)."""
     status_s: float = 0.0

@@ -254,20 +254,29 @@ class Registry:
         load: int = 0,
         draining: bool = False,
         error: str = "",
+        health_detail: str = "",
     ) -> registry_pb2.Agent:
-        """Renew a lease and record load, draining and an error (ERROR while set).
+        """Renew a lease and record load, draining, an error (ERROR while set) and a
+        health detail (shown as the agent's ``health_detail``; its state is unchanged).
 
         Raises ``AgentNotFound``/``AgentStopped`` or ``LeaseMismatch`` (register
         again on either), ``NotOwner`` when an agent names another agent's id.
         """
         _raise_if(
-            _validate.heartbeat_violations(agent_id, lease_id, load, error), "invalid heartbeat"
+            _validate.heartbeat_violations(agent_id, lease_id, load, error, health_detail),
+            "invalid heartbeat",
         )
         who = caller()
         _access.require_self(who, agent_id)
         now = self._clock()
         record = await self.backend.renew(
-            agent_id, lease_id, now=now, load=load, draining=draining, error=error
+            agent_id,
+            lease_id,
+            now=now,
+            load=load,
+            draining=draining,
+            error=error,
+            health_detail=health_detail,
         )
         if self.metrics is not None:
             self.metrics.heartbeat()

@@ -45,6 +45,7 @@ class RegistryServicer:
             load=request.load,
             draining=request.draining,
             error=request.error,
+            health_detail=request.health_detail,
         )
         return registry_pb2.HeartbeatResponse(agent=agent)
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from meshwright.mesh import MeshServer
+from meshwright.mesh.errors import InvalidArgument
 from meshwright.mesh.security import insecure_pipeline
 from meshwright.registry import (
     AgentNotFound,
@@ -340,6 +341,59 @@ async def test_heartbeat_records_load_and_draining(env: Env) -> None:
     assert [a.agent_id for a in listed] == ["a1"]
     assert (await env.registry.heartbeat("a1", agent.lease_id)).state == ACTIVE
     assert await env.state("a1") == ACTIVE
+
+
+async def test_a_health_detail_shows_without_changing_the_state_until_cleared(env: Env) -> None:
+    agent = await env.register("a1", "llm.chat")
+    await env.running("a1")
+    detail = "DEGRADED: model server unreachable"
+    beat = await env.registry.heartbeat("a1", agent.lease_id, load=1, health_detail=detail)
+    assert beat.state == ACTIVE and beat.health_detail == detail and beat.state_reason == ""
+    got = await env.registry.get_agent("a1")
+    assert got.state == ACTIVE and got.health_detail == detail and got.load == 1
+    # Still offered work: discovery by skill and by state finds it.
+    found = await env.registry.list_agents(skill="llm.chat", state=ACTIVE)
+    assert [(a.agent_id, a.health_detail) for a in found] == [("a1", detail)]
+    # With an error too, both show; the error alone decides the state.
+    beat = await env.registry.heartbeat("a1", agent.lease_id, error="boom", health_detail=detail)
+    assert beat.state == ERROR and beat.health_detail == detail
+    beat = await env.registry.heartbeat("a1", agent.lease_id, health_detail=detail)
+    assert beat.state == ACTIVE and beat.health_detail == detail
+    # A heartbeat without it clears it.
+    assert (await env.registry.heartbeat("a1", agent.lease_id)).health_detail == ""
+    got = await env.registry.get_agent("a1")
+    assert got.state == ACTIVE and got.health_detail == ""
+
+
+async def test_another_registry_on_the_store_reads_the_health_detail(env: Env) -> None:
+    other = await env.replica()
+    agent = await env.register("a1")
+    await env.running("a1")
+    await env.running("a1", registry=other)
+    detail = "DEGRADED: model missing"
+    # Draining changes the lease check's status, which every store shares at once (Consul
+    # writes an output-only change back late); the detail travels with it.
+    await other.heartbeat("a1", agent.lease_id, draining=True, health_detail=detail)
+
+    async def shows_it() -> bool:
+        got = await env.registry.get_agent("a1")
+        return got.state == DRAINING and got.health_detail == detail
+
+    await eventually(shows_it)
+
+
+async def test_a_health_detail_is_at_most_1024_characters(env: Env) -> None:
+    agent = await env.register("a1")
+    await env.running("a1")
+    at_limit = "D" * 1024
+    beat = await env.registry.heartbeat("a1", agent.lease_id, health_detail=at_limit)
+    assert beat.health_detail == at_limit
+    err = await _raises(
+        env.registry.heartbeat("a1", agent.lease_id, health_detail=at_limit + "D"),
+        InvalidArgument,
+    )
+    assert [v.field for v in err.violations] == ["health_detail"]
+    assert (await env.registry.get_agent("a1")).health_detail == at_limit
 
 
 async def test_a_lapsed_lease_reads_inactive_until_the_next_heartbeat(env: Env) -> None:
