@@ -17,11 +17,18 @@ hands every launch a fresh ``agent`` token whose subject is that id in
 line, where any local user could read them.
 
 States (seed 002): starting → running → stopped | error, and restarting
-between a crash and the next start. Given a registry client that may report
-failures (``failures``: an admin's, or any caller the registry lets report for
-these agents), a child that was running and exits unasked is reported with
-``ReportAgentFailure``, so the registry shows it ERROR at once instead of
-waiting for its lease to lapse.
+between an exit and the next start. A child that was RUNNING and exits with
+code 0 is STOPPED; one that exits non-zero, is killed by a signal or never gets
+READY is ERROR.
+Its spec's ``restart`` policy says what follows: ``always`` starts it again
+after either, ``on-failure`` (the default) only after an ERROR, ``never``
+leaves it. Every state change is handed to the ``on_change`` callbacks with
+its time and reason, every output line to the ``on_output`` ones.
+
+Given a registry client that may report failures (``failures``: an admin's, or
+any caller the registry lets report for these agents), a child that was running
+and fails (ERROR) is reported with ``ReportAgentFailure``, so the registry shows
+it ERROR at once instead of waiting for its lease to lapse.
 """
 
 from __future__ import annotations
@@ -59,6 +66,17 @@ AGENT_TOKEN_TTL_S = 90 * 86_400.0
 renew their token, so it is long: a child running longer than this is refused by the mesh."""
 
 
+class RestartPolicy(enum.StrEnum):
+    """When an exited child is started again."""
+
+    ALWAYS = "always"
+    """After any exit, clean or not."""
+    ON_FAILURE = "on-failure"
+    """After a non-zero exit, a signal or a start that failed; a clean exit stays STOPPED."""
+    NEVER = "never"
+    """Never: the child stays STOPPED or ERROR."""
+
+
 class ProcessState(enum.StrEnum):
     """Where a supervised agent process is in its life."""
 
@@ -67,19 +85,60 @@ class ProcessState(enum.StrEnum):
     RUNNING = "running"
     """Registered and serving."""
     STOPPED = "stopped"
-    """Shut down on request."""
+    """Shut down on request, or exited with code 0."""
     ERROR = "error"
-    """Failed to start, or crashed more often than restarts allow."""
+    """Failed to start, exited non-zero or was killed by a signal."""
     RESTARTING = "restarting"
-    """Crashed; waiting out the backoff before starting again."""
+    """Exited; waiting out the backoff before starting again."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One line a child wrote."""
+
+    time: float
+    """When it was read (``time.time()``)."""
+    stream: str
+    """``stdout`` or ``stderr``."""
+    text: str
+    """The line without its newline."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """One state change of one child."""
+
+    name: str
+    """The child's name."""
+    time: float
+    """When (``time.time()``)."""
+    old: ProcessState | None
+    """The state before; None for a new child."""
+    new: ProcessState
+    """The state after."""
+    reason: str
+    """Why, e.g. ``exited with code 1``, ``stop requested``."""
+    pid: int | None
+    """The process id, when one exists."""
+
+
+StateCallback = Callable[[StateChange], None]
+"""``fn(change)`` for each state change of a child."""
+LineCallback = Callable[[str, OutputLine], None]
+"""``fn(child_name, line)`` for each output line of a child."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentSpec:
     """One agent process to run."""
 
-    target: str
+    target: str = ""
     """``module:attr`` of the Agent, e.g. ``meshwright.agent.samples:sysinfo_agent``."""
+    command: tuple[str, ...] = ()
+    """Instead of ``target``: a command line (argv) that prints the READY line; it gets
+    the registry, economy, agent id, port and token as ``MESHWRIGHT_*`` variables."""
+    restart: RestartPolicy = RestartPolicy.ON_FAILURE
+    """When the child is started again after it exited."""
     name: str = ""
     """Label for status and output; the attr part of ``target`` when empty."""
     port: int = 0
@@ -95,10 +154,18 @@ class AgentSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment variables."""
 
+    def __post_init__(self) -> None:
+        if bool(self.target) == bool(self.command):
+            raise ValueError("an AgentSpec needs a target or a command, not both")
+
     @property
     def label(self) -> str:
-        """The name, or the attr part of the target."""
-        return self.name or self.target.rpartition(":")[2] or self.target
+        """The name, or the attr part of the target (the program of a command)."""
+        if self.name:
+            return self.name
+        if self.command:
+            return os.path.basename(self.command[0]) or "agent"
+        return self.target.rpartition(":")[2] or self.target
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +189,8 @@ class ProcessStatus:
     """Why the process is in ERROR (or why it last crashed)."""
     metrics_url: str = ""
     """Its /metrics URL from the READY line ("" when it serves none)."""
+    running_since: float | None = None
+    """``time.time()`` it became RUNNING; None unless RUNNING."""
 
 
 class AgentStartError(RuntimeError):
@@ -129,8 +198,9 @@ class AgentStartError(RuntimeError):
 
 
 class _Child:
-    def __init__(self, spec: AgentSpec, output_lines: int) -> None:
+    def __init__(self, spec: AgentSpec, output_lines: int, on_change: list[StateCallback]) -> None:
         self.spec = spec
+        self.on_change = on_change
         self.name = spec.label
         self.state = ProcessState.STARTING
         self.proc: asyncio.subprocess.Process | None = None
@@ -140,7 +210,8 @@ class _Child:
         self.endpoint = ""
         self.metrics_url = ""
         self.error = ""
-        self.output: deque[str] = deque(maxlen=output_lines)
+        self.output: deque[OutputLine] = deque(maxlen=output_lines)
+        self.running_since: float | None = None
         self.ready = asyncio.Event()
         self.changed = asyncio.Event()
         self.stop_requested = asyncio.Event()
@@ -150,10 +221,25 @@ class _Child:
         self.monitor: asyncio.Task[None] | None = None
         self.pumps: tuple[asyncio.Task[None], ...] = ()
 
-    def set_state(self, state: ProcessState) -> None:
+    def set_state(self, state: ProcessState, reason: str = "", *, new: bool = False) -> None:
+        old = None if new else self.state
         self.state = state
+        self.running_since = time.time() if state is ProcessState.RUNNING else None
         self.changed.set()
         self.changed = asyncio.Event()
+        change = StateChange(
+            name=self.name,
+            time=time.time(),
+            old=old,
+            new=state,
+            reason=reason,
+            pid=self.proc.pid if self.proc else None,
+        )
+        for fn in self.on_change:
+            try:
+                fn(change)
+            except Exception:  # a broken observer must not stop supervising
+                log.exception("a state-change callback failed for agent %s", self.name)
 
     def status(self) -> ProcessStatus:
         return ProcessStatus(
@@ -167,6 +253,7 @@ class _Child:
             endpoint=self.endpoint,
             error=self.error,
             metrics_url=self.metrics_url,
+            running_since=self.running_since,
         )
 
 
@@ -189,7 +276,7 @@ class AgentSupervisor:
         lease_ttl_s: float | None = None,
         ready_timeout_s: float = 20.0,
         stop_grace_s: float = 10.0,
-        max_restarts: int = 3,
+        max_restarts: int | None = 3,
         restart_backoff_s: float = 0.5,
         max_restart_backoff_s: float = 10.0,
         stable_after_s: float = 60.0,
@@ -202,12 +289,16 @@ class AgentSupervisor:
         insecure_no_auth: bool = False,
         token_ttl_s: float = AGENT_TOKEN_TTL_S,
         failures: ServiceClient | None = None,
+        on_change: StateCallback | None = None,
+        on_output: LineCallback | None = None,
     ) -> None:
         """``issuer``: mint each child an agent token for its own id (``MESHWRIGHT_TOKEN``).
         ``auth_public_key``: PEM file the children check callers' tokens with
         (``MESHWRIGHT_AUTH_PUBLIC_KEY``). ``insecure_no_auth``: children serve without
         checking tokens (``MESHWRIGHT_INSECURE_NO_AUTH=1``); not together with ``issuer``.
         ``failures``: a RegistryService client that reports children that exit unasked.
+        ``max_restarts``: consecutive failed runs restarted before giving up; None: no limit.
+        ``on_change`` / ``on_output``: called for every state change / output line.
         """
         if issuer is not None and insecure_no_auth:
             raise ValueError("an issuer hands out tokens; it makes no sense with auth off")
@@ -237,6 +328,8 @@ class AgentSupervisor:
             _echo_to_stderr if echo is True else echo if callable(echo) else None
         )
         self._children: dict[str, _Child] = {}
+        self.on_change: list[StateCallback] = [on_change] if on_change else []
+        self.on_output: list[LineCallback] = [on_output] if on_output else []
 
     async def __aenter__(self) -> AgentSupervisor:
         return self
@@ -261,7 +354,17 @@ class AgentSupervisor:
 
     def output(self, name: str) -> list[str]:
         """The most recent output lines (stdout and stderr) of an agent process."""
+        return [line.text for line in self._children[name].output]
+
+    def output_lines(self, name: str) -> list[OutputLine]:
+        """The most recent output lines of an agent process, with time and stream."""
         return list(self._children[name].output)
+
+    def forget(self, name: str) -> None:
+        """Drop a process that is STOPPED or ERROR (ValueError while it runs)."""
+        if self._busy(name):
+            raise ValueError(f"agent process {name!r} is {self._children[name].state}")
+        self._children.pop(name, None)
 
     async def wait_state(
         self, name: str, *states: ProcessState, timeout: float | None = None
@@ -295,11 +398,12 @@ class AgentSupervisor:
             spec = dataclasses.replace(spec, name=label)
         if self._busy(spec.label):
             raise ValueError(f"agent process {spec.label!r} is {self._children[spec.label].state}")
-        child = _Child(spec, self.output_lines)
+        child = _Child(spec, self.output_lines, self.on_change)
         if not child.agent_id and not self._token_given(spec):
             # Decided here, not by the child, so its token can name it before it exists.
             child.agent_id = new_agent_id(child.name)
         self._children[child.name] = child
+        child.set_state(ProcessState.STARTING, "start requested", new=True)
         child.monitor = asyncio.create_task(self._supervise(child), name=f"supervise-{child.name}")
         await asyncio.shield(child.started)
         return child.status()
@@ -321,6 +425,18 @@ class AgentSupervisor:
             env["MESHWRIGHT_AUTH_PUBLIC_KEY"] = self.auth_public_key
         if self.insecure_no_auth:
             env["MESHWRIGHT_INSECURE_NO_AUTH"] = "1"
+        if child.spec.command:
+            # What `meshwright agent run` takes as flags, a command gets as its defaults.
+            env["MESHWRIGHT_REGISTRY"] = self.registry
+            env["MESHWRIGHT_AGENT_HOST"] = self.host
+            env["MESHWRIGHT_AGENT_PORT"] = str(child.spec.port)
+            if self.economy:
+                env["MESHWRIGHT_ECONOMY"] = self.economy
+            if child.agent_id:
+                env["MESHWRIGHT_AGENT_ID"] = child.agent_id
+            ttl = child.spec.lease_ttl_s if child.spec.lease_ttl_s is not None else self.lease_ttl_s
+            if ttl is not None:
+                env["MESHWRIGHT_LEASE_TTL_S"] = str(ttl)
         return env
 
     def _busy(self, name: str) -> bool:
@@ -377,6 +493,8 @@ class AgentSupervisor:
 
     def _command(self, child: _Child) -> list[str]:
         spec = child.spec
+        if spec.command:
+            return list(spec.command)
         cmd = [
             self.python, "-m", "meshwright.agent", "run", spec.target,
             "--registry", self.registry,
@@ -399,11 +517,12 @@ class AgentSupervisor:
         first = True
         try:
             while True:
-                child.set_state(ProcessState.STARTING)
+                if not first:
+                    child.set_state(ProcessState.STARTING, "restarting after backoff")
                 started = time.monotonic()
                 ready = await self._launch(child)
                 if ready and not child.stop_requested.is_set():
-                    child.set_state(ProcessState.RUNNING)
+                    child.set_state(ProcessState.RUNNING, "READY")
                     if first:
                         child.started.set_result(None)
                     assert child.proc is not None
@@ -413,24 +532,33 @@ class AgentSupervisor:
                 await self._reap(child)
                 ran_s = time.monotonic() - started
                 if child.stop_requested.is_set():
-                    child.set_state(ProcessState.STOPPED)
+                    child.set_state(ProcessState.STOPPED, "stop requested")
                     break
                 if ready:  # else _launch said why
                     child.error = _exit_reason(child.exit_code)
-                    await self._report_failure(child)
+                # A start that never got READY failed, whatever its exit code.
+                clean = ready and child.exit_code == 0
+                if clean:
+                    child.set_state(ProcessState.STOPPED, child.error)
+                else:
+                    child.set_state(ProcessState.ERROR, child.error)
+                    if ready:
+                        await self._report_failure(child)
                 if first and not ready:
-                    child.set_state(ProcessState.ERROR)
-                    tail = "\n".join(list(child.output)[-20:])
+                    tail = "\n".join(line.text for line in list(child.output)[-20:])
                     child.started.set_exception(
                         AgentStartError(f"agent {child.name} did not start: {child.error}\n{tail}")
                     )
                     break
                 first = False
+                policy = child.spec.restart
+                if policy is RestartPolicy.NEVER or (clean and policy is RestartPolicy.ON_FAILURE):
+                    log.info("agent %s: %s; not restarted (%s)", child.name, child.error, policy)
+                    break
                 if ran_s >= self.stable_after_s:
                     consecutive = 0
-                if consecutive >= self.max_restarts:
+                if self.max_restarts is not None and consecutive >= self.max_restarts:
                     log.warning("agent %s: %s; giving up", child.name, child.error)
-                    child.set_state(ProcessState.ERROR)
                     break
                 consecutive += 1
                 child.restarts += 1
@@ -438,18 +566,18 @@ class AgentSupervisor:
                     self.restart_backoff_s * 2 ** (consecutive - 1), self.max_restart_backoff_s
                 )
                 log.warning("agent %s: %s; restarting in %.1fs", child.name, child.error, delay)
-                child.set_state(ProcessState.RESTARTING)
+                child.set_state(ProcessState.RESTARTING, f"restarting in {delay:.1f}s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(child.stop_requested.wait(), delay)
                 if child.stop_requested.is_set():
-                    child.set_state(ProcessState.STOPPED)
+                    child.set_state(ProcessState.STOPPED, "stop requested")
                     break
         except BaseException as err:
             if child.proc is not None and child.proc.returncode is None:
                 child.proc.kill()
             if not child.started.done():
                 child.started.set_exception(AgentStartError(f"agent {child.name}: {err!r}"))
-            child.set_state(ProcessState.ERROR)
+            child.set_state(ProcessState.ERROR, f"supervisor failed: {err!r}")
             raise
         finally:
             if not child.started.done():
@@ -539,7 +667,13 @@ class AgentSupervisor:
             if not raw:
                 return
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            child.output.append(line)
+            record = OutputLine(time.time(), "stdout" if ready else "stderr", line)
+            child.output.append(record)
+            for fn in self.on_output:
+                try:
+                    fn(child.name, record)
+                except Exception:  # a broken listener must not stop draining the pipe
+                    log.exception("an output listener failed for agent %s", child.name)
             if ready and not child.ready.is_set():
                 fields = parse_ready_line(line)
                 if fields is not None:
@@ -588,8 +722,13 @@ __all__ = [
     "AgentSpec",
     "AgentStartError",
     "AgentSupervisor",
+    "LineCallback",
     "OutputCallback",
+    "OutputLine",
     "ProcessState",
     "ProcessStatus",
+    "RestartPolicy",
+    "StateCallback",
+    "StateChange",
     "new_agent_id",
 ]
