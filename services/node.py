@@ -22,6 +22,7 @@ from meshwright.agent.v1 import agent_pb2
 from meshwright.economy import Economy, EconomyServicer, LedgerStore, MemoryLedgerStore, Params
 from meshwright.economy.v1 import economy_pb2
 from meshwright.gateway import GatewayHandle, create_app, start_gateway
+from meshwright.gateway.a2a_catalog import a2a_catalog_routes
 from meshwright.mesh import policy
 from meshwright.mesh.client import (
     ChannelPool,
@@ -443,8 +444,15 @@ async def start_node(
             await node.engine.start()
         if gateway:
             origins = [o.strip() for o in config.cors_origins.split(",") if o.strip()]
+            # The A2A catalog (/a2a/agents, /.well-known/api-catalog) reads the registry
+            # as this node; MESHWRIGHT_A2A_CATALOG_* settings.
+            catalog = a2a_catalog_routes(
+                node.clients.get("registry"), node.fronted, calls_need_token=pipeline.auth_enabled
+            )
             app = create_app(
-                node.fronted, cors_origins=origins, extra_routes=[metrics_route(node.metrics)]
+                node.fronted,
+                cors_origins=origins,
+                extra_routes=[metrics_route(node.metrics), *catalog],
             )
             node.gateway = await start_gateway(app, host=config.host, port=config.http_port)
         if metrics_port is not None:
