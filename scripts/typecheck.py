@@ -23,8 +23,18 @@ def build_farm() -> Path:
     package_dir: dict[str, str] = config["tool"]["setuptools"]["package-dir"]
     if FARM.exists():
         shutil.rmtree(FARM)
-    for package, folder in sorted(package_dir.items()):
-        dest = FARM.joinpath(*package.split("."))
+    packages: list[str] = config["tool"]["setuptools"]["packages"]
+    for package in sorted(packages):
+        # A package without a folder of its own lives under its nearest mapped parent,
+        # as setuptools finds it (meshwright.agent.a2a -> services/agent/a2a).
+        parts = package.split(".")
+        for n in range(len(parts), 0, -1):
+            if ".".join(parts[:n]) in package_dir:
+                folder = str(Path(package_dir[".".join(parts[:n])], *parts[n:]))
+                break
+        else:
+            continue
+        dest = FARM.joinpath(*parts)
         dest.mkdir(parents=True, exist_ok=True)
         for src in (ROOT / folder).iterdir():
             if src.suffix in (".py", ".pyi", ".typed") and src.is_file():

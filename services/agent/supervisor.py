@@ -356,7 +356,7 @@ class AgentSupervisor:
         """The most recent output lines (stdout and stderr) of an agent process."""
         return [line.text for line in self._children[name].output]
 
-    def output_lines(self, name: str) -> list[OutputLine]:
+    def output_records(self, name: str) -> list[OutputLine]:
         """The most recent output lines of an agent process, with time and stream."""
         return list(self._children[name].output)
 
