@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
+
+from meshwright.mesh.context import current_call
 
 
 class TaskSink(Protocol):
@@ -32,6 +35,7 @@ class TaskContext:
         "skill",
         "upstream",
         "metadata",
+        "deadline",
         "_sink",
         "_loop",
         "_loop_thread",
@@ -57,9 +61,20 @@ class TaskContext:
         """Outputs of the tasks this one depends on, by their task ids."""
         self.metadata: dict[str, str] = metadata if metadata is not None else {}
         """Free-form metadata from the caller."""
+        call = current_call()
+        self.deadline: float | None = call.deadline if call is not None else None
+        """``time.monotonic()`` value the call that started the task must end by (None
+        without one): past it the caller has gone and the task is canceled."""
         self._sink = sink
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before ``deadline`` (never negative), None without one: a skill
+        that calls something slow budgets it so it can still answer in time."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
 
     async def progress(self, message: str, fraction: float | None = None) -> None:
         """Report progress: a message and optionally the fraction done in [0, 1]."""
