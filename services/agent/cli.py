@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from meshwright.agent.agent import Agent
 from meshwright.agent.results import DEFAULT_RESULT_MEMORY, DEFAULT_RESULT_TTL_S
@@ -82,6 +82,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory MODULE is imported from first (env MESHWRIGHT_APP_DIR; the current "
         "directory)",
     )
+    add_serve_arguments(parser)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that serve any agent: those of ``run`` but MODULE:ATTR and --app-dir
+    (shared by the commands that make their agent another way, such as ``a2a``)."""
     parser.add_argument(
         "--registry",
         default=env_default("registry", None),
@@ -188,8 +194,27 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """Serve the agent ``args`` describe until SIGTERM/SIGINT; the exit code."""
+class AgentLoadError(Exception):
+    """No agent to serve; the message says why. ``exit_code``: 2 for bad input, 1 for a
+    source that could not be reached."""
+
+    def __init__(self, message: str, *, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _load_target(args: argparse.Namespace) -> Agent:
+    try:
+        return load_agent(args.target, args.app_dir)
+    except (ImportError, AttributeError, ValueError, TypeError) as err:
+        raise AgentLoadError(f"cannot load {args.target}: {err}") from None
+
+
+def run_command(
+    args: argparse.Namespace, load: Callable[[argparse.Namespace], Agent] = _load_target
+) -> int:
+    """Serve the agent ``load(args)`` makes (MODULE:ATTR's by default) until
+    SIGTERM/SIGINT; the exit code."""
     try:
         configure_logging(args.log_level, json=args.log_format == "json", service="agent")
     except ValueError as err:
@@ -199,10 +224,10 @@ def run_command(args: argparse.Namespace) -> int:
         print("error: --registry (or MESHWRIGHT_REGISTRY) is required", file=sys.stderr)
         return 2
     try:
-        agent = load_agent(args.target, args.app_dir)
-    except (ImportError, AttributeError, ValueError, TypeError) as err:
-        print(f"error: cannot load {args.target}: {err}", file=sys.stderr)
-        return 2
+        agent = load(args)
+    except AgentLoadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
 
     try:
         tls = TlsConfig.maybe(args.tls_cert, args.tls_key, args.tls_ca)
@@ -283,10 +308,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m meshwright.agent``; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m meshwright.agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    from meshwright.agent.a2a import _bridge_cli  # a2a-sdk itself only loads when it runs
+
     try:  # defaults come from the environment (secrets from files)
         add_run_arguments(commands.add_parser("run", help="serve an agent and register it"))
+        _bridge_cli.add_arguments(
+            commands.add_parser(
+                "a2a",
+                help="serve an external A2A agent (by its card URL) as an agent of the mesh",
+                description=_bridge_cli.DESCRIPTION,
+            )
+        )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
+    if args.command == "a2a":
+        return _bridge_cli.run(args)
     return run_command(args)
