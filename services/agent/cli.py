@@ -2,7 +2,8 @@
 
 Every flag also reads a ``MESHWRIGHT_*`` variable (the flag wins). Once the
 agent is registered it prints one machine-readable line to stdout,
-``READY agent_id=<id> endpoint=<host:port>``, which the supervisor waits for;
+``READY agent_id=<id> endpoint=<host:port>`` (then ``metrics=<url>`` and ``a2a=<url>``
+when those are served), which the supervisor waits for;
 logs go to stderr.
 """
 
@@ -62,6 +63,8 @@ def ready_line(runtime: AgentRuntime) -> str:
     line = f"{READY_PREFIX}agent_id={runtime.agent_id} endpoint={runtime.endpoint}"
     if runtime.metrics_server is not None:
         line += f" metrics={runtime.metrics_server.url}"
+    if runtime.a2a is not None:
+        line += f" a2a={runtime.a2a.url}"
     return line
 
 
@@ -186,6 +189,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "default (env MESHWRIGHT_AGENT_METRICS_PORT)",
     )
     parser.add_argument(
+        "--a2a-port",
+        type=int,
+        default=env_default("agent_a2a_port", None),
+        metavar="PORT",
+        help="also serve the A2A protocol at http://HOST:PORT/ (agent card at "
+        "/.well-known/agent-card.json), 0 picks a port; off by default "
+        "(env MESHWRIGHT_AGENT_A2A_PORT)",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("human", "json"),
         default=env_default("log_format", "human"),
@@ -267,6 +279,7 @@ def run_command(
                 result_memory=args.result_memory,
                 result_ttl_s=args.result_ttl,
                 metrics_port=args.metrics_port,
+                a2a_port=args.a2a_port,
                 agent_id=args.agent_id,
                 token=args.token,
                 auth_public_key=args.auth_public_key,

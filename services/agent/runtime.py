@@ -29,6 +29,7 @@ from meshwright.mesh.tls import TlsConfig
 from meshwright.registry.v1 import registry_pb2
 
 if TYPE_CHECKING:
+    from meshwright.agent.a2a.endpoint import AgentA2AEndpoint
     from meshwright.agent.agent import Agent
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,9 @@ class ServeOptions:
     """How long a finished task is remembered, from when it finished (0 remembers none)."""
     metrics_port: int | None = None
     """Serve Prometheus metrics at http://<host>:<port>/metrics (0 picks a port; None: off)."""
+    a2a_port: int | None = None
+    """Also serve the A2A protocol at http://<host>:<port>/ (0 picks a port; None: off); its
+    URL goes in the registered card's metadata (``a2a_url``) and the READY line."""
 
 
 def token_subject(token: str | None) -> str | None:
@@ -166,6 +170,10 @@ class AgentRuntime:
             self.servicer.runner.metrics = self.metrics
             pipeline.observers.append(self.metrics)
         self.metrics_server: MetricsServer | None = None
+        self.pipeline = pipeline
+        """What every call to this agent passes (gRPC and A2A alike)."""
+        self.a2a: AgentA2AEndpoint | None = None
+        """The A2A endpoint, when ``a2a_port`` is set."""
         self.server = MeshServer(
             pipeline=pipeline,
             host=options.host,
@@ -188,12 +196,17 @@ class AgentRuntime:
         return self.server.address
 
     @property
-    def endpoint(self) -> str:
-        """``host:port`` announced to the registry."""
+    def advertised_host(self) -> str:
+        """The host put in what this agent announces (its endpoint, its A2A URL)."""
         host = self.options.advertise_host
         if not host:
             host = socket.gethostname() if self.options.host in _ANY_HOST else self.options.host
-        return f"{host}:{self.server.port}"
+        return host
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` announced to the registry."""
+        return f"{self.advertised_host}:{self.server.port}"
 
     @property
     def load(self) -> int:
@@ -212,12 +225,28 @@ class AgentRuntime:
             self.metrics_server = await serve_metrics(
                 self.metrics.registry, self.options.host, self.options.metrics_port
             )
+        card = self.agent.card()
+        if self.options.a2a_port is not None:
+            # Imported only when asked for: a2a-sdk is heavy for an agent that does not use it.
+            from meshwright.agent.a2a.endpoint import A2A_URL_KEY, serve_agent_a2a
+
+            self.a2a = await serve_agent_a2a(
+                self.servicer,
+                card,
+                self.pipeline,
+                host=self.options.host,
+                port=self.options.a2a_port,
+                advertise_host=self.advertised_host,
+                agent_id=self.agent_id,
+                grace_s=self.options.grace_s,
+            )
+            card.metadata[A2A_URL_KEY] = self.a2a.url
         registry = self.options.registry
         if registry:
             economy = self.options.economy or registry
             request = registry_pb2.RegisterAgentRequest(
                 agent_id=self.agent_id,
-                card=self.agent.card(),
+                card=card,
                 endpoint=self.endpoint,
                 tags=self.agent.tags,
                 capacity=self.agent.capacity,
@@ -277,6 +306,8 @@ class AgentRuntime:
         try:
             if self.registration is not None:
                 await self.registration.drain()
+            if self.a2a is not None:
+                await self.a2a.stop()
             await self.server.stop()
             for hook in self.agent.stop_hooks:
                 try:
