@@ -322,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m meshwright.agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     from meshwright.agent.a2a import _bridge_cli  # a2a-sdk itself only loads when it runs
+    from meshwright.agent.llm import cli as llm_cli  # ollama and httpx load only when it runs
 
     try:  # defaults come from the environment (secrets from files)
         add_run_arguments(commands.add_parser("run", help="serve an agent and register it"))
@@ -332,10 +333,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 description=_bridge_cli.DESCRIPTION,
             )
         )
+        llm = commands.add_parser(
+            "llm",
+            help="serve the LLM sample agent (Ollama or OpenAI-compatible, degrades gracefully)",
+            description=llm_cli.__doc__,
+        )
+        llm_cli.add_llm_arguments(llm)
+        add_serve_arguments(llm)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
     if args.command == "a2a":
         return _bridge_cli.run(args)
+    if args.command == "llm":
+        return llm_cli.llm_command(args)
     return run_command(args)
