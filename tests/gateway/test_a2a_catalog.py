@@ -20,7 +20,7 @@ from meshwright.mesh.config import MeshConfig
 from meshwright.mesh.pipeline import Pipeline
 from meshwright.mesh.security import Security
 from meshwright.node import Node, start_node
-from tests.conftest import eventually
+from tests.conftest import eventually, free_port
 from tests.gateway.support import status_of
 from tests.support_auth import test_keys
 
@@ -63,7 +63,7 @@ class Catalog:
         return total
 
 
-async def _start(env: Mapping[str, str]) -> Catalog:
+async def _start(env: Mapping[str, str], **node_options: Any) -> Catalog:
     keys = test_keys()
     security = Security(
         Pipeline(verifier=keys.verifier()), keys.token("service", "mesh"), None, keys.issuer()
@@ -73,7 +73,7 @@ async def _start(env: Mapping[str, str]) -> Catalog:
     with pytest.MonkeyPatch.context() as mp:
         for name, value in env.items():
             mp.setenv(name, value)
-        node = await start_node(config, security=security)
+        node = await start_node(config, security=security, **node_options)
     assert node.http_url is not None
     return Catalog(node, httpx.AsyncClient(base_url=node.http_url, timeout=10))
 
@@ -485,6 +485,20 @@ async def test_forwarded_headers_count_only_behind_a_trusted_proxy() -> None:
         assert anchor == "https://mesh.example.com/.well-known/api-catalog"
         r = await c.http.get(f"/a2a/agents/alpha{CARD}")  # no proxy headers: the Host
         assert interface_url(r.json()) == f"{c.base}/a2a/mesh"
+    finally:
+        await c.http.aclose()
+        await c.node.stop()
+
+
+async def test_a_gateway_alone_whose_registry_is_down_answers_503() -> None:
+    # The gateway alone in front of a registry nobody serves: the catalog's read fails.
+    c = await _start({}, services=(), registry_target=f"127.0.0.1:{free_port()}")
+    try:
+        for path in ("/a2a/agents", f"/a2a/agents/alpha{CARD}", "/.well-known/api-catalog"):
+            r = await c.http.get(path)
+            assert r.status_code == 503, (path, r.text)
+            assert r.json()["code"] == 14
+            assert r.headers["cache-control"] == "no-store"
     finally:
         await c.http.aclose()
         await c.node.stop()
