@@ -21,7 +21,7 @@ with its TextParts joined as ``text`` when the data has none):
 - ``slow``: ``input["seconds"]`` (default 30) of WORKING status updates, 10 a second;
   cancellation is recorded.
 - ``steps``: ``input["count"]`` (default 3) WORKING updates ``step i/n`` and artifacts
-  ``step-i``, then the output.
+  ``step-i``, ``input["interval"]`` seconds apart (default 0.02), then the output.
 - ``reject``: REJECTED; ``need-input``: INPUT_REQUIRED.
 - ``Text.Reverse``: the text reversed; its id is not a meshwright skill id on purpose.
 
@@ -30,6 +30,7 @@ Test hooks (plain HTTP beside the A2A endpoints):
 - ``GET /_test/calls``: every message received, with the ``traceparent`` and
   ``authorization`` headers it came with; ``GET /_test/cancels``: task ids canceled.
 - ``POST /_test/fail-http`` ``{"count": n}``: the next n JSON-RPC calls answer HTTP 500.
+- ``GET /_test/not-json.json``: 200 with a body that is not JSON (a bad card URL).
 
 Flags: ``--no-streaming`` (the card says it does not stream), ``--no-skills`` (a card
 with none), ``--token-file F`` (JSON-RPC calls need ``Authorization: Bearer <F's text>``),
@@ -40,10 +41,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -209,6 +211,7 @@ class ReferenceExecutor(AgentExecutor):
 
     async def steps(self, data: dict[str, Any], updater: TaskUpdater) -> None:
         count = int(data.get("count", 3))
+        interval = float(data.get("interval", 0.02))
         for i in range(1, count + 1):
             await updater.update_status(
                 TaskState.TASK_STATE_WORKING, _says(f"step {i}/{count}", updater)
@@ -216,7 +219,7 @@ class ReferenceExecutor(AgentExecutor):
             await updater.add_artifact(
                 [new_data_part({"step": i})], name=f"step-{i}", artifact_id=f"step-{i}"
             )
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(interval)
         await _complete_with(updater, {"steps": count})
 
     async def reject(self, data: dict[str, Any], updater: TaskUpdater) -> None:
@@ -323,6 +326,8 @@ class _TestHooks:
             return JSONResponse(self.journal.calls)
         if path == "/_test/cancels":
             return JSONResponse(self.journal.cancels)
+        if path == "/_test/not-json.json":
+            return Response("<html>not a card</html>", media_type="text/html")
         if path == "/_test/fail-http":
             journal = self.journal
 
@@ -385,6 +390,85 @@ async def _serve(args: argparse.Namespace, token: str) -> None:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     print(f"A2A_AGENT url={url} card={url}/.well-known/agent-card.json", flush=True)
     await server.serve(sockets=[sock])
+
+
+class ReferenceAgent:
+    """A reference agent process started by ``running`` (for tests and benches)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, url: str, card_url: str) -> None:
+        self.proc = proc
+        self.url = url
+        """Base URL (the JSON-RPC endpoint is ``url + "/"``)."""
+        self.card_url = card_url
+
+    async def _get(self, path: str) -> Any:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=10) as http:
+            reply = await http.get(self.url + path)
+            reply.raise_for_status()
+            return reply.json()
+
+    async def calls(self) -> list[dict[str, Any]]:
+        """Every message received so far (``Journal.calls``)."""
+        return list(await self._get("/_test/calls"))
+
+    async def cancels(self) -> list[str]:
+        """The task ids canceled so far."""
+        return list(await self._get("/_test/cancels"))
+
+    async def fail_http(self, count: int) -> None:
+        """Answer the next ``count`` JSON-RPC calls with HTTP 500."""
+        import httpx
+
+        async with httpx.AsyncClient(timeout=10) as http:
+            reply = await http.post(self.url + "/_test/fail-http", json={"count": count})
+            reply.raise_for_status()
+
+
+@contextlib.asynccontextmanager
+async def running(*flags: str) -> AsyncIterator[ReferenceAgent]:
+    """Run this file as its own process (with ``flags``) until the block ends."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--port",
+        "0",
+        *flags,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        fields = await asyncio.wait_for(_ready(proc.stdout), 30)
+        drain = asyncio.create_task(_drain(proc.stdout))
+        try:
+            yield ReferenceAgent(proc, fields["url"], fields["card"])
+        finally:
+            drain.cancel()
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def _ready(stream: asyncio.StreamReader) -> dict[str, str]:
+    """The fields of the ``A2A_AGENT`` line (warnings may come first)."""
+    seen: list[str] = []
+    while line := (await stream.readline()).decode():
+        if line.startswith("A2A_AGENT "):
+            return dict(p.split("=", 1) for p in line.split()[1:] if "=" in p)
+        seen.append(line)
+    raise AssertionError("the reference agent exited before listening:\n" + "".join(seen))
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.readline():
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
