@@ -119,14 +119,21 @@ class CatalogSettings:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.cache_s) or self.cache_s < 0:
-            raise ValueError(f"A2A catalog cache_s must be 0 or more, not {self.cache_s}")
+            raise ValueError(
+                f"A2A catalog cache_s (MESHWRIGHT_A2A_CATALOG_CACHE_S) must be 0 or more, "
+                f"not {self.cache_s}"
+            )
         if self.max_agents < 1:
-            raise ValueError(f"A2A catalog max_agents must be at least 1, not {self.max_agents}")
+            raise ValueError(
+                f"A2A catalog max_agents (MESHWRIGHT_A2A_CATALOG_MAX_AGENTS) must be at least 1, "
+                f"not {self.max_agents}"
+            )
         if self.public_url:
             parts = urlsplit(self.public_url)
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
                 raise ValueError(
-                    f"A2A catalog public_url {self.public_url!r} is not http(s)://host[:port][/path]"
+                    f"A2A catalog public_url (MESHWRIGHT_A2A_CATALOG_PUBLIC_URL) "
+                    f"{self.public_url!r} is not http(s)://host[:port][/path]"
                 )
 
     @classmethod
@@ -155,16 +162,13 @@ class CatalogSettings:
             except ValueError:
                 raise ValueError(f"{prefix}{name}={value!r} is not a number") from None
 
-        try:
-            return cls(
-                auth=flag("AUTH"),
-                cache_s=number("CACHE_S", float, DEFAULT_CACHE_S),
-                public_url=raw("PUBLIC_URL").rstrip("/"),
-                trust_proxy=flag("TRUST_PROXY"),
-                max_agents=number("MAX_AGENTS", int, DEFAULT_MAX_AGENTS),
-            )
-        except ValueError as err:
-            raise ValueError(f"{err} ({prefix}*)") from None
+        return cls(
+            auth=flag("AUTH"),
+            cache_s=number("CACHE_S", float, DEFAULT_CACHE_S),
+            public_url=raw("PUBLIC_URL").rstrip("/"),
+            trust_proxy=flag("TRUST_PROXY"),
+            max_agents=number("MAX_AGENTS", int, DEFAULT_MAX_AGENTS),
+        )
 
 
 Handler = Callable[[Request], Awaitable[Response]]
