@@ -115,7 +115,7 @@ class OllamaDouble:
         self.api_key = api_key
         """Bearer token every request must carry (empty: none)."""
         self.error_rate = 0.0
-        """Share of model requests answered 500 (drawn from a seeded RNG: deterministic)."""
+        """Share of API requests answered 500 (drawn from a seeded RNG: deterministic)."""
         self.requests: list[Seen] = []
         self.port = 0
         self._rng = random.Random(seed)
@@ -205,7 +205,7 @@ class OllamaDouble:
         self._released.set()
 
     def fail_next(self, n: int = 1, status: int = 500) -> None:
-        """Answer the next ``n`` model requests with ``status``."""
+        """Answer the next ``n`` API requests (model calls and listings) with ``status``."""
         self._fail_next.extend([status] * n)
 
     def calls(self, path: str | None = None) -> int:
@@ -228,11 +228,11 @@ class OllamaDouble:
             raise _error(request, 401, "unauthorized")
         if self._hanging.is_set():
             await self._released.wait()
-        if body is not None:
-            if self._fail_next:
-                raise _error(request, self._fail_next.pop(0), "the double failed on purpose")
-            if self.error_rate and self._rng.random() < self.error_rate:
-                raise _error(request, 500, "the double failed at random")
+        # A failing server fails its listings too (the agent's probe must see it).
+        if self._fail_next:
+            raise _error(request, self._fail_next.pop(0), "the double failed on purpose")
+        if self.error_rate and self._rng.random() < self.error_rate:
+            raise _error(request, 500, "the double failed at random")
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         try:

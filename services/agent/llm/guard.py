@@ -35,6 +35,7 @@ from meshwright.agent.llm._model import (
     BREAKER_OPEN,
     DESCRIPTIONS,
     NO_TIME,
+    TIMEOUT,
     ModelBackend,
     ModelFailure,
 )
@@ -159,6 +160,7 @@ class ModelGuard:
         self._report = report
         self._reported = ""
         self._tasks = [
+            asyncio.create_task(self._first_probe(), name="llm-first-probe"),
             asyncio.create_task(self._probe_loop(), name="llm-probe"),
             asyncio.create_task(self._report_loop(), name="llm-health-detail"),
         ]
@@ -257,7 +259,12 @@ class ModelGuard:
                 await self.backend.probe()
         except TimeoutError:
             self.breaker.record_failure(permit)
-            self._probed("timeout")
+            self._probed(TIMEOUT)
+            self._failed(
+                ModelFailure(
+                    TIMEOUT, f"no answer to a probe within {self.config.first_token_timeout_s:g}s"
+                )
+            )
             return False
         except ModelFailure as failure:
             self.breaker.record_failure(permit)
@@ -275,6 +282,14 @@ class ModelGuard:
     def _probed(self, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.probes.labels(outcome=outcome).inc()
+
+    async def _first_probe(self) -> None:
+        # A server down or a model missing at start shows at once (DEGRADED in the
+        # registry), not only when the first task fails.
+        try:
+            await self.probe_once()
+        except Exception:
+            log.exception("the model server probe failed unexpectedly")
 
     async def _probe_loop(self) -> None:
         while True:
