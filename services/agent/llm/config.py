@@ -190,7 +190,7 @@ def _problems(c: LlmConfig) -> list[tuple[str, str]]:
         bad("timeout_s", f"must be > 0 and at most {MAX_TIMEOUT_S:g}")
     if not _finite_positive(c.first_token_timeout_s):
         bad("first_token_timeout_s", "must be > 0")
-    elif c.first_token_timeout_s > c.timeout_s:
+    elif _finite_positive(c.timeout_s) and c.first_token_timeout_s > c.timeout_s:
         bad("first_token_timeout_s", f"must be at most timeout_s ({c.timeout_s:g})")
     for skill in SKILLS:
         price = c.price(skill)
