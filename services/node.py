@@ -18,6 +18,7 @@ from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 
+from meshwright.agent.a2a.mesh import mesh_a2a_routes
 from meshwright.agent.v1 import agent_pb2
 from meshwright.economy import Economy, EconomyServicer, LedgerStore, MemoryLedgerStore, Params
 from meshwright.economy.v1 import economy_pb2
@@ -449,10 +450,14 @@ async def start_node(
             catalog = a2a_catalog_routes(
                 node.clients.get("registry"), node.fronted, calls_need_token=pipeline.auth_enabled
             )
+            # The mesh's skill router over A2A (/a2a/mesh), when this gateway fronts it.
+            mesh_a2a = mesh_a2a_routes(
+                node.clients.get("registry"), node.fronted, auth=pipeline.auth_enabled
+            )
             app = create_app(
                 node.fronted,
                 cors_origins=origins,
-                extra_routes=[metrics_route(node.metrics), *catalog],
+                extra_routes=[metrics_route(node.metrics), *catalog, *mesh_a2a],
             )
             node.gateway = await start_gateway(app, host=config.host, port=config.http_port)
         if metrics_port is not None:

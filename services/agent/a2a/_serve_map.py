@@ -114,8 +114,22 @@ def metadata_of(message: Message) -> dict[str, str]:
         if value.WhichOneof("kind") == "string_value":
             out[key] = value.string_value
         else:
-            out[key] = json.dumps(json_format.MessageToDict(value), separators=(",", ":"))
+            out[key] = json.dumps(
+                _integral(json_format.MessageToDict(value)), separators=(",", ":")
+            )
     return out
+
+
+def _integral(value: Any) -> Any:
+    """JSON numbers as the client wrote them: protobuf holds them all as doubles, so 2
+    arrives as 2.0; an integral one is shown as an integer again."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
 
 
 def status_of(status: agent_pb2.TaskStatus) -> TaskStatus:

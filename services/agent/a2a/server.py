@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from a2a.auth.user import User
@@ -49,8 +50,9 @@ from a2a.server.events import Event, EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler, build_error_response
 from a2a.server.routes import DefaultServerCallContextBuilder
 from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
-from a2a.types import AgentCard, SendMessageRequest
+from a2a.types import AgentCard, Message, SendMessageRequest, Task
 from a2a.utils.errors import InvalidRequestError
+from google.protobuf import struct_pb2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -71,6 +73,7 @@ CardSource = Callable[[], Awaitable[agent_pb2.AgentCard]]
 _FORWARDED = PROPAGATED_KEYS | {"authorization"}
 _STREAMING = "meshwright.streaming"
 _METADATA = "meshwright.metadata"
+_PREPARED = "meshwright.prepared"
 
 
 def _bearer(header: str) -> str | None:
@@ -101,6 +104,16 @@ class _CallContextBuilder(DefaultServerCallContextBuilder):
         return Caller(_bearer(request.headers.get("authorization", "")))
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What a message asks for, read from it before its task starts."""
+
+    skill: str
+    input: struct_pb2.Struct
+    metadata: dict[str, str]
+    skills: Sequence[str]
+
+
 def _metadata(context: RequestContext) -> list[tuple[str, str]]:
     return list(context.call_context.state.get(_METADATA, ()))
 
@@ -121,20 +134,32 @@ class AgentServiceExecutor(AgentExecutor):
         self._skills = skills
         self._strict = strict_skills
 
+    async def prepare(self, message: Message) -> _Prepared:
+        """The skill, input and metadata ``message`` asks for (invalid params if none),
+        with the skills offered now (for error messages)."""
+        try:
+            skills = await self._skills()
+        except MeshError as err:  # the mesh could not list its skills
+            raise a2a_error(err) from None
+        skill = mapping.skill_of(message, skills, strict=self._strict)
+        return _Prepared(skill, mapping.input_of(message), mapping.metadata_of(message), skills)
+
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         message = context.message
         if message is None:  # a2a-sdk runs execute for messages only
             raise InvalidRequestError(message="no message to run")
-        skills = await self._skills()
-        skill = mapping.skill_of(message, skills, strict=self._strict)
+        prepared = context.call_context.state.get(_PREPARED)
+        if not isinstance(prepared, _Prepared):
+            prepared = await self.prepare(message)
+        skill, skills = prepared.skill, prepared.skills
         task_id = context.task_id or ""
         context_id = context.context_id or ""
         fields: dict[str, Any] = {
             "task_id": task_id,
             "skill": skill,
-            "input": mapping.input_of(message),
+            "input": prepared.input,
             "context_id": context_id,
-            "metadata": mapping.metadata_of(message),
+            "metadata": prepared.metadata,
         }
         metadata = _metadata(context)
         config = context.configuration
@@ -244,12 +269,27 @@ class AgentServiceExecutor(AgentExecutor):
 
 
 class _RequestHandler(DefaultRequestHandler):
-    """a2a-sdk's handler, telling the executor which calls are streamed."""
+    """a2a-sdk's handler, checking a message before a task exists for it (a bad one is
+    an error of the request, not a failed task) and telling the executor which calls are
+    streamed."""
+
+    agent_executor: AgentServiceExecutor
+
+    async def _prepare(self, params: SendMessageRequest, context: ServerCallContext) -> None:
+        if params.HasField("message") and not params.message.task_id:
+            context.state[_PREPARED] = await self.agent_executor.prepare(params.message)
+
+    async def on_message_send(
+        self, params: SendMessageRequest, context: ServerCallContext
+    ) -> Message | Task:
+        await self._prepare(params, context)
+        return await super().on_message_send(params, context)
 
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event, None]:
         context.state[_STREAMING] = True
+        await self._prepare(params, context)
         async for event in super().on_message_send_stream(params, context):
             yield event
 
