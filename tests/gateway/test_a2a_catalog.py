@@ -432,9 +432,14 @@ async def test_api_catalog_is_an_rfc9727_linkset(catalog: Catalog) -> None:
     titles = {i["href"]: i["title"] for i in items}
     assert titles[agents[0]] == "Alpha Writer"
     assert r.headers["link"] == f'<{anchor}>; rel="api-catalog"; type="application/linkset+json"'
-    # Each item is a card one GET away.
+    # Each item is a card one GET away, the mesh's too (served beside the catalog).
     r = await catalog.http.get(agents[1])
     assert parse_agent_card(r.json()).name == "Bravo"
+    r = await catalog.http.get(hrefs[0])
+    assert r.status_code == 200, r.text
+    mesh = parse_agent_card(r.json())
+    assert mesh.supported_interfaces[0].url == f"{catalog.base}/a2a/mesh"
+    assert {"math.add", "lang.translate", "bulk.work"} <= {s.id for s in mesh.skills}
 
 
 async def test_api_catalog_head_has_the_link_header(catalog: Catalog) -> None:
