@@ -94,6 +94,11 @@ def load_bridge(args: argparse.Namespace) -> Agent:
     """The bridge agent for ``args.card_url``: the card fetched, checked and mapped."""
     from meshwright.agent.a2a.inbound import BridgeOptions, CardError, bridge_agent, fetch_card
 
+    # Both log every request (and the resolver the whole card) at INFO: one line per task
+    # would drown the bridge's own log. --log-level DEBUG shows them again.
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for noisy in ("httpx", "a2a"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.a2a_timeout <= 0:
         raise AgentLoadError("--a2a-timeout must be positive")
     if args.default_price is not None and args.default_price < 0:
