@@ -17,6 +17,7 @@ from meshwright.agent.llm.fallback import (
     sentences,
 )
 from tests.agent.llm_support import TEXT
+from tests.agent.test_imports import modules_after
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -203,3 +204,12 @@ def test_a_label_is_picked_from_a_model_answer() -> None:
     assert pick_label("Feature request.", labels) == "feature request"
     assert pick_label("I think this is a question, not a bug", labels) == "question"
     assert pick_label("debugging", labels) is None  # whole words only
+
+
+@pytest.mark.timeout(60)  # fresh interpreters
+def test_importing_the_llm_agent_loads_no_model_client() -> None:
+    # What an agent program pays for before it makes a backend (and the SDK for nothing).
+    for statement in ("import meshwright.agent", "from meshwright.agent.llm import llm_agent"):
+        loaded = modules_after(statement)
+        assert not {m for m in loaded if m.split(".")[0] in ("ollama", "httpx")}, statement
+    assert "meshwright.agent.llm.agent" not in modules_after("import meshwright.agent.cli")
