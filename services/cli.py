@@ -685,6 +685,7 @@ async def _agents(args: argparse.Namespace) -> int:
                 state = registry_pb2.AgentState.Name(a.state).removeprefix("AGENT_STATE_")
                 skills = ", ".join(s.id for s in a.card.skills)
                 why = f"  ({a.state_reason})" if a.state_reason else ""
+                why += f"  {a.health_detail}" if a.health_detail else ""
                 console.print(
                     esc(f"{a.agent_id}  {state:<8} {a.endpoint}  load {a.load}  [{skills}]{why}"),
                     soft_wrap=True,

@@ -21,6 +21,7 @@ from meshwright.agent.v1 import agent_pb2
 from meshwright.mesh import RemoteServiceClient
 from tests.agent.conftest import Mesh
 from tests.conftest import eventually
+from tests.e2e._proc import cli_env, meshwright
 from tests.ollama_double import OllamaDouble
 from tests.support_auth import NO_AUTH_ENV
 
@@ -116,6 +117,12 @@ async def test_agent_llm_serves_streams_degrades_and_recovers(mesh: Mesh, tmp_pa
                 return await detail() == ""
 
             assert (await eventually(detail)).startswith("DEGRADED: model server unreachable")
+            # The listing shows it, the agent still ACTIVE (offered work).
+            rc, listing = await meshwright(
+                "agents", "--target", mesh.address, env=cli_env(tmp_path / "config")
+            )
+            line = next(x for x in listing.splitlines() if x.startswith("cli-llm"))
+            assert rc == 0 and "ACTIVE" in line and "DEGRADED: model server unreachable" in line
             await double.up()
             await eventually(cleared)
             _, out = await chat(fields["endpoint"], "hello")
