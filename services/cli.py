@@ -186,7 +186,9 @@ def _store_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _up(args: argparse.Namespace) -> int:
     from meshwright._demo import DemoClients, run_demo, wait_for_agents
-    from meshwright.agent.supervisor import AgentSupervisor
+    from meshwright.agent.manager import AgentManager
+    from meshwright.agent.supervisor import AgentStartError, AgentSupervisor
+    from meshwright.agent.v1.manager_pb2 import PROCESS_STATE_RUNNING, ManagedAgentSpec
     from meshwright.mesh.auth import verifier_from_files
     from meshwright.mesh.security import DevCredentials, Security
     from meshwright.node import start_node
@@ -214,12 +216,28 @@ async def _up(args: argparse.Namespace) -> int:
         )
         security = Security.from_config(config, issuer=creds.issuer())
     _start_tracing("meshwright", args.trace_buffer, DEFAULT_UP_TRACE_BUFFER)
+    # The sample agents (and any started with `meshwright agents start`) run under the
+    # agent manager this node serves; its supervisor learns the registry address below.
+    supervisor = AgentSupervisor(
+        registry="",
+        echo=args.agent_logs,
+        # Each agent serves its own /metrics on a port it picks (its READY line names
+        # it, the manager's metrics summary reads it, and the list below shows it).
+        env={**_tls_env(config), "MESHWRIGHT_AGENT_METRICS_PORT": "0"},
+        issuer=security.issuer if creds is not None else None,
+        auth_public_key=str(creds.public_key) if creds is not None else "",
+        insecure_no_auth=creds is None,
+        # Restart crashed agents for as long as the mesh runs, with capped backoff.
+        max_restarts=None,
+    )
+    manager = AgentManager(supervisor)
     try:
         node = await start_node(
             config,
             gateway=not args.no_gateway,
             security=security,
             metrics_port=_port_or_none(args.metrics_port),
+            manager=manager,
         )
     except BaseException:
         telemetry.shutdown_tracing()
@@ -239,22 +257,20 @@ async def _up(args: argparse.Namespace) -> int:
         if node.metrics_server is not None:
             console.print(f"[bold]meshwright[/bold] metrics  {node.metrics_server.url}")
         _print_auth(config, node, creds)
+        supervisor.registry = node.grpc_address
+        # A crashed agent shows ERROR at once, reported as the admin.
+        supervisor.failures = _as(node, "registry", creds.admin_token if creds else None)
         specs = sample_specs(max(args.agents, 0))
-        supervisor = AgentSupervisor(
-            registry=node.grpc_address,
-            echo=args.agent_logs,
-            # Each sample agent serves its own /metrics on a port it picks (its READY
-            # line names it, and the list below shows it).
-            env={**_tls_env(config), "MESHWRIGHT_AGENT_METRICS_PORT": "0"},
-            issuer=security.issuer if creds is not None else None,
-            auth_public_key=str(creds.public_key) if creds is not None else "",
-            insecure_no_auth=creds is None,
-            # A crashed sample agent shows ERROR at once, reported as the admin.
-            failures=_as(node, "registry", creds.admin_token if creds is not None else None),
-        )
         async with supervisor as sup:
             for spec in specs:
-                await sup.start(spec)
+                started = await manager.create(
+                    spec.label, ManagedAgentSpec(module=spec.target), start=True
+                )
+                failed = [p for p in started.processes if p.state != PROCESS_STATE_RUNNING]
+                if failed:
+                    name = f"{spec.label}/{failed[0].replica}"
+                    tail = "\n".join(sup.output(name)[-20:])
+                    raise AgentStartError(f"agent {name} did not start: {failed[0].reason}\n{tail}")
             if specs:
                 agents = await wait_for_agents(node.clients["registry"], len(specs))
                 metrics = {p.agent_id: p.metrics_url for p in sup.statuses() if p.metrics_url}
@@ -671,6 +687,15 @@ async def _workflow(args: argparse.Namespace) -> int:
 
 async def _agents(args: argparse.Namespace) -> int:
     pool = _pool(args, args.credentials)
+    if getattr(args, "agents_command", None):
+        from meshwright._agents_cli import run_manager_command
+        from meshwright.agent.v1 import manager_pb2
+
+        try:
+            manager = _client(pool, args.target, manager_pb2, "AgentManagerService")
+            return await run_manager_command(args, manager, console)
+        finally:
+            await pool.close()
     try:
         reg = _client(pool, args.target, registry_pb2, "RegistryService")
         token = ""
@@ -1337,7 +1362,12 @@ def build_parser() -> argparse.ArgumentParser:
     for leaf in (run, get, ls, watch, cancel, trace):
         _client_flags(leaf, leaf=True)
 
-    ag = sub.add_parser("agents", help="list registered agents")
+    ag = sub.add_parser(
+        "agents",
+        help="list registered agents; start, stop, scale... managed ones",
+        description="Without a subcommand: the agents the registry knows. The subcommands "
+        "call the agent manager of the mesh at --target (as the admin by default).",
+    )
     _client_flags(ag, leaf=False)
     ag.add_argument("--skill", default="")
     ag.add_argument(
@@ -1346,6 +1376,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=registry_pb2.AGENT_STATE_UNSPECIFIED,
         help="only agents in this state: active (running), starting, draining, inactive, "
         "error, stopped",
+    )
+    from meshwright._agents_cli import add_manager_commands
+
+    add_manager_commands(
+        ag.add_subparsers(dest="agents_command", metavar="COMMAND"),
+        lambda leaf: _client_flags(leaf, leaf=True),
     )
 
     asset = _enum_arg(economy_pb2.Asset, "ASSET_")
@@ -1457,6 +1493,8 @@ def _admin_only(args: argparse.Namespace) -> bool:
         if args.acct_command == "create":
             return bool(args.balance or args.gov)
         return bool(args.acct_command == "mint")
+    if args.command == "agents":  # the manager starts processes: admins only
+        return bool(getattr(args, "agents_command", None))
     return bool(args.command == "ledger" and args.ledger_command == "audit")
 
 

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 
@@ -62,6 +62,9 @@ from meshwright.workflow import (
 )
 from meshwright.workflow.v1 import workflow_pb2
 
+if TYPE_CHECKING:
+    from meshwright.agent.manager import AgentManager
+
 log = logging.getLogger(__name__)
 
 AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"]
@@ -106,6 +109,8 @@ class Node:
     metrics port)."""
     metrics_server: MetricsServer | None = None
     """The ``--metrics-port`` endpoint, when asked for."""
+    manager: AgentManager | None = None
+    """The agent manager this node serves (its processes stop first)."""
 
     @property
     def grpc_address(self) -> str:
@@ -125,6 +130,9 @@ class Node:
         The registry stops before the server so its open watches end at once
         (UNAVAILABLE) instead of holding graceful shutdown for the whole grace.
         """
+        if self.manager is not None:
+            # Agents leave first: they deregister while the registry still runs.
+            await self.manager.close()
         if self.announcer is not None:
             # Out of discovery first, so nobody picks a replica that is going away.
             await self.announcer.withdraw_all()
@@ -230,6 +238,7 @@ async def start_node(
     workflow_store: WorkflowStore | None = None,
     ledger_store: LedgerStore | None = None,
     metrics_port: int | None = None,
+    manager: AgentManager | None = None,
 ) -> Node:
     """Start ``services`` on one gRPC server (and the gateway in front of them).
 
@@ -241,6 +250,8 @@ async def start_node(
     (replicas in one process sharing a store, in tests); the node does not close it, nor
     ``ledger_store``, which replaces the economy's the same way. ``metrics_port``
     serves /metrics on a port of its own (0 picks one; None: only the gateway's).
+    ``manager`` is served here as AgentManagerService (the node stops it first); the
+    caller points its supervisor at the registry once the node runs.
     """
     unknown = set(services) - set(ALL_SERVICES)
     if unknown:
@@ -394,6 +405,13 @@ async def start_node(
 
         pipeline.authorizer.register(policy.ACCOUNT, remote_account_owner)
         pipeline.authorizer.register(policy.ESCROW, remote_escrow_owner)
+
+    if manager is not None:
+        from meshwright.agent.manager_servicer import SERVICE as MANAGER_SERVICE
+        from meshwright.agent.manager_servicer import AgentManagerServicer
+
+        node.manager = manager
+        local("manager", AgentManagerServicer(manager), MANAGER_SERVICE)
 
     if "workflow" in services:
         missing = [d for d in ("registry", "economy") if d not in node.clients]

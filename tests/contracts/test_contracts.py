@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from google.api import annotations_pb2
 
-from meshwright.agent.v1 import agent_pb2
+from meshwright.agent.v1 import agent_pb2, manager_pb2
 from meshwright.economy.v1 import economy_pb2
 from meshwright.registry.v1 import registry_pb2
 from meshwright.workflow.v1 import workflow_pb2
@@ -22,6 +22,7 @@ SERVICES = [
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],
     economy_pb2.DESCRIPTOR.services_by_name["EconomyService"],
     workflow_pb2.DESCRIPTOR.services_by_name["WorkflowService"],
+    manager_pb2.DESCRIPTOR.services_by_name["AgentManagerService"],
 ]
 
 
