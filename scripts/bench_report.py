@@ -163,6 +163,14 @@ BENCHES: tuple[Bench, ...] = (
         120,
     ),
     Bench(
+        "a2a_vs_native",
+        "A2A: native vs our A2A endpoint vs an a2a-sdk agent",
+        (),  # --calls 1000 --rounds 3 --concurrency 1 16
+        ("--calls", "100", "--rounds", "1"),
+        600,
+        120,
+    ),
+    Bench(
         "soak",
         "Soak: a cluster held at half its throughput",
         ("--duration", "600"),
