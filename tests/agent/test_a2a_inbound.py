@@ -557,3 +557,95 @@ async def test_a_non_streaming_agent_is_called_with_send_message() -> None:
         finally:
             await r.close()
         assert sink.progress == []  # no stream: no progress on the way
+
+
+async def _bridge_cli(*args: str, env: Mapping[str, str] | None = None) -> tuple[int, str]:
+    """``python -m meshwright.agent a2a ARGS`` to its end: (exit code, its output)."""
+    import os
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "meshwright.agent",
+        "a2a",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("MESHWRIGHT_")},
+            **(env or {}),
+        },
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode or 0, out.decode()
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "error"),
+    [
+        (("--price", "upper"), {}, "--price 'upper': expected SKILL=N"),
+        (("--price", "upper=-1"), {}, "expected SKILL=N with N a whole number >= 0"),
+        (("--price", "ghost=1"), {}, "--price names skills the card does not have: ghost"),
+        (("--default-price", "-2"), {}, "--default-price must not be negative"),
+        (("--a2a-timeout", "0"), {}, "--a2a-timeout must be positive"),
+        ((), {"MESHWRIGHT_A2A_TOKEN_FILE": "/nonexistent/token"}, "No such file"),
+        (("--skill-prefix", "Bad."), {}, "--skill-prefix 'Bad.' makes"),
+    ],
+)
+@on_module_loop
+async def test_bad_bridge_flags_are_exit_code_2(
+    ref: ReferenceAgent, flags: tuple[str, ...], env: dict[str, str], error: str
+) -> None:
+    code, out = await _bridge_cli(
+        ref.url, "--registry", "127.0.0.1:1", "--insecure-no-auth", *flags, env=env
+    )
+    assert code == 2, out
+    assert error in out and "READY" not in out
+
+
+@on_module_loop
+async def test_the_a2a_token_never_shows_in_the_bridges_output(
+    ref: ReferenceAgent, token_file: Path
+) -> None:
+    """Even at DEBUG (httpx's and a2a-sdk's logs on): the card is read with the token,
+    the bridge tries to register (the registry is not there), and is stopped."""
+    import os
+    import signal
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "meshwright.agent",
+        "a2a",
+        ref.url,
+        "--registry",
+        "127.0.0.1:1",
+        "--insecure-no-auth",
+        "--log-level",
+        "DEBUG",
+        "--grace",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("MESHWRIGHT_")},
+            "MESHWRIGHT_A2A_TOKEN_FILE": str(token_file),
+        },
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while line := (await proc.stdout.readline()).decode():
+                lines.append(line)
+                if "serving meshwright.agent.v1.AgentService" in line:
+                    break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = await asyncio.wait_for(proc.communicate(), 30)
+    out = "".join(lines) + rest.decode()
+    assert "bridging A2A agent 'a2a-reference'" in out
+    assert "agent-card.json" in out  # the DEBUG logs of the card fetch are there
+    assert "s3cret-a2a-token" not in out
