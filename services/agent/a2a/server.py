@@ -77,8 +77,11 @@ _PREPARED = "meshwright.prepared"
 
 
 def _bearer(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (None for any other)."""
     scheme, _, token = header.partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
 
 class _CallContextBuilder(DefaultServerCallContextBuilder):
