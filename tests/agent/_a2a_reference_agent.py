@@ -33,7 +33,8 @@ Test hooks (plain HTTP beside the A2A endpoints):
 - ``GET /_test/not-json.json``: 200 with a body that is not JSON (a bad card URL).
 
 Flags: ``--no-streaming`` (the card says it does not stream), ``--no-skills`` (a card
-with none), ``--token-file F`` (JSON-RPC calls need ``Authorization: Bearer <F's text>``),
+with none), ``--rest`` (the HTTP+JSON binding under ``/rest`` instead of JSON-RPC),
+``--token-file F`` (JSON-RPC calls need ``Authorization: Bearer <F's text>``),
 ``--price SKILL=N`` (a meshwright pricing extension on the card).
 """
 
@@ -61,7 +62,11 @@ from a2a.helpers import (
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
-from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+from a2a.server.routes import (
+    create_agent_card_routes,
+    create_jsonrpc_routes,
+    create_rest_routes,
+)
 from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types import (
     AgentCapabilities,
@@ -76,13 +81,14 @@ from google.protobuf import struct_pb2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PRICING_EXTENSION = "https://meshwright.dev/a2a/ext/pricing"
 """The card extension whose params map skill ids to prices (meshwright's convention)."""
 
 RPC_PATH = "/"
+REST_PREFIX = "/rest"
 
 SKILLS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("echo", "Echo", "input.text back, unchanged.", ("text",)),
@@ -259,14 +265,19 @@ async def _complete_with(updater: TaskUpdater, output: dict[str, Any]) -> None:
 
 
 def build_card(
-    url: str, *, streaming: bool, with_skills: bool, prices: dict[str, int]
+    url: str,
+    *,
+    streaming: bool,
+    with_skills: bool,
+    prices: dict[str, int],
+    binding: str = "JSONRPC",
 ) -> AgentCard:
     card = AgentCard(
         name="a2a-reference",
         description="An a2a-sdk reference agent (meshwright's A2A tests and benchmark).",
         version="1.0.0",
         supported_interfaces=[
-            AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0")
+            AgentInterface(url=url, protocol_binding=binding, protocol_version="1.0")
         ],
         capabilities=AgentCapabilities(streaming=streaming),
         default_input_modes=["text/plain", "application/json"],
@@ -341,23 +352,33 @@ class _TestHooks:
 
 
 def build_app(
-    url: str,
+    base_url: str,
     *,
     streaming: bool = True,
     with_skills: bool = True,
     prices: dict[str, int] | None = None,
     token: str = "",
+    rest: bool = False,
     journal: Journal | None = None,
 ) -> ASGIApp:
+    """The agent's ASGI app: its card, JSON-RPC at ``/`` (or, with ``rest``, only the
+    HTTP+JSON binding under ``/rest``), and the test hooks."""
     journal = journal or Journal()
-    card = build_card(url, streaming=streaming, with_skills=with_skills, prices=prices or {})
+    card = build_card(
+        base_url + (REST_PREFIX if rest else RPC_PATH),
+        streaming=streaming,
+        with_skills=with_skills,
+        prices=prices or {},
+        binding="HTTP+JSON" if rest else "JSONRPC",
+    )
     handler = DefaultRequestHandler(
         agent_executor=ReferenceExecutor(journal), task_store=InMemoryTaskStore(), agent_card=card
     )
-    routes: list[Route] = [
-        *create_agent_card_routes(card),
-        *create_jsonrpc_routes(handler, RPC_PATH),
-    ]
+    routes: list[BaseRoute] = [*create_agent_card_routes(card)]
+    if rest:
+        routes += create_rest_routes(handler, path_prefix=REST_PREFIX)
+    else:
+        routes += create_jsonrpc_routes(handler, RPC_PATH)
     return _TestHooks(Starlette(routes=routes), journal, token)
 
 
@@ -380,7 +401,8 @@ async def _serve(args: argparse.Namespace, token: str) -> None:
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
     app = build_app(
-        url + RPC_PATH,
+        url,
+        rest=args.rest,
         streaming=not args.no_streaming,
         with_skills=not args.no_skills,
         prices=_prices(args.price),
@@ -477,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--no-streaming", action="store_true")
     parser.add_argument("--no-skills", action="store_true")
+    parser.add_argument("--rest", action="store_true", help="HTTP+JSON instead of JSON-RPC")
     parser.add_argument("--token-file", default="")
     parser.add_argument("--price", action="append", default=[], metavar="SKILL=N")
     args = parser.parse_args(argv)

@@ -649,3 +649,69 @@ async def test_the_a2a_token_never_shows_in_the_bridges_output(
     assert "bridging A2A agent 'a2a-reference'" in out
     assert "agent-card.json" in out  # the DEBUG logs of the card fetch are there
     assert "s3cret-a2a-token" not in out
+
+
+def test_a_skill_whose_input_modes_take_no_json_gets_text_only() -> None:
+    assert M.takes_json([]) and M.takes_json(["application/json"]) and M.takes_json(["*/*"])
+    assert not M.takes_json(["text/plain"])
+    text = M.input_message(
+        {"text": "hi", "n": 1}, a2a_skill="s", message_id="m", context_id="", data_part=False
+    )
+    assert [p.WhichOneof("content") for p in text.parts] == ["text"] and text.parts[0].text == "hi"
+    data = M.input_message({"n": 1}, a2a_skill="s", message_id="m", context_id="", data_part=False)
+    assert data.parts[0].text == '{"n": 1}'
+
+
+@on_module_loop
+async def test_a_text_only_card_is_sent_text_only(ref: ReferenceAgent) -> None:
+    card, _ = await fetch_card(ref.url)
+    del card.default_input_modes[:]
+    card.default_input_modes.append("text/plain")
+    r = RemoteAgent(card, timeout_s=10, token="s3cret-a2a-token")
+    ctx = context()
+    try:
+        assert await r.run("echo", {"numbers": [1, 2]}, ctx) == {"text": '{"numbers": [1, 2]}'}
+    finally:
+        await r.close()
+
+
+@on_module_loop
+async def test_the_http_json_binding_works_as_json_rpc_does() -> None:
+    async with running("--rest") as rest:
+        card, url = await fetch_card(rest.url)
+        agent = bridge_agent(card, card_url=url, options=BridgeOptions())
+        assert agent.card().metadata["a2a_transport"] == "HTTP+JSON"
+        r = RemoteAgent(card, timeout_s=10)
+        sink = Sink()
+        try:
+            assert await r.run("upper", {"text": "rest"}, context()) == {"text": "REST"}
+            assert await r.run("steps", {"count": 2}, context(sink)) == {"steps": 2}
+            with pytest.raises(TaskRejected):
+                await r.run("reject", {}, context())
+        finally:
+            await r.close()
+        assert sink.progress == ["step 1/2", "step 2/2"]
+
+
+def test_a_card_in_the_a2a_0_3_format_is_bridged() -> None:
+    from a2a.client.card_resolver import parse_agent_card
+
+    card = parse_agent_card(
+        {
+            "name": "legacy",
+            "description": "an A2A 0.3 agent",
+            "version": "0.1.0",
+            "protocolVersion": "0.3.0",
+            "url": "http://legacy:8000/a2a",
+            "preferredTransport": "JSONRPC",
+            "capabilities": {"streaming": False},
+            "defaultInputModes": ["text/plain"],
+            "defaultOutputModes": ["text/plain"],
+            "skills": [{"id": "Translate", "name": "Translate", "description": "d", "tags": []}],
+        }
+    )
+    agent = bridge_agent(card, card_url="http://legacy:8000/card.json", options=BridgeOptions())
+    meta = agent.card().metadata
+    assert (meta["a2a_url"], meta["a2a_transport"]) == ("http://legacy:8000/a2a", "JSONRPC")
+    assert list(agent.skills) == ["translate"]
+    assert not agent.card().capabilities.streaming

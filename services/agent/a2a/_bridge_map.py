@@ -8,6 +8,7 @@ or a failure. ``inbound`` makes the calls.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -113,20 +114,27 @@ def input_message(
     message_id: str,
     context_id: str,
     upstream: Mapping[str, Mapping[str, Any]] | None = None,
+    data_part: bool = True,
 ) -> Message:
     """The A2A message that runs ``a2a_skill`` on ``input``.
 
     Parts: a DataPart with the whole object, then a TextPart with ``input["text"]``
     (else ``input["prompt"]``) when that is a non-empty string, for text-only agents.
-    Metadata: ``skill`` (the A2A skill id) and, when the task has any, ``upstream`` (the
-    outputs of the tasks it depends on, by task id).
+    Without ``data_part`` (a skill whose input modes take no JSON) only the TextPart,
+    which is the object as JSON when it has no text. Metadata: ``skill`` (the A2A skill
+    id) and, when the task has any, ``upstream`` (the outputs of the tasks it depends on,
+    by task id).
     """
-    data = struct_pb2.Value()
-    dict_to_struct(input, data.struct_value)
-    parts = [Part(data=data)]
+    parts: list[Part] = []
+    if data_part:
+        data = struct_pb2.Value()
+        dict_to_struct(input, data.struct_value)
+        parts.append(Part(data=data))
     text = input.get("text") or input.get("prompt")
     if isinstance(text, str) and text:
         parts.append(Part(text=text))
+    elif not data_part:
+        parts.append(Part(text=json.dumps(dict(input), sort_keys=True)))
     metadata = struct_pb2.Struct()
     metadata.update({SKILL_METADATA_KEY: a2a_skill})
     if upstream:
@@ -138,6 +146,11 @@ def input_message(
         parts=parts,
         metadata=metadata,
     )
+
+
+def takes_json(modes: Sequence[str]) -> bool:
+    """Whether input media types ``modes`` admit a DataPart (none listed admits anything)."""
+    return not modes or any("json" in m or m in ("*/*", "application/*") for m in modes)
 
 
 def message_id_for(task_id: str) -> str:
@@ -241,5 +254,6 @@ __all__ = [
     "skill_id_for",
     "skill_ids_for",
     "status_text",
+    "takes_json",
     "task_output",
 ]

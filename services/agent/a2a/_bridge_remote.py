@@ -46,6 +46,7 @@ from meshwright.agent.a2a._bridge_map import (
     message_id_for,
     parts_data,
     status_text,
+    takes_json,
     task_output,
 )
 from meshwright.agent.context import TaskContext
@@ -96,6 +97,10 @@ class RemoteAgent:
         self.timeout_s = timeout_s
         self._token = token
         self.binding, self.url = interface_of(card)
+        self._text_only = frozenset(
+            s.id for s in card.skills if not takes_json(s.input_modes or card.default_input_modes)
+        )
+        """Skills whose input modes take no JSON: their messages carry text only."""
         self._http: httpx.AsyncClient | None = None
         self._client: Client | None = None
 
@@ -157,6 +162,7 @@ class RemoteAgent:
             message_id=message_id_for(ctx.task_id),
             context_id=ctx.context_id,
             upstream=ctx.upstream,
+            data_part=a2a_skill not in self._text_only,
         )
         with telemetry.span(
             f"{A2A_SERVICE}/{method}", kind=SpanKind.CLIENT, attributes=attributes

@@ -16,19 +16,24 @@ The card, A2A → ``meshwright.agent.v1.AgentCard``:
   (``https://meshwright.dev/a2a/ext/pricing``, params ``{skill_id: price}``), else
   ``--default-price``, else 0.
 - capabilities: streaming as the card says; cancellation on (A2A ``tasks/cancel``).
+- transport: the card's first interface in JSON-RPC, else HTTP+JSON, else gRPC (what
+  a2a-sdk's client speaks; 0.3 cards included, through a2a-sdk's compatibility layer).
 - metadata: ``bridge: a2a``, ``a2a_card_url``, ``a2a_url`` (the endpoint called),
   ``a2a_transport``, ``a2a_skills``.
 
 A task, ours → A2A (the convention the Out side serves): one message, metadata
 ``skill`` = the A2A skill id (and ``upstream`` = upstream outputs, when there are any),
 parts = a DataPart with the input object plus a TextPart with ``input["text"]`` (or
-``"prompt"``); context id = our task's (the workflow id); message id =
+``"prompt"``) — only the TextPart (the object as JSON when it has no text) for a skill
+whose input modes take no JSON; context id = our task's (the workflow id); message id =
 ``meshwright-<our task id>``, so a re-dispatch of one attempt sends the same message.
 With a streaming card the call streams: status messages become ``ctx.progress``,
 artifacts ``ctx.artifact``. The end, A2A → ours:
 
 - COMPLETED: the output is the DataPart object of the artifact named ``output``; without
-  one, ``{"text": the artifacts' text parts joined, "artifacts": [{name, data}...]}``.
+  one, ``{"text": the artifacts' text parts joined, "artifacts": [{name, data}...]}``
+  (with no artifact at all, the final status message's text). An agent answering with a
+  Message instead of a task: its first DataPart object, else ``{"text": its text}``.
 - FAILED, or CANCELED by the remote: ``TaskFailed``, retryable (``A2A_TASK_FAILED``,
   ``A2A_TASK_CANCELED``).
 - REJECTED, INPUT_REQUIRED, AUTH_REQUIRED: ``TaskRejected``, not retried (the bridge
