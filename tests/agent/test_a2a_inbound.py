@@ -715,3 +715,25 @@ def test_a_card_in_the_a2a_0_3_format_is_bridged() -> None:
     assert (meta["a2a_url"], meta["a2a_transport"]) == ("http://legacy:8000/a2a", "JSONRPC")
     assert list(agent.skills) == ["translate"]
     assert not agent.card().capabilities.streaming
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "retryable"),
+    [
+        ("InternalError", "A2A_INTERNAL", True),
+        ("InvalidAgentResponseError", "A2A_INVALID_AGENT_RESPONSE", True),
+        ("InvalidParamsError", "A2A_INVALID_PARAMS", False),
+        ("ContentTypeNotSupportedError", "A2A_CONTENT_TYPE_NOT_SUPPORTED", False),
+        ("UnsupportedOperationError", "A2A_UNSUPPORTED_OPERATION", False),
+    ],
+)
+def test_a2a_error_answers_fail_the_task_retryably_only_for_the_agents_own_errors(
+    error: str, reason: str, retryable: bool
+) -> None:
+    from a2a.utils import errors
+
+    from meshwright.agent.a2a._bridge_remote import _protocol_failure
+
+    failure = _protocol_failure(getattr(errors, error)("what the agent said"))
+    assert (failure.reason, failure.retryable) == (reason, retryable)
+    assert "what the agent said" in failure.message
