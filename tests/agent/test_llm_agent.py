@@ -93,6 +93,34 @@ async def test_answers_stream_as_batched_progress(
         assert running.metric("meshwright_llm_degraded") == 0
 
 
+async def test_a_slow_stream_is_reported_by_time_not_by_token(
+    mesh: Mesh, double: OllamaDouble
+) -> None:
+    double.reply = " ".join(f"w{i}" for i in range(20))
+    double.token_delay_s = 0.02  # 20 tokens over about 0.4 s
+    config = quick(double, progress_every_tokens=1000, progress_interval_s=0.1)
+    async with llm_running(None, config) as running:
+        updates, task = await running.stream("llm.chat", {"prompt": "go"})
+        texts = [u.message for u in updates if u.message]
+        # About one report a 0.1 s plus the last; never one a token.
+        assert 2 <= len(texts) <= 10 and texts[-1] == double.reply
+
+
+async def test_a_flaky_server_degrades_some_answers_and_keeps_the_rest(
+    mesh: Mesh, double: OllamaDouble
+) -> None:
+    config = quick(double, breaker_failures=100, probe_interval_s=60.0)  # no probe draws
+    async with llm_running(None, config) as running:
+        await eventually(lambda: double.calls("/api/tags") >= 1)
+        double.error_rate = 0.5  # seeded: the same requests fail on every run
+        outs = [await running.run("llm.chat", {"prompt": f"q{i}"}) for i in range(10)]
+        reasons = {o.get("degraded_reason", "ok") for o in outs}
+        assert reasons == {"ok", "server_error"}
+        double.error_rate = 0.0
+        assert (await running.run("llm.chat", {"prompt": "q"}))["degraded"] is False
+        assert not running.guard.degraded
+
+
 async def test_summarize_and_classify_use_the_model(mesh: Mesh, double: OllamaDouble) -> None:
     async with llm_running(mesh.address, quick(double)) as running:
         await check_summarize_and_classify(running)
