@@ -260,19 +260,25 @@ async def _up(args: argparse.Namespace) -> int:
         supervisor.registry = node.grpc_address
         # A crashed agent shows ERROR at once, reported as the admin.
         supervisor.failures = _as(node, "registry", creds.admin_token if creds else None)
-        specs = sample_specs(max(args.agents, 0))
+        managed = [(s.label, ManagedAgentSpec(module=s.target)) for s in sample_specs(args.agents)]
+        if args.agents_dir:
+            from meshwright.agent.discovery import discover_agents
+
+            managed += discover_agents(args.agents_dir)
         async with supervisor as sup:
-            for spec in specs:
-                started = await manager.create(
-                    spec.label, ManagedAgentSpec(module=spec.target), start=True
-                )
+            expected = 0
+            for name, spec in managed:
+                started = await manager.create(name, spec, start=True)
                 failed = [p for p in started.processes if p.state != PROCESS_STATE_RUNNING]
                 if failed:
-                    name = f"{spec.label}/{failed[0].replica}"
-                    tail = "\n".join(sup.output(name)[-20:])
-                    raise AgentStartError(f"agent {name} did not start: {failed[0].reason}\n{tail}")
-            if specs:
-                agents = await wait_for_agents(node.clients["registry"], len(specs))
+                    process = f"{name}/{failed[0].replica}"
+                    tail = "\n".join(sup.output(process)[-20:])
+                    raise AgentStartError(
+                        f"agent {process} did not start: {failed[0].reason}\n{tail}"
+                    )
+                expected += len(started.processes)
+            if managed:
+                agents = await wait_for_agents(node.clients["registry"], expected)
                 metrics = {p.agent_id: p.metrics_url for p in sup.statuses() if p.metrics_url}
                 for a in agents:
                     skills = ", ".join(f"{s.id} ({s.price})" for s in a.card.skills)
@@ -1201,6 +1207,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=int(env_default("agents", 2)),
         help="sample agent processes to start (0 for none)",
+    )
+    up.add_argument(
+        "--agents-dir",
+        default=env_default("agents_dir", ""),
+        metavar="DIR",
+        help="also run every agent package in DIR (a subdirectory with an agent.toml) under "
+        "the agent manager (env MESHWRIGHT_AGENTS_DIR)",
     )
     up.add_argument("--demo", action="store_true", help="run the demo workflow and show it live")
     up.add_argument("--exit-after-demo", action="store_true", help="stop once the demo ends")

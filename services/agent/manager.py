@@ -234,13 +234,16 @@ class AgentManager:
         child process to see that it names an Agent."""
         out = check_fields(name, spec)
         if spec.WhichOneof("target") == "module" and not out:
-            problem = await self._import_problem(spec.module, _abs_dir(spec.app_dir))
+            problem = await self._import_problem(
+                spec.module, _abs_dir(spec.app_dir), dict(spec.env)
+            )
             if problem:
                 out.append(FieldViolation("spec.module", problem))
         return out
 
-    async def _import_problem(self, module: str, app_dir: str) -> str:
-        """Why ``module`` does not name an Agent ("" when it does)."""
+    async def _import_problem(self, module: str, app_dir: str, env: dict[str, str]) -> str:
+        """Why ``module`` does not name an Agent ("" when it does), imported with the
+        environment its processes get."""
         proc = await asyncio.create_subprocess_exec(
             self.python,
             "-c",
@@ -250,7 +253,7 @@ class AgentManager:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **self.supervisor.env},
+            env={**os.environ, **self.supervisor.env, **env},
         )
         try:
             _, err = await asyncio.wait_for(proc.communicate(), self.check_timeout_s)
@@ -278,7 +281,13 @@ class AgentManager:
                 restart=policy,
             )
         if kind == "command":
-            return AgentSpec(command=tuple(spec.command.argv), name=name, env=env, restart=policy)
+            return AgentSpec(
+                command=tuple(spec.command.argv),
+                name=name,
+                env=env,
+                restart=policy,
+                cwd=_abs_dir(spec.app_dir),
+            )
         command = (
             self.python, "-m", "meshwright.agent", "a2a", spec.a2a_card_url,
             "--stop-on-stdin-eof", *spec.args,
@@ -586,9 +595,9 @@ def check_fields(name: str, spec: M.ManagedAgentSpec) -> list[FieldViolation]:
     if not 0 <= spec.replicas <= MAX_REPLICAS:
         out.append(FieldViolation("spec.replicas", f"must be 0..{MAX_REPLICAS}"))
     app_dir = spec.app_dir or "."
-    if spec.app_dir and kind != "module":
-        out.append(FieldViolation("spec.app_dir", "only with module"))
-    elif kind == "module" and not os.path.isdir(_abs_dir(spec.app_dir)):
+    if spec.app_dir and kind == "a2a_card_url":
+        out.append(FieldViolation("spec.app_dir", "only with module or command"))
+    elif not os.path.isdir(_abs_dir(spec.app_dir)):
         out.append(FieldViolation("spec.app_dir", f"{app_dir!r} is not a directory"))
     if kind == "command":
         argv = list(spec.command.argv)
@@ -598,7 +607,7 @@ def check_fields(name: str, spec: M.ManagedAgentSpec) -> list[FieldViolation]:
             out.append(FieldViolation("spec.command.argv", f"at most {MAX_ARGS} arguments"))
         elif any("\x00" in a for a in argv):
             out.append(FieldViolation("spec.command.argv", "an argument contains NUL"))
-        elif _program(argv[0]) is None:
+        elif _program(argv[0], _abs_dir(spec.app_dir)) is None:
             out.append(FieldViolation("spec.command.argv[0]", f"{argv[0]!r}: no such program"))
     elif kind == "a2a_card_url":
         url = spec.a2a_card_url
@@ -623,9 +632,11 @@ def _same_spec(a: M.ManagedAgentSpec, b: M.ManagedAgentSpec) -> bool:
     return x == y
 
 
-def _program(name: str) -> str | None:
-    """The executable ``name`` runs (a path, or looked up on PATH); None if none."""
+def _program(name: str, cwd: str) -> str | None:
+    """The executable ``name`` runs (a path from ``cwd``, or looked up on PATH); None if
+    none."""
     if "/" in name:
+        name = os.path.join(cwd, name)
         # The mode bits too: root passes os.access(X_OK) for some files with no x bit.
         ok = os.path.isfile(name) and os.access(name, os.X_OK)
         return name if ok and os.stat(name).st_mode & 0o111 else None

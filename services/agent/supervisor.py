@@ -153,6 +153,8 @@ class AgentSpec:
     """Extra command-line arguments for ``meshwright.agent run``."""
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment variables."""
+    cwd: str | None = None
+    """Working directory of the process; the supervisor's when None."""
 
     def __post_init__(self) -> None:
         if bool(self.target) == bool(self.command):
@@ -595,6 +597,7 @@ class AgentSupervisor:
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
                 limit=_LINE_LIMIT,
+                cwd=child.spec.cwd,
                 start_new_session=True,  # a terminal's Ctrl-C reaches the supervisor only
             )
         except OSError as err:

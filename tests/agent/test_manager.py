@@ -539,7 +539,7 @@ def _field(err: pytest.ExceptionInfo[InvalidArgument]) -> list[str]:
             "x",
             M.ManagedAgentSpec(a2a_card_url="http://h/card", app_dir="/tmp"),
             "spec.app_dir",
-            "only with module",
+            "only with module or command",
         ),
         (
             "x",
