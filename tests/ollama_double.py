@@ -41,6 +41,7 @@ Public surface: ``OllamaDouble`` (async context manager; ``start``/``stop``, ``u
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import re
@@ -215,8 +216,10 @@ class OllamaDouble:
     # -- shared --------------------------------------------------------------------
 
     def _track(self, request: web.Request) -> None:
-        if request.transport is not None:
-            self._open.add(request.transport)  # type: ignore[arg-type]
+        transport = request.transport
+        if isinstance(transport, asyncio.Transport):
+            self._open = {t for t in self._open if not t.is_closing()}
+            self._open.add(transport)
 
     async def _gate(self, request: web.Request, body: dict[str, Any] | None) -> None:
         """Log, authorize, hang, fail: what every request goes through."""
@@ -284,7 +287,7 @@ class OllamaDouble:
                         "model": name,
                         "modified_at": "2026-11-30T10:00:00.000000000Z",
                         "size": 2019393189,
-                        "digest": f"{abs(hash(name)):064x}"[-64:],
+                        "digest": hashlib.sha256(name.encode()).hexdigest(),
                         "details": {
                             "parent_model": "",
                             "format": "gguf",
