@@ -19,6 +19,12 @@ task as retryable, reason ``SKILL_ERROR``. Task ids are idempotency keys: a
 finished task is remembered (``ServeOptions.result_memory``/``result_ttl_s``)
 and a re-dispatch is answered with it, without running the skill again.
 
+Code that needs the running agent (a background probe of a dependency, the
+metrics registry ``runtime.metrics.registry``, ``runtime.report_health_detail``
+to show ``DEGRADED: ...`` in the registry while still taking work) hangs on
+``@agent.on_start`` / ``@agent.on_stop``: ``fn(runtime)``, sync or async;
+``meshwright.agent.llm`` is an example.
+
 Names load on first use (PEP 562), so importing a contract such as
 ``meshwright.agent.v1`` does not start the runtime behind this package.
 """
