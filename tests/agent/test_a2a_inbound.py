@@ -737,3 +737,10 @@ def test_a2a_error_answers_fail_the_task_retryably_only_for_the_agents_own_error
     failure = _protocol_failure(getattr(errors, error)("what the agent said"))
     assert (failure.reason, failure.retryable) == (reason, retryable)
     assert "what the agent said" in failure.message
+
+
+@on_module_loop
+async def test_concurrent_tasks_share_one_client(remote: RemoteAgent) -> None:
+    texts = [f"task {i}" for i in range(24)]
+    outs = await asyncio.gather(*(remote.run("upper", {"text": t}, context()) for t in texts))
+    assert outs == [{"text": t.upper()} for t in texts]
