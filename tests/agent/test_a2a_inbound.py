@@ -577,7 +577,12 @@ async def _bridge_cli(*args: str, env: Mapping[str, str] | None = None) -> tuple
             **(env or {}),
         },
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:  # timed out: leave no bridge behind
+            proc.kill()
+            await proc.wait()
     return proc.returncode or 0, out.decode()
 
 
@@ -644,7 +649,12 @@ async def test_the_a2a_token_never_shows_in_the_bridges_output(
                     break
     finally:
         proc.send_signal(signal.SIGTERM)
-        rest, _ = await asyncio.wait_for(proc.communicate(), 30)
+        try:
+            rest, _ = await asyncio.wait_for(proc.communicate(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
     out = "".join(lines) + rest.decode()
     assert "bridging A2A agent 'a2a-reference'" in out
     assert "agent-card.json" in out  # the DEBUG logs of the card fetch are there
