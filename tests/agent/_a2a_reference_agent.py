@@ -34,6 +34,7 @@ Test hooks (plain HTTP beside the A2A endpoints):
 
 Flags: ``--no-streaming`` (the card says it does not stream), ``--no-skills`` (a card
 with none), ``--rest`` (the HTTP+JSON binding under ``/rest`` instead of JSON-RPC),
+``--grpc`` (gRPC on a port of its own instead of JSON-RPC; the card stays on HTTP),
 ``--token-file F`` (JSON-RPC calls need ``Authorization: Bearer <F's text>``),
 ``--price SKILL=N`` (a meshwright pricing extension on the card).
 """
@@ -306,10 +307,14 @@ def build_card(
 class _TestHooks:
     """``/_test`` endpoints, the HTTP 500 switch and the bearer check, around the app."""
 
-    def __init__(self, app: ASGIApp, journal: Journal, token: str) -> None:
+    def __init__(
+        self, app: ASGIApp, journal: Journal, token: str, handler: DefaultRequestHandler
+    ) -> None:
         self.app = app
         self.journal = journal
         self.token = token
+        self.handler = handler
+        """The A2A request handler, for a gRPC server beside the HTTP one."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -359,17 +364,21 @@ def build_app(
     prices: dict[str, int] | None = None,
     token: str = "",
     rest: bool = False,
+    grpc_url: str = "",
     journal: Journal | None = None,
-) -> ASGIApp:
+) -> _TestHooks:
     """The agent's ASGI app: its card, JSON-RPC at ``/`` (or, with ``rest``, only the
-    HTTP+JSON binding under ``/rest``), and the test hooks."""
+    HTTP+JSON binding under ``/rest``; with ``grpc_url``, only gRPC there, served by the
+    caller with ``app.handler``), and the test hooks."""
     journal = journal or Journal()
+    if grpc_url:
+        url, binding = grpc_url, "GRPC"
+    elif rest:
+        url, binding = base_url + REST_PREFIX, "HTTP+JSON"
+    else:
+        url, binding = base_url + RPC_PATH, "JSONRPC"
     card = build_card(
-        base_url + (REST_PREFIX if rest else RPC_PATH),
-        streaming=streaming,
-        with_skills=with_skills,
-        prices=prices or {},
-        binding="HTTP+JSON" if rest else "JSONRPC",
+        url, streaming=streaming, with_skills=with_skills, prices=prices or {}, binding=binding
     )
     handler = DefaultRequestHandler(
         agent_executor=ReferenceExecutor(journal), task_store=InMemoryTaskStore(), agent_card=card
@@ -379,7 +388,7 @@ def build_app(
         routes += create_rest_routes(handler, path_prefix=REST_PREFIX)
     else:
         routes += create_jsonrpc_routes(handler, RPC_PATH)
-    return _TestHooks(Starlette(routes=routes), journal, token)
+    return _TestHooks(Starlette(routes=routes), journal, token, handler)
 
 
 def _prices(values: list[str]) -> dict[str, int]:
@@ -400,9 +409,17 @@ async def _serve(args: argparse.Namespace, token: str) -> None:
     sock.listen(128)
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
+    grpc_server = None
+    grpc_url = ""
+    if args.grpc:
+        import grpc
+
+        grpc_server = grpc.aio.server()
+        grpc_url = f"{host}:{grpc_server.add_insecure_port(f'{host}:0')}"
     app = build_app(
         url,
         rest=args.rest,
+        grpc_url=grpc_url,
         streaming=not args.no_streaming,
         with_skills=not args.no_skills,
         prices=_prices(args.price),
@@ -410,8 +427,18 @@ async def _serve(args: argparse.Namespace, token: str) -> None:
     )
     # uvicorn's own signal handling stops it on SIGTERM/SIGINT.
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    if grpc_server is not None:
+        from a2a.server.request_handlers import GrpcHandler
+        from a2a.types import a2a_pb2_grpc
+
+        a2a_pb2_grpc.add_A2AServiceServicer_to_server(GrpcHandler(app.handler), grpc_server)
+        await grpc_server.start()
     print(f"A2A_AGENT url={url} card={url}/.well-known/agent-card.json", flush=True)
-    await server.serve(sockets=[sock])
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        if grpc_server is not None:
+            await grpc_server.stop(0)
 
 
 class ReferenceAgent:
@@ -500,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-streaming", action="store_true")
     parser.add_argument("--no-skills", action="store_true")
     parser.add_argument("--rest", action="store_true", help="HTTP+JSON instead of JSON-RPC")
+    parser.add_argument("--grpc", action="store_true", help="gRPC instead of JSON-RPC")
     parser.add_argument("--token-file", default="")
     parser.add_argument("--price", action="append", default=[], metavar="SKILL=N")
     args = parser.parse_args(argv)

@@ -754,3 +754,22 @@ async def test_concurrent_tasks_share_one_client(remote: RemoteAgent) -> None:
     texts = [f"task {i}" for i in range(24)]
     outs = await asyncio.gather(*(remote.run("upper", {"text": t}, context()) for t in texts))
     assert outs == [{"text": t.upper()} for t in texts]
+
+
+@on_module_loop
+async def test_the_grpc_binding_works_as_json_rpc_does() -> None:
+    async with running("--grpc") as over_grpc:
+        card, url = await fetch_card(over_grpc.url)
+        agent = bridge_agent(card, card_url=url, options=BridgeOptions())
+        assert agent.card().metadata["a2a_transport"] == "GRPC"
+        r = RemoteAgent(card, timeout_s=10)
+        sink = Sink()
+        try:
+            assert await r.run("upper", {"text": "grpc"}, context()) == {"text": "GRPC"}
+            assert await r.run("steps", {"count": 2}, context(sink)) == {"steps": 2}
+            with pytest.raises(TaskFailed) as caught:
+                await r.run("flaky", {"key": "grpc-flaky"}, context())
+            assert caught.value.retryable
+        finally:
+            await r.close()
+        assert sink.progress == ["step 1/2", "step 2/2"]
