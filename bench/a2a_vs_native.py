@@ -8,9 +8,11 @@ b. ours: the same process's A2A endpoint (``meshwright.agent.a2a``: a2a-sdk's re
    handler and JSON-RPC routes in front of the agent's own servicer, called in-process
    through its pipeline), called with the official a2a-sdk client, ``message/send``
    blocking (JSON-RPC over HTTP/1.1, httpx);
-c. reference: an agent written with a2a-sdk alone (tests/agent/_a2a_reference_agent.py,
-   its ``upper`` skill: an AgentExecutor that marks the task working, then completes it
-   with the output as an artifact), called with the same a2a-sdk client.
+c. reference: an agent written with a2a-sdk alone (the app of
+   tests/agent/_a2a_reference_agent.py under plain uvicorn, its ``upper`` skill: an
+   AgentExecutor that marks the task working, then completes it with the output as an
+   artifact), called with the same a2a-sdk client. (That script's own launcher leaves
+   TCP_NODELAY off: ``--reference-launcher`` measures it so, ~40 ms more a call.)
 
 For each C of ``--concurrency`` (1 and 16) each mode runs ``--calls`` calls from C
 coroutines; the modes take turns over ``--rounds`` rounds (the order rotates every
@@ -80,6 +82,33 @@ def serve_agent() -> None:
         await runtime.stop()
 
     asyncio.run(main())
+
+
+def serve_reference() -> None:
+    """Child mode: the a2a-sdk reference agent's app (``build_app`` of
+    tests/agent/_a2a_reference_agent.py) under plain uvicorn; prints its URL.
+
+    Not that script's own launcher: its listening socket has proto 0, so asyncio leaves
+    TCP_NODELAY off on its connections and every answer waits ~40 ms for the client's
+    delayed ACK, which would measure Nagle, not a2a-sdk. Here the socket is made with
+    proto IPPROTO_TCP, as ``getaddrinfo`` (and our agent's server) make it.
+    """
+    import socket
+
+    import uvicorn
+
+    sys.path.insert(0, str(REFERENCE.parent))
+    from _a2a_reference_agent import build_app  # type: ignore[import-not-found]
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app = build_app(url)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    print(f"A2A_AGENT url={url}", flush=True)
+    asyncio.run(server.serve(sockets=[sock]))
 
 
 @dataclass
@@ -298,6 +327,12 @@ def report(args: argparse.Namespace, out: dict[tuple[int, str], Figures], doc: R
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--serve-agent", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--serve-reference", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--reference-launcher",
+        action="store_true",
+        help="start the a2a-sdk agent with its own script (its socket leaves Nagle on)",
+    )
     p.add_argument("--calls", type=int, default=1000, help="calls a round, mode and concurrency")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
@@ -305,6 +340,9 @@ def main() -> None:
     args = p.parse_args()
     if args.serve_agent:
         serve_agent()
+        return
+    if args.serve_reference:
+        serve_reference()
         return
     if args.rounds < 1 or args.calls < 1 or min(args.concurrency) < 1:
         p.error("need --rounds >= 1, --calls >= 1, --concurrency >= 1")
@@ -316,7 +354,9 @@ def main() -> None:
         )
         try:
             reference = Child.start(
-                [sys.executable, str(REFERENCE), "--port", "0"],
+                [sys.executable, str(REFERENCE), "--port", "0"]
+                if args.reference_launcher
+                else [sys.executable, __file__, "--serve-reference"],
                 "A2A_AGENT ",
                 Path(tmp) / "reference.log",
             )
@@ -336,8 +376,10 @@ def main() -> None:
     report(args, out, doc)
     doc.notes.append(
         "auth off everywhere; one agent process serves native and our A2A; the a2a-sdk"
-        " agent is its own process; this process is every client (grpc.aio; a2a-sdk client"
-        " over httpx, a keep-alive pool of C connections) and shares the 2 cores with them"
+        " agent is its own process (its app under plain uvicorn, TCP_NODELAY on as"
+        " asyncio sets it for proto-TCP sockets); this process is every client (grpc.aio;"
+        " a2a-sdk client over httpx, a keep-alive pool of C connections) and shares the 2"
+        " cores with them"
     )
     doc.write(args.json)
     print(f"\n(whole run {time.perf_counter() - t_start:.0f} s)")
