@@ -664,7 +664,12 @@ async def test_lists_page(managed: Managed) -> None:
 
 
 async def test_history_keeps_the_last_changes(managed: Managed) -> None:
-    await create(managed, "h", module_spec(), start=False)
+    # A command that prints a READY line and waits: cheap to start and stop many times.
+    ready = "echo 'READY agent_id=h endpoint=127.0.0.1:9'; exec sleep 30"
+    await create(
+        managed, "h", M.ManagedAgentSpec(command=M.CommandLine(argv=["sh", "-c", ready])),
+        start=False,
+    )  # fmt: skip
     kept = managed.manager.history  # 50 in this fixture
     for _ in range(kept // 2 + 1):  # 2 changes a start... and 2 a stop
         await managed.call("StartManagedAgent", M.StartManagedAgentRequest(name="h"))
