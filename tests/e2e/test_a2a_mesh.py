@@ -4,6 +4,7 @@ agent process behind, called with the official a2a-sdk client."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -164,13 +165,17 @@ async def test_a_client_runs_a_free_skill_through_the_mesh(
 
 
 async def test_a_paid_skill_for_a_client_needs_a_workflow(
-    mesh: Mesh, client_http: httpx.AsyncClient
+    mesh: Mesh, client_http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = await a2a(mesh.url, client_http)
+    caplog.set_level(logging.INFO)
     with pytest.raises(UnsupportedOperationError) as caught:
         await run(client, message({"text": "hi"}, "text.upper"))
     assert caught.value.data == {"reason": "PAID_SKILL_NEEDS_WORKFLOW"} | (caught.value.data or {})
     assert "workflow" in caught.value.message
+    # A refusal is an answer: one INFO line, no a2a-sdk traceback.
+    assert not [r for r in caplog.records if r.exc_info and r.name.startswith("a2a.")]
+    assert any("PAID_SKILL_NEEDS_WORKFLOW" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_service_runs_a_paid_skill_through_the_mesh(mesh: Mesh) -> None:

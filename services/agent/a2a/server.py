@@ -38,6 +38,7 @@ when the mesh calls an external A2A agent):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ from meshwright.mesh.auth import TokenMissing
 from meshwright.mesh.client import ServiceClient
 from meshwright.mesh.context import PROPAGATED_KEYS
 from meshwright.mesh.errors import MeshError
+
+log = logging.getLogger(__name__)
 
 CardSource = Callable[[], Awaitable[agent_pb2.AgentCard]]
 """Returns the card to serve now (a constant for an agent, the live skills for the mesh)."""
@@ -115,6 +118,29 @@ class _Prepared:
     input: struct_pb2.Struct
     metadata: dict[str, str]
     skills: Sequence[str]
+
+
+_REFUSAL = "_meshwright_refusal"
+
+
+def _refused(error: Exception) -> Exception:
+    """``error``, marked as the service's answer to the call (not a failure to log)."""
+    setattr(error, _REFUSAL, True)
+    return error
+
+
+class _QuietRefusals(logging.Filter):
+    """a2a-sdk logs every exception an executor raises, with its traceback, twice (its
+    producer and its consumer). A call the service refused (no token, no permission, an
+    unknown skill, a paid skill) is an answer the caller gets, not a server failure: those
+    records are dropped, and one line at INFO says what was refused."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not getattr(error, _REFUSAL, False)
+
+
+logging.getLogger("a2a.server.agent_execution.active_task").addFilter(_QuietRefusals())
 
 
 def _metadata(context: RequestContext) -> list[tuple[str, str]]:
@@ -175,7 +201,7 @@ class AgentServiceExecutor(AgentExecutor):
                     "ExecuteTask", agent_pb2.ExecuteTaskRequest(**fields), metadata=metadata
                 )
             except MeshError as err:
-                raise self._error(err, skill, skills) from None
+                raise _refused(self._error(err, skill, skills)) from None
             await event_queue.enqueue_event(mapping.task_of(reply.task, task_id, context_id))
             return
         await self._stream(
@@ -206,7 +232,7 @@ class AgentServiceExecutor(AgentExecutor):
         except StopAsyncIteration:
             raise InvalidRequestError(message="the agent ended the stream at once") from None
         except MeshError as err:
-            raise self._error(err, skill, skills) from None
+            raise _refused(self._error(err, skill, skills)) from None
         opening = agent_pb2.Task(task_id=task_id, context_id=context_id)
         opening.status.CopyFrom(first.task.status if first.final else first.status_update)
         await queue.enqueue_event(mapping.task_of(opening, task_id, context_id))
@@ -250,6 +276,7 @@ class AgentServiceExecutor(AgentExecutor):
 
     @staticmethod
     def _error(err: MeshError, skill: str, skills: Sequence[str]) -> Exception:
+        log.info("A2A call for skill %r refused: %s (%s)", skill, err.reason, err.message)
         if err.reason in SKILL_REASONS:
             error = mapping.unknown_skill(skill, skills)
             error.data = {**(error.data or {}), "reason": err.reason}
@@ -265,7 +292,7 @@ class AgentServiceExecutor(AgentExecutor):
                 metadata=_metadata(context),
             )
         except MeshError as err:
-            raise cancel_error(err) from None
+            raise _refused(cancel_error(err)) from None
         await event_queue.enqueue_event(
             mapping.status_event(reply.task.status, task_id, context.context_id or "")
         )
