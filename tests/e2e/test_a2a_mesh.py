@@ -147,9 +147,9 @@ def output(task: Task) -> dict[str, Any]:
 async def test_the_mesh_card_lists_live_skills_at_the_gateway(mesh: Mesh) -> None:
     async with httpx.AsyncClient() as anonymous:
         card = await A2ACardResolver(anonymous, mesh.url).get_agent_card()
-    assert {"text.upper", "demo.sleep", "system.snapshot"} - {s.id for s in card.skills} == {
-        "system.snapshot"  # no sysinfo agent runs here: only live agents' skills
-    }
+    ids = {s.id for s in card.skills}
+    assert {"text.upper", "demo.sleep"} <= ids
+    assert "system.snapshot" not in ids  # no sysinfo agent runs here: live agents' skills only
     assert prices(card)["text.upper"] == 1 and prices(card)["demo.sleep"] == 0
     assert card.supported_interfaces[0].url == mesh.url
     assert card.capabilities.streaming
