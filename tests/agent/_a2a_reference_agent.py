@@ -402,7 +402,7 @@ def _prices(values: list[str]) -> dict[str, int]:
 
 
 async def _serve(args: argparse.Namespace, token: str) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     # Listening before uvicorn starts: a client that connects at once waits in the backlog.
