@@ -254,6 +254,11 @@ async def _up(args: argparse.Namespace) -> int:
             console.print(
                 f"[bold]meshwright[/bold] REST  {node.http_url}  (gateway, /v1/routes, /metrics)"
             )
+            console.print(
+                f"[bold]meshwright[/bold] A2A   {node.http_url}/a2a/mesh  (the mesh as one A2A "
+                f"agent; every agent's card: {node.http_url}/.well-known/api-catalog)",
+                soft_wrap=True,
+            )
         if node.metrics_server is not None:
             console.print(f"[bold]meshwright[/bold] metrics  {node.metrics_server.url}")
         _print_auth(config, node, creds)
