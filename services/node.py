@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 
-from meshwright.agent.a2a.mesh import mesh_a2a_routes
 from meshwright.agent.v1 import agent_pb2
 from meshwright.economy import Economy, EconomyServicer, LedgerStore, MemoryLedgerStore, Params
 from meshwright.economy.v1 import economy_pb2
 from meshwright.gateway import GatewayHandle, create_app, start_gateway
-from meshwright.gateway.a2a_catalog import a2a_catalog_routes
 from meshwright.mesh import policy
 from meshwright.mesh.client import (
     ChannelPool,
@@ -462,6 +460,11 @@ async def start_node(
         if node.engine is not None:
             await node.engine.start()
         if gateway:
+            # Imported here: a2a-sdk (and pydantic) cost ~0.5 s of start-up that a
+            # process without the gateway should not pay.
+            from meshwright.agent.a2a.mesh import mesh_a2a_routes
+            from meshwright.gateway.a2a_catalog import a2a_catalog_routes
+
             origins = [o.strip() for o in config.cors_origins.split(",") if o.strip()]
             # The A2A catalog (/a2a/agents, /.well-known/api-catalog) reads the registry
             # as this node; MESHWRIGHT_A2A_CATALOG_* settings.
