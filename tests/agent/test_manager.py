@@ -741,3 +741,41 @@ async def test_rest_through_the_gateway(managed: Managed) -> None:
         assert events.status_code == 200 and events.json()["events"]
         missing = await http.get("/v1/managedAgents/nope", headers=admin)
         assert missing.status_code == 404
+
+
+SERVICE_READS = {"GetManagedAgent", "ListManagedAgents", "ListManagedAgentEvents"}
+
+
+@pytest.mark.parametrize("method", [m.name for m in M.DESCRIPTOR.services_by_name[
+    "AgentManagerService"].methods])  # fmt: skip
+async def test_every_rpc_is_closed_to_clients_and_agents_and_open_to_admins(
+    managed: Managed, method: str
+) -> None:
+    """The policy of each RPC, read back by calling it: admins everything, services the
+    reads, agents and clients nothing (and the call changes nothing)."""
+    await create(managed, "p", module_spec(), start=False)
+    descriptor = M.DESCRIPTOR.services_by_name["AgentManagerService"].methods_by_name[method]
+    request_class = getattr(M, descriptor.input_type.name)
+    request = request_class()
+    if "name" in request_class.DESCRIPTOR.fields_by_name:
+        request.name = "p"
+    if method == "CreateManagedAgent":
+        request.spec.CopyFrom(module_spec())
+    streaming = descriptor.server_streaming
+
+    async def call(role: str) -> None:
+        client = managed.client(role, "x")
+        if streaming:
+            async for _ in client.stream(method, request):
+                break
+        else:
+            await client.call(method, request)
+
+    for role in ("client", "agent") + (() if method in SERVICE_READS else ("service",)):
+        with pytest.raises(PermissionDenied):
+            await call(role)
+    assert managed.supervisor.statuses() == [] and managed.manager.names() == ["p"]
+    if method in SERVICE_READS:
+        await call("service")
+    if not streaming:
+        await call("admin")
