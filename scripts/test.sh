@@ -35,5 +35,14 @@ echo "== ruff + mypy"
 "$PY" -m ruff format --check services gateway tests bench scripts
 "$PY" scripts/typecheck.py
 echo "== pytest"
+# Test files run in parallel worker processes (pytest-xdist), a whole file to one
+# worker (--dist loadfile: a file's module-scoped servers stay in one process). Most
+# tests wait on processes they start, so 3 workers on 2 cores roughly halve the run;
+# MESHWRIGHT_TEST_WORKERS=0 runs everything in this process, one test at a time.
+workers="${MESHWRIGHT_TEST_WORKERS:-3}"
+parallel=()
+if [ "$workers" != "0" ]; then
+  parallel=(-n "$workers" --dist loadfile)
+fi
 # pytest exits 5 when it collected no test: that is a failure here too.
-"$PY" -m pytest -p no:cacheprovider "$@"
+"$PY" -m pytest -p no:cacheprovider ${parallel[@]+"${parallel[@]}"} --durations=25 "$@"
