@@ -44,7 +44,7 @@ from meshwright.mesh.policy import NotOwner
 from meshwright.mesh.timeutil import timestamp
 from meshwright.mesh.validation import check_id
 from meshwright.workflow._dag import check_definition, quote
-from meshwright.workflow.dispatch import AgentDispatcher, BreakerPolicy
+from meshwright.workflow.dispatch import AgentDispatcher, BreakerPolicy, is_transport_failure
 from meshwright.workflow.errors import TemplateExists, TemplateNotFound, WorkflowNotFound
 from meshwright.workflow.events import event, follow
 from meshwright.workflow.ownership import LeaseKeeper, new_replica_id
@@ -107,6 +107,10 @@ class EngineConfig:
     writes queue up behind each other); an idle run's writes go at once."""
     economy_timeout_s: float = 10.0
     """Deadline of each call to the economy."""
+    escrow_open_retry_s: float = 60.0
+    """How long a workflow taken over in PENDING (its creator died before the economy
+    answered) keeps trying to open its escrow while the economy is unreachable
+    (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) before it fails."""
     escrow_ttl_s: float = 600.0
     """Life of a workflow's escrow unless renewed: the replica running the workflow renews
     it every third of this, and the economy releases an escrow left unrenewed this long
@@ -363,18 +367,41 @@ class Engine:
         wf = run.wf
         d = wf.definition
         opening = run.opening = asyncio.get_running_loop().create_future()
-        try:
-            await self.payments.open(
-                escrow_id=wf.escrow_id,
-                payer=d.payer_account_id,
-                amount=d.budget,
-                workflow_id=wf.workflow_id,
-                ttl_s=self.config.escrow_ttl_s,
-            )
-        except MeshError as err:
+        # A workflow taken over from a dead creator is the mesh's to finish: an economy
+        # that is unreachable for a moment (a replica just killed, none passing its
+        # health check yet) is waited out, not made the workflow's failure.
+        give_up = time.monotonic() + self.config.escrow_open_retry_s
+        wait = 0.2
+        failure: MeshError | None = None
+        while True:
+            try:
+                await self.payments.open(
+                    escrow_id=wf.escrow_id,
+                    payer=d.payer_account_id,
+                    amount=d.budget,
+                    workflow_id=wf.workflow_id,
+                    ttl_s=self.config.escrow_ttl_s,
+                )
+                break
+            except MeshError as err:
+                transient = is_transport_failure(err) and time.monotonic() < give_up
+                if not transient or run.closing or run.committer.lost:
+                    failure = err
+                    break
+                if self._stopping:
+                    # Left PENDING: stop releases the lease, the next owner opens it.
+                    opening.set_result(False)
+                    return False
+                log.warning(
+                    "opening escrow %s of workflow %s failed (%s: %s); retrying in %.1fs",
+                    wf.escrow_id, wf.workflow_id, err.reason, err.message, wait,
+                )  # fmt: skip
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 2.0)
+        if failure is not None:
             opening.set_result(False)
             wf.state = W.WORKFLOW_STATE_FAILED
-            wf.error = f"escrow could not be opened: {err.reason}: {err.message}"[:200]
+            wf.error = f"escrow could not be opened: {failure.reason}: {failure.message}"[:200]
             wf.end_time.CopyFrom(timestamp())
             try:
                 await run.commit(

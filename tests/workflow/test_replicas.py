@@ -283,6 +283,89 @@ async def test_an_adopted_pending_workflow_the_economy_refuses_ends_failed(
     assert await pair.balance("poor") == (5, 0)
 
 
+def _orphan(wf_id: str, payer: str) -> workflow_pb2.Workflow:
+    d = W.WorkflowDefinition(budget=20, payer_account_id=payer)
+    d.tasks.add(id="t0", skill="x.work")
+    wf = W.Workflow(
+        workflow_id=wf_id,
+        state=W.WORKFLOW_STATE_PENDING,
+        definition=d,
+        create_time=timestamp(),
+        owner="admin:anonymous",
+        escrow_id=f"{wf_id}-e1",
+    )
+    wf.tasks.add(task_id="t0", skill="x.work", state=W.TASK_RUN_STATE_PENDING)
+    return wf
+
+
+async def _ended(pair: Pair, wf_id: str) -> workflow_pb2.Workflow:
+    async def done() -> workflow_pb2.Workflow | None:
+        assert pair.a.engine is not None
+        wf = await pair.a.engine.get_workflow(wf_id)
+        return wf if wf.state not in (W.WORKFLOW_STATE_PENDING, W.WORKFLOW_STATE_RUNNING) else None
+
+    return await eventually(done, timeout=15)
+
+
+def _economy_down_for(pair: Pair, calls: int) -> list[str]:
+    """The first ``calls`` escrow openings (of either replica, whichever adopts) find no
+    economy replica, as right after one was killed, before another passes its check."""
+    from meshwright.mesh.balancer import NoHealthyEndpoint
+
+    seen: list[str] = []
+    for node in (pair.a, pair.b):
+        assert node.engine is not None
+        real = node.engine.payments.open
+
+        async def open_(real: Any = real, **kw: Any) -> str:
+            seen.append(kw["escrow_id"])
+            if len(seen) <= calls:
+                raise NoHealthyEndpoint("no healthy endpoint of EconomyService: none is known")
+            result: str = await real(**kw)
+            return result
+
+        node.engine.payments.open = open_  # type: ignore[method-assign]
+    return seen
+
+
+async def test_an_adopted_pending_workflow_waits_out_an_unreachable_economy(
+    pair: Pair, agents: Running
+) -> None:
+    agent, done = worker("steady", delay=0.0)
+    await agents.start(agent, pair.a)
+    await fund(pair, "payer", 50)
+    seen = _economy_down_for(pair, 3)
+    await pair.store.create(
+        _orphan("wf-wait", "payer"), request_id="", fingerprint="", events=[], replica="dead",
+        lease_ttl_s=0.2,
+    )  # fmt: skip
+    ended = await _ended(pair, "wf-wait")
+    assert ended.state == W.WORKFLOW_STATE_SUCCEEDED, ended.error
+    assert len(seen) == 4 and done == {"t0": 1}  # three refusals, then opened
+    assert await pair.balance("payer") == (49, 0)
+
+
+async def test_an_economy_unreachable_past_the_retry_window_fails_the_adopted_workflow(
+    pair: Pair, agents: Running
+) -> None:
+    agent, done = worker("steady", delay=0.0)
+    await agents.start(agent, pair.a)
+    await fund(pair, "payer", 50)
+    for node in (pair.a, pair.b):
+        assert node.engine is not None
+        node.engine.config = dataclasses.replace(node.engine.config, escrow_open_retry_s=0.5)
+    seen = _economy_down_for(pair, 1000)
+    await pair.store.create(
+        _orphan("wf-gone", "payer"), request_id="", fingerprint="", events=[], replica="dead",
+        lease_ttl_s=0.2,
+    )  # fmt: skip
+    ended = await _ended(pair, "wf-gone")
+    assert ended.state == W.WORKFLOW_STATE_FAILED
+    assert ended.error.startswith("escrow could not be opened: NO_HEALTHY_ENDPOINT"), ended.error
+    assert 2 <= len(seen) <= 5 and done == {}  # retried with backoff, then gave up
+    assert await pair.balance("payer") == (50, 0)
+
+
 async def test_a_hand_off_longer_than_the_lease_keeps_the_lease_until_released(
     pair: Pair, agents: Running
 ) -> None:
