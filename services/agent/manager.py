@@ -352,8 +352,6 @@ class AgentManager:
                     proc.uptime.CopyFrom(up)
                 if status.pid:
                     figures.add_process(status.pid)
-                if status.metrics_url:
-                    figures.urls.append(status.metrics_url)
         out.metrics.restarts = figures.restarts
         out.metrics.rss_bytes = figures.rss_bytes
         out.metrics.cpu_seconds = round(figures.cpu_seconds, 3)
@@ -648,7 +646,6 @@ class _Figures:
     restarts: int = 0
     rss_bytes: int = 0
     cpu_seconds: float = 0.0
-    urls: list[str] = field(default_factory=list)
 
     def add_process(self, pid: int) -> None:
         """Add a process's resident memory and CPU time (Linux /proc; 0 elsewhere)."""

@@ -103,3 +103,10 @@ def test_card_json_is_camel_case_and_parses_back() -> None:
 
 def test_well_known_path() -> None:
     assert AGENT_CARD_PATH == "/.well-known/agent-card.json"
+
+
+def test_a_card_without_a_version_states_the_unversioned_one() -> None:
+    from meshwright.agent.a2a.card import UNVERSIONED
+
+    card = agent_pb2.AgentCard(name="bare", skills=[agent_pb2.AgentSkill(id="x.y", name="Y")])
+    assert a2a_card(card, url="http://h/", auth=False).version == UNVERSIONED == "0.0.0"

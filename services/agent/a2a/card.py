@@ -49,6 +49,8 @@ from meshwright.agent.v1 import agent_pb2
 
 AGENT_CARD_PATH = AGENT_CARD_WELL_KNOWN_PATH
 """Where an A2A server serves its card, relative to its base URL (A2A §8.2)."""
+UNVERSIONED = "0.0.0"
+"""The version an A2A card states for an agent that names none."""
 
 PRICING_EXTENSION = "https://meshwright.dev/a2a/ext/pricing"
 """Card extension whose params map each skill id to its price (integer minor units; 0 = free)."""
@@ -81,7 +83,8 @@ def a2a_card(
     out = AgentCard(
         name=card.name,
         description=card.description or card.name,  # required by the spec
-        version=card.version,
+        # Required by the spec (a2a-sdk warns at every serialization of a card without one).
+        version=card.version or UNVERSIONED,
         supported_interfaces=[
             AgentInterface(
                 url=url,
@@ -178,6 +181,7 @@ def a2a_url(card: AgentCard) -> str:
 
 __all__ = [
     "AGENT_CARD_PATH",
+    "UNVERSIONED",
     "AGENT_EXTENSION",
     "BEARER_SCHEME",
     "MODES",
