@@ -37,12 +37,18 @@ echo "== ruff + mypy"
 echo "== pytest"
 # Test files run in parallel worker processes (pytest-xdist), a whole file to one
 # worker (--dist loadfile: a file's module-scoped servers stay in one process). Most
-# tests wait on processes they start, so 3 workers on 2 cores roughly halve the run;
-# MESHWRIGHT_TEST_WORKERS=0 runs everything in this process, one test at a time.
-workers="${MESHWRIGHT_TEST_WORKERS:-3}"
-parallel=()
-if [ "$workers" != "0" ]; then
-  parallel=(-n "$workers" --dist loadfile)
-fi
+# tests wait on processes they start, so 3 workers on 2 cores roughly halve the run.
+# Tests marked `serial` (the chaos suite: fault injection with time budgets) then run
+# alone. MESHWRIGHT_TEST_WORKERS=0 runs everything in one process, one test at a time;
+# with pytest arguments, they choose what runs (in parallel unless that is 0).
 # pytest exits 5 when it collected no test: that is a failure here too.
-"$PY" -m pytest -p no:cacheprovider ${parallel[@]+"${parallel[@]}"} --durations=25 "$@"
+workers="${MESHWRIGHT_TEST_WORKERS:-3}"
+if [ "$workers" = "0" ]; then
+  "$PY" -m pytest -p no:cacheprovider --durations=25 "$@"
+elif [ "$#" -gt 0 ]; then
+  "$PY" -m pytest -p no:cacheprovider -n "$workers" --dist loadfile --durations=25 "$@"
+else
+  "$PY" -m pytest -p no:cacheprovider -n "$workers" --dist loadfile --durations=25 -m "not serial"
+  echo "== pytest: the serial tests, alone"
+  "$PY" -m pytest -p no:cacheprovider --durations=5 -m serial
+fi
