@@ -35,14 +35,14 @@ echo "== ruff + mypy"
 "$PY" -m ruff format --check services gateway tests bench scripts
 "$PY" scripts/typecheck.py
 echo "== pytest"
-# Test files run in parallel worker processes (pytest-xdist), a whole file to one
-# worker (--dist loadfile: a file's module-scoped servers stay in one process). Most
-# tests wait on processes they start, so 3 workers on 2 cores roughly halve the run.
-# Tests marked `serial` (the chaos suite: fault injection with time budgets) then run
-# alone. MESHWRIGHT_TEST_WORKERS=0 runs everything in one process, one test at a time;
-# with pytest arguments, they choose what runs (in parallel unless that is 0).
+# By default every test runs in this process, one at a time. MESHWRIGHT_TEST_WORKERS=N
+# runs test files in N parallel worker processes instead (pytest-xdist, a whole file to
+# one worker: a file's module-scoped servers stay in one process), about twice as fast
+# with 3 on 2 cores, then the tests marked `serial` (the chaos suite: fault injection
+# with time budgets) alone. Not the default yet: under 3 workers on 2 cores, start-up
+# budgets of other tests (an agent's READY within 20 s) were missed too.
 # pytest exits 5 when it collected no test: that is a failure here too.
-workers="${MESHWRIGHT_TEST_WORKERS:-3}"
+workers="${MESHWRIGHT_TEST_WORKERS:-0}"
 if [ "$workers" = "0" ]; then
   "$PY" -m pytest -p no:cacheprovider --durations=25 "$@"
 elif [ "$#" -gt 0 ]; then

@@ -55,7 +55,7 @@ END_EVENTS = (
 )
 RETRY = {"maxAttempts": 10, "initialBackoff": "0.1s", "maxBackoff": "1s"}
 TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "UNKNOWN", "ABORTED")
-# serial: scripts/test.sh runs it alone, after the parallel run, so its time budgets
+# serial: a parallel scripts/test.sh runs it alone, after the rest, so its time budgets
 # (restarts ready within 30 s, leases, the 200 workflows) are judged without other tests'
 # processes competing for the two cores.
 pytestmark = [pytest.mark.timeout(420), pytest.mark.serial]
